@@ -1,1 +1,11 @@
-//! switch
+//! The mswitch media plane.
+//!
+//! - [`srtp`]: SRTP/SRTCP transforms (RFC 3711, RFC 7714) and the TIP EKT base tag.
+//! - [`forward`]: the forwarding fast path: verify, strip the appended byte, rewrite CSRC,
+//!   re-sign, without running the payload cipher.
+//! - [`rtp`]: RTP/RTCP header views.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod rtp;
+pub mod srtp;
