@@ -7,5 +7,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod forward;
 pub mod rtp;
 pub mod srtp;

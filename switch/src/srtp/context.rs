@@ -83,7 +83,7 @@ pub(crate) fn gcm_rtp_iv(salt: &[u8; 12], ssrc: u32, index: u64) -> [u8; 12] {
 
 /// RFC 7714 §9.1: IV = (00 00 || SSRC || 00 00 || 0 || SRTCP index) XOR salt.
 #[inline]
-fn gcm_rtcp_iv(salt: &[u8; 12], ssrc: u32, index: u32) -> [u8; 12] {
+pub(crate) fn gcm_rtcp_iv(salt: &[u8; 12], ssrc: u32, index: u32) -> [u8; 12] {
     let mut iv = [0u8; 12];
     iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
     iv[8..12].copy_from_slice(&(index & !E_FLAG).to_be_bytes());
@@ -186,22 +186,6 @@ impl SrtpContext {
 
     pub(crate) fn rtcp_transform(&self) -> &Transform {
         &self.rtcp
-    }
-
-    pub(crate) fn rtp_index_mut(&mut self) -> &mut IndexTracker {
-        &mut self.rtp_index
-    }
-
-    pub(crate) fn rtp_index(&self) -> &IndexTracker {
-        &self.rtp_index
-    }
-
-    pub(crate) fn rtp_replay_mut(&mut self) -> &mut ReplayWindow {
-        &mut self.rtp_replay
-    }
-
-    pub(crate) fn rtcp_replay_mut(&mut self) -> &mut ReplayWindow {
-        &mut self.rtcp_replay
     }
 
     /// Protects the RTP packet in `buf[..len]` in place; returns the SRTP length. `buf`

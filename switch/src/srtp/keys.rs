@@ -149,6 +149,7 @@ impl Transform {
     }
 
     /// A GCM transform from session keys (no KDF).
+    #[cfg(test)]
     pub(crate) fn gcm_from_session(suite: Suite, key: &[u8], salt: &[u8; 12]) -> Self {
         match suite {
             Suite::AeadAes128Gcm => {

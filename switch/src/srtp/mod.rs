@@ -16,10 +16,11 @@ mod tests;
 
 pub use auth::{HmacSha1Key, tags_equal};
 pub use context::{SrtpContext, TipTrailer};
+pub(crate) use context::{gcm_rtcp_iv, gcm_rtp_iv};
 pub use kdf::{Label, derive};
 pub use keys::MasterKey;
 pub(crate) use keys::Transform;
-pub use replay::{ReplayError, ReplayWindow};
+pub use replay::{ReplayError, ReplayWindow, WINDOW as REPLAY_WINDOW};
 pub use roc::{IndexTracker, PacketIndex, index_of, roc_of};
 pub use suite::Suite;
 

@@ -1,0 +1,621 @@
+//! The forwarding fast path (seed 002 l.1773-1786; WIRE.md sections 2, 3 and 6).
+//!
+//! A received SRTP packet from a known sender becomes one packet per receiver without the
+//! payload cipher ever running:
+//!
+//! 1. [`Forwarder::verify`]: parse the header, find the sender by SSRC, verify the tag
+//!    (TIP EKT base tag, plain SRTP tag, or GCM tag via GHASH + E_K(J0)), check replay, and
+//!    read the appended byte. A full EKT tag goes through the receiver procedure of WIRE.md
+//!    section 2: a provisional key that has no effect unless the tag verifies, ROC never
+//!    lowered, ISN as the first sequence number under the new key.
+//! 2. The caller decides the receivers (the meeting uses the appended byte for that).
+//! 3. [`Forwarder::emit`]: strip the appended byte, rewrite the CSRC for each receiver and
+//!    re-sign once per distinct output header (HMAC), or re-tag from GHASH alone (AEAD).
+//!    Receivers with the same output header share one output slot.
+//!
+//! [`Forwarder::forward_batch`] runs both for a batch whose receivers are known up front.
+//! Nothing allocates per packet: outputs go to a preallocated [`TxBatch`]. A packet that
+//! fails any check is dropped, counted by [`DropReason`], and reaches no receiver.
+
+mod csrc;
+mod gcm;
+mod source;
+mod stats;
+mod tx;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use ekt::tip_tag::{self as tip, TagForm, TipEkt};
+use ekt::{SpiRegistry, SrtpProfile};
+
+pub use csrc::{CsrcRewrite, TipCsrc};
+pub use stats::{DropReason, ForwardStats};
+pub use tx::{ReceiverId, SLOT_SIZE, TxBatch, TxEntry};
+
+use self::source::{Keying, Source, SourceKey};
+use crate::rtp::{RTCP_HEADER_LEN, RtpHeader, is_rtcp, rtcp_ssrc};
+use crate::srtp::tip_tag::{BASE_TAG_LEN, TagKind, rtcp_base_tag, rtp_base_tag};
+use crate::srtp::{HmacSha1Key, MasterKey, ReplayError, ReplayWindow, Suite, index_of, roc_of, tags_equal};
+
+const GCM_TAG_LEN: usize = 16;
+const E_INDEX_LEN: usize = 4;
+const E_FLAG: u32 = 0x8000_0000;
+/// Distinct output headers remembered per packet for slot sharing. More are still
+/// forwarded correctly, each with its own slot.
+const MAX_SHARED_HEADERS: usize = 16;
+
+/// One receiver of a packet and how its copy's CSRC is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receiver {
+    /// Destination handle.
+    pub id: ReceiverId,
+    /// CSRC rewrite for this receiver's screen.
+    pub csrc: CsrcRewrite,
+}
+
+/// A received packet with its receivers, for [`Forwarder::forward_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    /// The datagram.
+    pub data: &'a [u8],
+    /// The media line negotiated the appended byte (MEDIAOPTS, WIRE.md section 7).
+    pub appended_byte: bool,
+    /// Who gets it.
+    pub receivers: &'a [Receiver],
+}
+
+/// RTP or RTCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketKind {
+    /// SRTP media.
+    Rtp,
+    /// SRTCP (end-to-end, e.g. the EKT SDES packet).
+    Rtcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    TipFull,
+    TipShort,
+    Plain { tag_len: usize },
+    Aead,
+}
+
+/// A packet that verified. Only [`Forwarder::verify`] makes one, so [`Forwarder::emit`]
+/// can only forward what verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    ssrc: u32,
+    kind: PacketKind,
+    index: u64,
+    appended: Option<u8>,
+    first_csrc: Option<u32>,
+    len: usize,
+    hdr_len: usize,
+    /// End of the ciphertext (the appended byte and the tag follow).
+    payload_end: usize,
+    tag_start: usize,
+    /// Start of what follows the tag (the EKT trailer), copied unchanged.
+    trailer_start: usize,
+    shape: Shape,
+    generation: u64,
+}
+
+impl Verified {
+    /// The sender.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+    /// RTP or RTCP.
+    pub fn kind(&self) -> PacketKind {
+        self.kind
+    }
+    /// SRTP packet index (RTP) or SRTCP index (RTCP).
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+    /// The appended byte: audio activity or video refresh flag (WIRE.md section 3).
+    pub fn appended_byte(&self) -> Option<u8> {
+        self.appended
+    }
+    /// The first CSRC as received (the TIP position word), if any.
+    pub fn first_csrc(&self) -> Option<u32> {
+        self.first_csrc
+    }
+    /// True when the packet carried a full EKT tag.
+    pub fn full_ekt_tag(&self) -> bool {
+        self.shape == Shape::TipFull
+    }
+}
+
+/// The forwarding state of one meeting: EKT parameter sets, sender sources and counters.
+pub struct Forwarder {
+    registry: SpiRegistry,
+    sources: HashMap<u32, Source>,
+    max_sources: usize,
+    next_generation: u64,
+    stats: ForwardStats,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("sources", &self.sources.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn replay_check(w: &ReplayWindow, index: u64) -> Result<(), DropReason> {
+    w.check(index).map_err(|e| match e {
+        ReplayError::Duplicate => DropReason::Replayed,
+        ReplayError::TooOld => DropReason::TooOld,
+    })
+}
+
+fn auth_of(t: &crate::srtp::Transform) -> &HmacSha1Key {
+    t.auth().expect("HMAC-suite key")
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+impl Forwarder {
+    /// A forwarder for at most `max_sources` sending SSRCs (memory is reserved up front so
+    /// learning a source does not allocate).
+    pub fn new(max_sources: usize) -> Self {
+        Self {
+            registry: SpiRegistry::new(),
+            sources: HashMap::with_capacity(max_sources),
+            max_sources,
+            next_generation: 1,
+            stats: ForwardStats::default(),
+        }
+    }
+
+    /// The EKT parameter sets (the meeting's SPIMAP group parameters).
+    pub fn registry_mut(&mut self) -> &mut SpiRegistry {
+        &mut self.registry
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ForwardStats {
+        &self.stats
+    }
+
+    /// Adds a sender whose master key is configured rather than learned from EKT; its
+    /// packets carry plain SRTP tags (HMAC suites) or GCM tags (AEAD suites).
+    pub fn add_keyed_source(&mut self, ssrc: u32, suite: Suite, master: &MasterKey) -> Result<(), DropReason> {
+        if !self.sources.contains_key(&ssrc) && self.sources.len() >= self.max_sources {
+            return Err(DropReason::TooManySources);
+        }
+        let generation = self.bump_generation();
+        let mut s = Source::new(Keying::Plain);
+        s.install(SourceKey::new(suite, master, generation), None);
+        self.sources.insert(ssrc, s);
+        Ok(())
+    }
+
+    /// Forgets a sender (it left).
+    pub fn remove_source(&mut self, ssrc: u32) {
+        self.sources.remove(&ssrc);
+    }
+
+    /// True when the sender's key is known.
+    pub fn knows_key_of(&self, ssrc: u32) -> bool {
+        self.sources.get(&ssrc).is_some_and(|s| s.current.is_some())
+    }
+
+    fn bump_generation(&mut self) -> u64 {
+        let g = self.next_generation;
+        self.next_generation += 1;
+        g
+    }
+
+    /// Verifies a received packet (stage 1). Counts the drop reason on failure.
+    pub fn verify(&mut self, data: &[u8], appended_byte: bool) -> Result<Verified, DropReason> {
+        let r = if data.len() > SLOT_SIZE {
+            Err(DropReason::TooLarge)
+        } else if is_rtcp(data) {
+            self.verify_rtcp(data)
+        } else {
+            self.verify_rtp(data, appended_byte)
+        };
+        match r {
+            Ok(_) => self.stats.verified += 1,
+            Err(reason) => self.stats.drop(reason),
+        }
+        r
+    }
+
+    fn verify_rtp(&mut self, data: &[u8], appended: bool) -> Result<Verified, DropReason> {
+        let hdr = RtpHeader::parse(data).map_err(|_| DropReason::Malformed)?;
+        match self.sources.get(&hdr.ssrc).map(|s| s.keying) {
+            Some(Keying::Plain) => self.verify_keyed_rtp(data, &hdr, appended),
+            Some(Keying::TipEkt) | None => self.verify_tip_rtp(data, &hdr, appended),
+        }
+    }
+
+    fn verdict(hdr: &RtpHeader, data: &[u8], appended: bool, ap_end: usize, tag_len: usize, shape: Shape) -> Verified {
+        Verified {
+            ssrc: hdr.ssrc,
+            kind: PacketKind::Rtp,
+            index: 0,
+            appended: appended.then(|| data[ap_end - 1]),
+            first_csrc: (hdr.csrc_count > 0).then(|| be32(&data[12..16])),
+            len: data.len(),
+            hdr_len: hdr.len,
+            payload_end: ap_end - usize::from(appended),
+            tag_start: ap_end,
+            trailer_start: ap_end + tag_len,
+            shape,
+            generation: 0,
+        }
+    }
+
+    /// TIP EKT (WIRE.md section 2; ekt-spec.md §3.6).
+    fn verify_tip_rtp(&mut self, data: &[u8], hdr: &RtpHeader, appended: bool) -> Result<Verified, DropReason> {
+        let min_start = hdr.len + usize::from(appended);
+        let form = tip::tag_form(data).map_err(|_| DropReason::Malformed)?;
+        if form == TagForm::Short {
+            let s = self.sources.get_mut(&hdr.ssrc).ok_or(DropReason::UnknownSsrc)?;
+            let parsed = TipEkt::parse(data, min_start, BASE_TAG_LEN, 0).map_err(|_| DropReason::Malformed)?;
+            let index = s.index.estimate(hdr.seq).ok_or(DropReason::IndexOutOfRange)?;
+            replay_check(&s.replay, index)?;
+            // Packets before the new key's first index still use the previous key.
+            let before_start = s.start_index.is_some_and(|start| index < start);
+            let key = if before_start { s.previous.as_ref() } else { s.current.as_ref() };
+            let key = key.ok_or(DropReason::UnknownSsrc)?;
+            let ap = &data[..parsed.start];
+            let tag = rtp_base_tag(auth_of(key.ctx.rtp_transform()), ap, TagKind::Short, roc_of(index));
+            if !tags_equal(&data[parsed.start..parsed.start + BASE_TAG_LEN], &tag[..BASE_TAG_LEN]) {
+                return Err(DropReason::AuthFailed);
+            }
+            let generation = key.generation;
+            s.replay.accept(index);
+            s.index.accept(index);
+            let mut v = Self::verdict(hdr, data, appended, parsed.start, BASE_TAG_LEN, Shape::TipShort);
+            v.index = index;
+            v.generation = generation;
+            return Ok(v);
+        }
+
+        let spi = tip::peek_spi(data).map_err(|_| DropReason::Malformed)?;
+        let params = self.registry.get(spi).ok_or(DropReason::UnknownSpi)?;
+        if params.profile() != SrtpProfile::AesCm128HmacSha1_80 {
+            return Err(DropReason::UnknownSpi);
+        }
+        let parsed = TipEkt::parse(data, min_start, BASE_TAG_LEN, params.emk_len()).map_err(|_| DropReason::Malformed)?;
+        let TipEkt::Full(f) = parsed.field else {
+            return Err(DropReason::Malformed);
+        };
+        // A full tag gives the packet's exact index (WIRE.md section 7, ROC).
+        let index = index_of(f.roc, hdr.seq);
+        let ap = &data[..parsed.start];
+        let kind = TagKind::Full(&data[parsed.start + BASE_TAG_LEN..]);
+        let mut v = Self::verdict(hdr, data, appended, parsed.start, BASE_TAG_LEN, Shape::TipFull);
+        v.index = index;
+
+        if let Some(s) = self.sources.get_mut(&hdr.ssrc) {
+            replay_check(&s.replay, index)?;
+            if let Some(key) = s.current.as_ref().filter(|k| k.announced_by(spi, f.emk)) {
+                let tag = rtp_base_tag(auth_of(key.ctx.rtp_transform()), ap, kind, f.roc);
+                if !tags_equal(f.base_tag, &tag[..BASE_TAG_LEN]) {
+                    return Err(DropReason::AuthFailed);
+                }
+                v.generation = key.generation;
+                s.replay.accept(index);
+                s.index.accept(index);
+                return Ok(v);
+            }
+        }
+
+        // A new key: provisional until the tag verifies (ekt-spec.md §3.6 steps 4-6).
+        let generation = self.next_generation;
+        let key = SourceKey::from_emk(params, spi, f.emk, generation)?;
+        let tag = rtp_base_tag(auth_of(key.ctx.rtp_transform()), ap, kind, f.roc);
+        if !tags_equal(f.base_tag, &tag[..BASE_TAG_LEN]) {
+            return Err(DropReason::AuthFailed);
+        }
+        let s = self.source_for_learning(hdr.ssrc)?;
+        s.install(key, (f.isn != 0).then(|| index_of(f.roc, f.isn)));
+        s.replay.accept(index);
+        s.index.accept(index);
+        self.next_generation += 1;
+        self.stats.keys_learned += 1;
+        v.generation = generation;
+        Ok(v)
+    }
+
+    fn source_for_learning(&mut self, ssrc: u32) -> Result<&mut Source, DropReason> {
+        if !self.sources.contains_key(&ssrc) && self.sources.len() >= self.max_sources {
+            return Err(DropReason::TooManySources);
+        }
+        Ok(self.sources.entry(ssrc).or_insert_with(|| Source::new(Keying::TipEkt)))
+    }
+
+    /// A configured key: plain SRTP tag or GCM tag.
+    fn verify_keyed_rtp(&mut self, data: &[u8], hdr: &RtpHeader, appended: bool) -> Result<Verified, DropReason> {
+        let s = self.sources.get_mut(&hdr.ssrc).ok_or(DropReason::UnknownSsrc)?;
+        let key = s.current.as_ref().ok_or(DropReason::UnknownSsrc)?;
+        let index = s.index.estimate(hdr.seq).ok_or(DropReason::IndexOutOfRange)?;
+        replay_check(&s.replay, index)?;
+        let suite = key.ctx.suite();
+        let n = data.len();
+        let mut v = if let Some(gcm) = &key.gcm_rtp {
+            // AEAD streams carry activity and refresh in header extensions, not an appended
+            // byte (WIRE.md section 6).
+            if n < hdr.len + GCM_TAG_LEN {
+                return Err(DropReason::Malformed);
+            }
+            let end = n - GCM_TAG_LEN;
+            let iv = crate::srtp::gcm_rtp_iv(gcm.salt(), hdr.ssrc, index);
+            let tag = gcm.tag(&iv, &data[..hdr.len], &data[hdr.len..end]);
+            if !tags_equal(&data[end..], &tag) {
+                return Err(DropReason::AuthFailed);
+            }
+            Self::verdict(hdr, data, false, end, GCM_TAG_LEN, Shape::Aead)
+        } else {
+            let tag_len = suite.srtp_tag_len();
+            let end = n.checked_sub(tag_len).filter(|&e| e >= hdr.len + usize::from(appended));
+            let end = end.ok_or(DropReason::Malformed)?;
+            let tag = auth_of(key.ctx.rtp_transform()).mac(&[&data[..end], &roc_of(index).to_be_bytes()]);
+            if !tags_equal(&data[end..], &tag[..tag_len]) {
+                return Err(DropReason::AuthFailed);
+            }
+            Self::verdict(hdr, data, appended, end, tag_len, Shape::Plain { tag_len })
+        };
+        v.index = index;
+        v.generation = key.generation;
+        s.replay.accept(index);
+        s.index.accept(index);
+        Ok(v)
+    }
+
+    /// End-to-end SRTCP: the EKT SDES packet (WIRE.md section 7) or a keyed source's SRTCP.
+    /// Verified and forwarded unchanged.
+    fn verify_rtcp(&mut self, data: &[u8]) -> Result<Verified, DropReason> {
+        let ssrc = rtcp_ssrc(data).map_err(|_| DropReason::Malformed)?;
+        let n = data.len();
+        let mut v = Verified {
+            ssrc,
+            kind: PacketKind::Rtcp,
+            index: 0,
+            appended: None,
+            first_csrc: None,
+            len: n,
+            hdr_len: RTCP_HEADER_LEN,
+            payload_end: n,
+            tag_start: n,
+            trailer_start: n,
+            shape: Shape::TipShort,
+            generation: 0,
+        };
+        if let Some(s) = self.sources.get_mut(&ssrc).filter(|s| s.keying == Keying::Plain) {
+            let key = s.current.as_ref().ok_or(DropReason::UnknownSsrc)?;
+            if let Some(gcm) = &key.gcm_rtcp {
+                // RFC 7714 §9: header | C | tag | E|index. Unencrypted (E = 0) AEAD SRTCP
+                // authenticates the whole packet as AAD and is not forwarded.
+                let min = RTCP_HEADER_LEN + GCM_TAG_LEN + E_INDEX_LEN;
+                let w = (n >= min).then(|| be32(&data[n - 4..])).ok_or(DropReason::Malformed)?;
+                if w & E_FLAG == 0 {
+                    return Err(DropReason::Malformed);
+                }
+                let index = w & !E_FLAG;
+                replay_check(&s.rtcp_replay, u64::from(index))?;
+                let mut aad = [0u8; RTCP_HEADER_LEN + E_INDEX_LEN];
+                aad[..RTCP_HEADER_LEN].copy_from_slice(&data[..RTCP_HEADER_LEN]);
+                aad[RTCP_HEADER_LEN..].copy_from_slice(&data[n - 4..]);
+                let iv = crate::srtp::gcm_rtcp_iv(gcm.salt(), ssrc, index);
+                let tag = gcm.tag(&iv, &aad, &data[RTCP_HEADER_LEN..n - min + RTCP_HEADER_LEN]);
+                if !tags_equal(&data[n - GCM_TAG_LEN - E_INDEX_LEN..n - E_INDEX_LEN], &tag) {
+                    return Err(DropReason::AuthFailed);
+                }
+                v.index = u64::from(index);
+            } else {
+                let tag_len = key.ctx.suite().srtcp_tag_len();
+                let end = n.checked_sub(tag_len).filter(|&e| e >= RTCP_HEADER_LEN + E_INDEX_LEN);
+                let end = end.ok_or(DropReason::Malformed)?;
+                let index = be32(&data[end - 4..end]) & !E_FLAG;
+                replay_check(&s.rtcp_replay, u64::from(index))?;
+                let tag = auth_of(key.ctx.rtcp_transform()).mac(&[&data[..end]]);
+                if !tags_equal(&data[end..], &tag[..tag_len]) {
+                    return Err(DropReason::AuthFailed);
+                }
+                v.index = u64::from(index);
+            }
+            s.rtcp_replay.accept(v.index);
+            return Ok(v);
+        }
+        self.verify_tip_rtcp(data, v)
+    }
+
+    fn verify_tip_rtcp(&mut self, data: &[u8], mut v: Verified) -> Result<Verified, DropReason> {
+        let min_start = RTCP_HEADER_LEN + E_INDEX_LEN;
+        let emk_len = match tip::tag_form(data).map_err(|_| DropReason::Malformed)? {
+            TagForm::Short => 0,
+            TagForm::Full => {
+                let spi = tip::peek_spi(data).map_err(|_| DropReason::Malformed)?;
+                let params = self.registry.get(spi).ok_or(DropReason::UnknownSpi)?;
+                if params.profile() != SrtpProfile::AesCm128HmacSha1_80 {
+                    return Err(DropReason::UnknownSpi);
+                }
+                params.emk_len()
+            }
+        };
+        let parsed = TipEkt::parse(data, min_start, BASE_TAG_LEN, emk_len).map_err(|_| DropReason::Malformed)?;
+        let ap = &data[..parsed.start];
+        let index = u64::from(be32(&ap[ap.len() - 4..]) & !E_FLAG);
+        v.index = index;
+        let received = &data[parsed.start..parsed.start + BASE_TAG_LEN];
+        let f = match parsed.field {
+            TipEkt::Short { .. } => {
+                let s = self.sources.get_mut(&v.ssrc).ok_or(DropReason::UnknownSsrc)?;
+                replay_check(&s.rtcp_replay, index)?;
+                let key = s.current.as_ref().ok_or(DropReason::UnknownSsrc)?;
+                let tag = rtcp_base_tag(auth_of(key.ctx.rtcp_transform()), ap, TagKind::Short);
+                if !tags_equal(received, &tag[..BASE_TAG_LEN]) {
+                    return Err(DropReason::AuthFailed);
+                }
+                s.rtcp_replay.accept(index);
+                return Ok(v);
+            }
+            TipEkt::Full(f) => f,
+        };
+        let kind = TagKind::Full(&data[parsed.start + BASE_TAG_LEN..]);
+        if let Some(s) = self.sources.get_mut(&v.ssrc) {
+            replay_check(&s.rtcp_replay, index)?;
+            if let Some(key) = s.current.as_ref().filter(|k| k.announced_by(f.spi, f.emk)) {
+                let tag = rtcp_base_tag(auth_of(key.ctx.rtcp_transform()), ap, kind);
+                if !tags_equal(received, &tag[..BASE_TAG_LEN]) {
+                    return Err(DropReason::AuthFailed);
+                }
+                s.rtcp_replay.accept(index);
+                return Ok(v);
+            }
+        }
+        let params = self.registry.get(f.spi).ok_or(DropReason::UnknownSpi)?;
+        let key = SourceKey::from_emk(params, f.spi, f.emk, self.next_generation)?;
+        let tag = rtcp_base_tag(auth_of(key.ctx.rtcp_transform()), ap, kind);
+        if !tags_equal(received, &tag[..BASE_TAG_LEN]) {
+            return Err(DropReason::AuthFailed);
+        }
+        let s = self.source_for_learning(v.ssrc)?;
+        // The SRTCP ROC seeds a source with no SRTP history, and is otherwise ignored for
+        // SRTP index estimation (WIRE.md section 7, ROC).
+        if s.index.highest().is_none() {
+            s.index.set_roc(f.roc);
+        }
+        s.install(key, (f.isn != 0).then(|| index_of(f.roc, f.isn)));
+        s.rtcp_replay.accept(index);
+        self.next_generation += 1;
+        self.stats.keys_learned += 1;
+        Ok(v)
+    }
+
+    /// Produces the receivers' copies of a verified packet (stage 3) into `out`; returns
+    /// the datagrams added. RTCP goes out unchanged; RTP loses its appended byte, gets each
+    /// receiver's CSRC and a tag computed once per distinct output header.
+    pub fn emit(&mut self, data: &[u8], v: &Verified, receivers: &[Receiver], out: &mut TxBatch) -> Result<usize, DropReason> {
+        let r = self.emit_inner(data, v, receivers, out);
+        match r {
+            Ok(n) => self.stats.forwarded += n as u64,
+            Err(reason) => self.stats.drop(reason),
+        }
+        r
+    }
+
+    fn emit_inner(&mut self, data: &[u8], v: &Verified, receivers: &[Receiver], out: &mut TxBatch) -> Result<usize, DropReason> {
+        if data.len() != v.len {
+            return Err(DropReason::Malformed);
+        }
+        if receivers.is_empty() {
+            return Ok(0);
+        }
+        if !out.has_room(receivers.len()) {
+            return Err(DropReason::OutputFull);
+        }
+        if v.kind == PacketKind::Rtcp {
+            out.next_slot()[..data.len()].copy_from_slice(data);
+            let slot = out.commit_slot(data.len());
+            for r in receivers {
+                out.push(r.id, slot);
+            }
+            return Ok(receivers.len());
+        }
+        let source = self.sources.get(&v.ssrc).ok_or(DropReason::UnknownSsrc)?;
+        // Re-sign only with the key that verified the packet.
+        let key = source.key(v.generation).ok_or(DropReason::UnknownSsrc)?;
+        let mut shared: [(u32, u32); MAX_SHARED_HEADERS] = [(0, 0); MAX_SHARED_HEADERS];
+        let mut n_shared = 0;
+        let mut horner_in = None;
+        let mut resigned = 0;
+        for (i, r) in receivers.iter().enumerate() {
+            let csrc_out = v.first_csrc.map(|c| r.csrc.apply(c));
+            let group = csrc_out.unwrap_or(0);
+            let slot = match shared[..n_shared].iter().find(|(g, _)| *g == group) {
+                Some(&(_, slot)) => slot,
+                None => {
+                    if !out.has_room(receivers.len() - i) {
+                        self.stats.resigned += resigned;
+                        return Err(DropReason::OutputFull);
+                    }
+                    let (len, signed) = build(data, v, key, csrc_out, out.next_slot(), &mut horner_in);
+                    resigned += u64::from(signed);
+                    let slot = out.commit_slot(len);
+                    if n_shared < MAX_SHARED_HEADERS {
+                        shared[n_shared] = (group, slot);
+                        n_shared += 1;
+                    }
+                    slot
+                }
+            };
+            out.push(r.id, slot);
+        }
+        self.stats.resigned += resigned;
+        Ok(receivers.len())
+    }
+
+    /// Verifies and emits every packet of a batch (as recvmmsg delivers it) whose receivers
+    /// are known up front; returns the datagrams added to `out`.
+    pub fn forward_batch(&mut self, batch: &[Inbound<'_>], out: &mut TxBatch) -> usize {
+        let mut sent = 0;
+        for p in batch {
+            if let Ok(v) = self.verify(p.data, p.appended_byte) {
+                sent += self.emit(p.data, &v, p.receivers, out).unwrap_or(0);
+            }
+        }
+        sent
+    }
+}
+
+/// Writes one receiver's copy into `slot`: header with `csrc_out`, the ciphertext without
+/// the appended byte, a new tag, the unchanged trailer. Returns (length, re-signed).
+fn build(
+    data: &[u8],
+    v: &Verified,
+    key: &SourceKey,
+    csrc_out: Option<u32>,
+    slot: &mut [u8; SLOT_SIZE],
+    horner_in: &mut Option<[u8; 16]>,
+) -> (usize, bool) {
+    let p = v.payload_end;
+    let trailer = &data[v.trailer_start..];
+    let tag_len = v.trailer_start - v.tag_start;
+    let len = p + tag_len + trailer.len();
+    slot[..p].copy_from_slice(&data[..p]);
+    if let Some(c) = csrc_out {
+        slot[12..16].copy_from_slice(&c.to_be_bytes());
+    }
+    slot[p + tag_len..len].copy_from_slice(trailer);
+    if v.appended.is_none() && csrc_out == v.first_csrc {
+        // Same authenticated bytes: the received tag is still right.
+        slot[p..p + tag_len].copy_from_slice(&data[v.tag_start..v.trailer_start]);
+        return (len, false);
+    }
+    let roc = roc_of(v.index).to_be_bytes();
+    match v.shape {
+        Shape::TipFull | Shape::TipShort => {
+            let kind = if v.shape == Shape::TipFull { TagKind::Full(&slot[p + tag_len..len]) } else { TagKind::Short };
+            let tag = rtp_base_tag(auth_of(key.ctx.rtp_transform()), &slot[..p], kind, roc_of(v.index));
+            slot[p..p + BASE_TAG_LEN].copy_from_slice(&tag[..BASE_TAG_LEN]);
+        }
+        Shape::Plain { tag_len } => {
+            let tag = auth_of(key.ctx.rtp_transform()).mac(&[&slot[..p], &roc]);
+            slot[p..p + tag_len].copy_from_slice(&tag[..tag_len]);
+        }
+        Shape::Aead => {
+            let gcm = key.gcm_rtp.as_ref().expect("AEAD key has a GHASH authenticator");
+            let a_in = &data[..v.hdr_len];
+            let h_in = *horner_in.get_or_insert_with(|| gcm.horner(a_in));
+            let received: [u8; 16] = data[v.tag_start..v.trailer_start].try_into().expect("16-byte GCM tag");
+            let tag = gcm.retag_header(received, h_in, v.hdr_len, &slot[..v.hdr_len], p - v.hdr_len);
+            slot[p..p + GCM_TAG_LEN].copy_from_slice(&tag);
+        }
+    }
+    (len, true)
+}

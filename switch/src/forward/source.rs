@@ -1,0 +1,125 @@
+//! Per-sender state on the forwarding path: the sender's keys (learned from EKT or
+//! configured), its packet index and its replay windows.
+
+use ekt::{ParameterSet, Spi};
+use zeroize::Zeroize;
+
+use super::gcm::GcmAuth;
+use super::stats::DropReason;
+use crate::srtp::{IndexTracker, MasterKey, ReplayWindow, SrtpContext, Suite, Transform};
+
+/// Longest EMK kept for comparison (AES-KW of a 32-byte key).
+const MAX_EMK_LEN: usize = 40;
+
+/// How a source's key is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keying {
+    /// Learned from full TIP EKT tags (the CTMS mode).
+    TipEkt,
+    /// Configured; plain SRTP tags.
+    Plain,
+}
+
+/// One master key of a source, with everything derived from it.
+pub(crate) struct SourceKey {
+    pub(crate) ctx: SrtpContext,
+    /// For TIP EKT keys: the SPI and EMK that announced the key, to recognise it again
+    /// without decrypting (ekt-spec.md §3.6 step 9).
+    spi: Spi,
+    emk: [u8; MAX_EMK_LEN],
+    emk_len: usize,
+    /// AEAD suites: GHASH authenticators for SRTP and SRTCP.
+    pub(crate) gcm_rtp: Option<Box<GcmAuth>>,
+    pub(crate) gcm_rtcp: Option<Box<GcmAuth>>,
+    /// Bumped on every key change of the source, so that a verdict is only ever re-signed
+    /// with the key that verified it.
+    pub(crate) generation: u64,
+}
+
+impl SourceKey {
+    pub(crate) fn new(suite: Suite, master: &MasterKey, generation: u64) -> Self {
+        let ctx = SrtpContext::new(suite, master);
+        let gcm = |t: &Transform| match t {
+            Transform::Gcm128 { key, salt, .. } => Some(Box::new(GcmAuth::new(key, salt))),
+            Transform::Gcm256 { key, salt, .. } => Some(Box::new(GcmAuth::new(key, salt))),
+            Transform::AesCm { .. } => None,
+        };
+        Self {
+            gcm_rtp: gcm(ctx.rtp_transform()),
+            gcm_rtcp: gcm(ctx.rtcp_transform()),
+            ctx,
+            spi: Spi(0),
+            emk: [0; MAX_EMK_LEN],
+            emk_len: 0,
+            generation,
+        }
+    }
+
+    /// A provisional key from a full TIP EKT tag: EMK decrypted under the SPI's KEK, with
+    /// the SPI's master salt (ekt-spec.md §3.6 step 4). It has no effect until installed.
+    pub(crate) fn from_emk(params: &ParameterSet, spi: Spi, emk: &[u8], generation: u64) -> Result<Self, DropReason> {
+        let suite = Suite::from_profile(params.profile());
+        if emk.len() > MAX_EMK_LEN {
+            return Err(DropReason::KeyUnwrapFailed);
+        }
+        let mut mk = [0u8; 64];
+        let unwrapped = params.kek().unwrap(emk, &mut mk);
+        let master = match unwrapped {
+            Ok(n) => MasterKey::new(suite, &mk[..n], params.master_salt()).map_err(|_| DropReason::KeyUnwrapFailed),
+            Err(_) => Err(DropReason::KeyUnwrapFailed),
+        };
+        mk.zeroize();
+        let mut key = Self::new(suite, &master?, generation);
+        key.spi = spi;
+        key.emk[..emk.len()].copy_from_slice(emk);
+        key.emk_len = emk.len();
+        Ok(key)
+    }
+
+    /// True when this key was announced by exactly this SPI and EMK. The EMK is
+    /// ciphertext, not a secret, so a plain comparison is fine.
+    pub(crate) fn announced_by(&self, spi: Spi, emk: &[u8]) -> bool {
+        self.emk_len != 0 && self.spi == spi && &self.emk[..self.emk_len] == emk
+    }
+}
+
+/// A sending SSRC.
+pub(crate) struct Source {
+    pub(crate) keying: Keying,
+    pub(crate) current: Option<SourceKey>,
+    /// The key before the last change, kept for packets sent before the new key's ISN.
+    pub(crate) previous: Option<SourceKey>,
+    /// First index under `current` (from a non-zero ISN).
+    pub(crate) start_index: Option<u64>,
+    pub(crate) index: IndexTracker,
+    pub(crate) replay: ReplayWindow,
+    pub(crate) rtcp_replay: ReplayWindow,
+}
+
+impl Source {
+    pub(crate) fn new(keying: Keying) -> Self {
+        Self {
+            keying,
+            current: None,
+            previous: None,
+            start_index: None,
+            index: IndexTracker::new(),
+            replay: ReplayWindow::new(),
+            rtcp_replay: ReplayWindow::new(),
+        }
+    }
+
+    /// Installs a verified key (ekt-spec.md §3.6 steps 7-9).
+    pub(crate) fn install(&mut self, key: SourceKey, start_index: Option<u64>) {
+        self.previous = self.current.replace(key);
+        self.start_index = start_index;
+    }
+
+    /// The key with `generation`, current or previous.
+    pub(crate) fn key(&self, generation: u64) -> Option<&SourceKey> {
+        [self.current.as_ref(), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|k| k.generation == generation)
+    }
+}
