@@ -191,17 +191,35 @@ impl SrtpContext {
     /// Protects the RTP packet in `buf[..len]` in place; returns the SRTP length. `buf`
     /// must have room for the tag.
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        self.protect_rtp_inner(buf, len, None)
+    }
+
+    /// Protects with a plain SRTP tag and the TIP appended byte (WIRE.md section 3) after
+    /// the ciphertext, inside the authenticated portion. HMAC suites only: AEAD streams
+    /// signal activity in header extensions (WIRE.md section 6).
+    pub fn protect_rtp_with_appended_byte(&mut self, buf: &mut [u8], len: usize, byte: u8) -> Result<usize, SrtpError> {
+        if self.suite.is_aead() {
+            return Err(SrtpError::UnsupportedSuite);
+        }
+        self.protect_rtp_inner(buf, len, Some(byte))
+    }
+
+    fn protect_rtp_inner(&mut self, buf: &mut [u8], len: usize, appended: Option<u8>) -> Result<usize, SrtpError> {
         let hdr = RtpHeader::parse(buf.get(..len).ok_or(SrtpError::TooShort)?)?;
         let index = self.rtp_index.estimate(hdr.seq).ok_or(SrtpError::IndexOutOfRange)?;
         let tag_len = self.suite.srtp_tag_len();
-        if buf.len() < len + tag_len {
+        let ap_len = len + usize::from(appended.is_some());
+        if buf.len() < ap_len + tag_len {
             return Err(SrtpError::BufferTooSmall);
         }
         match &self.rtp {
             Transform::AesCm { aes, salt, auth } => {
                 aes_cm_apply(aes, salt, hdr.ssrc, index, &mut buf[hdr.len..len]);
-                let tag = auth.mac(&[&buf[..len], &roc_of(index).to_be_bytes()]);
-                buf[len..len + tag_len].copy_from_slice(&tag[..tag_len]);
+                if let Some(x) = appended {
+                    buf[len] = x;
+                }
+                let tag = auth.mac(&[&buf[..ap_len], &roc_of(index).to_be_bytes()]);
+                buf[ap_len..ap_len + tag_len].copy_from_slice(&tag[..tag_len]);
             }
             t => {
                 let iv = gcm_rtp_iv(t.gcm_salt(), hdr.ssrc, index);
@@ -211,7 +229,7 @@ impl SrtpContext {
             }
         }
         self.rtp_index.accept(index);
-        Ok(len + tag_len)
+        Ok(ap_len + tag_len)
     }
 
     /// Verifies and decrypts the SRTP packet in `buf` in place; returns the RTP length.
