@@ -1,1 +1,236 @@
-fn main() {}
+//! The forwarding fast path beside its baselines, in one run (issue 2; ids are stable so
+//! results can be compared over time). Each bench walks a set of distinct, pre-protected
+//! packets small enough to stay in L2 (as a recvmmsg batch would); replay protection means
+//! a packet is forwarded once, so the forwarder is rebuilt, outside the timed region, after
+//! each pass over the set.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ekt::kek::{EktCipher, Kek};
+use ekt::{ParameterSet, Spi, SrtpProfile};
+use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use switch::forward::{CsrcRewrite, Forwarder, Receiver, TxBatch};
+use switch::srtp::{HmacSha1Key, MasterKey, SrtpContext, Suite, TipTrailer};
+
+const KEK: [u8; 16] = [0x0f; 16];
+const SALT: [u8; 14] = [0x5a; 14];
+const SPI: Spi = Spi(0x0101);
+const SENDER_KEY: [u8; 16] = [0x42; 16];
+const SSRC: u32 = 0x0bad_cafe;
+/// Packets per pass: 256 x 1200 B = 300 KB, L2-resident.
+const PASS: usize = 256;
+/// RTP header with one TIP CSRC.
+const HEADER: [u8; 16] = [0x81, 0x70, 0, 0, 0, 0, 0, 0, 0x0b, 0xad, 0xca, 0xfe, 0x12, 0x34, 0x51, 0x21];
+
+fn receivers(screens: &[u8]) -> Vec<Receiver> {
+    screens
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| Receiver {
+            id: i as u32,
+            csrc: CsrcRewrite::TipScreen(s),
+        })
+        .collect()
+}
+
+/// TIP EKT packets of `wire_len` bytes: the first of each ten with a full tag, the rest
+/// short, each with the appended byte.
+fn tip_packets(wire_len: usize) -> Vec<Vec<u8>> {
+    let kek = Kek::new(EktCipher::AesEcb128, &KEK).unwrap();
+    let mut emk = [0u8; 16];
+    kek.wrap(&SENDER_KEY, &mut emk).unwrap();
+    let suite = Suite::AesCm128HmacSha1_80;
+    let mut ctx = SrtpContext::new(suite, &MasterKey::new(suite, &SENDER_KEY, &SALT).unwrap());
+    (0..=PASS)
+        .map(|i| {
+            let full = i % 10 == 0;
+            let rtp_len = wire_len - 1 - if full { 34 } else { 11 };
+            let mut buf = vec![0u8; 1500];
+            buf[..16].copy_from_slice(&HEADER);
+            buf[2..4].copy_from_slice(&(i as u16).to_be_bytes());
+            let trailer = if full { TipTrailer::Full { emk: &emk, isn: 0, spi: SPI } } else { TipTrailer::Short };
+            let n = ctx.protect_rtp_tip(&mut buf, rtp_len, Some(1), trailer).unwrap();
+            buf.truncate(n);
+            buf
+        })
+        .collect()
+}
+
+fn tip_forwarder(first: &[u8]) -> Forwarder {
+    let mut f = Forwarder::new(4);
+    let set = ParameterSet::new(EktCipher::AesEcb128, &KEK, SrtpProfile::AesCm128HmacSha1_80, &SALT).unwrap();
+    f.registry_mut().insert(SPI, set).unwrap();
+    f.verify(first, true).unwrap();
+    f
+}
+
+/// Runs `per_packet` over packets 1..=PASS, rebuilding state with `fresh` between passes;
+/// only the per-packet work is timed.
+fn timed<S>(iters: u64, packets: &[Vec<u8>], mut fresh: impl FnMut() -> S, mut per_packet: impl FnMut(&mut S, &[u8])) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters as usize;
+    while left > 0 {
+        let mut state = fresh();
+        let n = left.min(PASS);
+        let start = Instant::now();
+        for p in &packets[1..=n] {
+            per_packet(&mut state, p);
+        }
+        total += start.elapsed();
+        left -= n;
+    }
+    total
+}
+
+fn bench_tip(c: &mut Criterion, id: &str, wire_len: usize, screens: &[u8]) {
+    let packets = tip_packets(wire_len);
+    let rx = receivers(screens);
+    let mut out = TxBatch::new(8, 8);
+    c.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &packets, || tip_forwarder(&packets[0]), |f, p| {
+                let v = f.verify(black_box(p), true).unwrap();
+                f.emit(p, &v, &rx, &mut out).unwrap();
+                black_box(out.len());
+                out.clear();
+            })
+        })
+    });
+}
+
+fn forward(c: &mut Criterion) {
+    bench_tip(c, "forward/hmac80_1200", 1200, &[1]);
+    bench_tip(c, "forward/hmac80_200", 200, &[1]);
+    bench_tip(c, "forward/hmac80_1200_fanout4", 1200, &[1, 1, 1, 1]);
+    bench_tip(c, "forward/hmac80_1200_fanout4_2hdr", 1200, &[1, 1, 2, 2]);
+
+    // The floor: two HMAC-SHA1 computations over the same 1200 bytes (+ ROC).
+    let k = HmacSha1Key::new(&[7; 20]);
+    let data = vec![0x33u8; 1200];
+    c.bench_function("floor/2x_hmac_sha1_1200", |b| {
+        b.iter(|| {
+            let roc = [0u8; 4];
+            black_box(k.mac(&[black_box(&data), &roc]));
+            black_box(k.mac(&[black_box(&data), &roc]));
+        })
+    });
+}
+
+/// Plain SRTP AES_CM_128_HMAC_SHA1_80 packets of 1200 bytes from the sender.
+fn srtp_packets(suite: Suite, key: &[u8], salt: &[u8], wire_len: usize) -> Vec<Vec<u8>> {
+    let mut ctx = SrtpContext::new(suite, &MasterKey::new(suite, key, salt).unwrap());
+    (0..=PASS)
+        .map(|i| {
+            let mut buf = vec![0u8; 1500];
+            buf[..16].copy_from_slice(&HEADER);
+            buf[2..4].copy_from_slice(&(i as u16).to_be_bytes());
+            let n = ctx.protect_rtp(&mut buf, wire_len - suite.srtp_tag_len()).unwrap();
+            buf.truncate(n);
+            buf
+        })
+        .collect()
+}
+
+fn sfu_baselines(c: &mut Criterion) {
+    let suite = Suite::AesCm128HmacSha1_80;
+    let packets = srtp_packets(suite, &SENDER_KEY, &SALT, 1200);
+    let receiver_keys: Vec<[u8; 16]> = (1..=4).map(|i| [i as u8; 16]).collect();
+    // What an SFU does: decrypt once with the sender's per-hop key, then encrypt and sign
+    // for each receiver with that receiver's per-hop key. Our own transform, pre-keyed,
+    // in place.
+    let mut scratch = vec![0u8; 1500];
+    let mut outs = vec![vec![0u8; 1500]; 4];
+    c.bench_function("baseline/sfu_inplace_1200_fanout4", |b| {
+        b.iter_custom(|iters| {
+            let fresh = || {
+                let ctx = |k: &[u8]| SrtpContext::new(suite, &MasterKey::new(suite, k, &SALT).unwrap());
+                (ctx(&SENDER_KEY), receiver_keys.iter().map(|k| ctx(k)).collect::<Vec<_>>())
+            };
+            timed(iters, &packets, fresh, |(rx, txs), p| {
+                scratch[..p.len()].copy_from_slice(p);
+                let n = rx.unprotect_rtp(&mut scratch[..p.len()]).unwrap();
+                scratch[12..16].copy_from_slice(&0x1234_5323u32.to_be_bytes());
+                for (tx, out) in txs.iter_mut().zip(outs.iter_mut()) {
+                    out[..n].copy_from_slice(&scratch[..n]);
+                    black_box(tx.protect_rtp(out, n).unwrap());
+                }
+            })
+        })
+    });
+    let profile = webrtc_srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_80;
+    let webrtc = |k: &[u8]| webrtc_srtp::context::Context::new(k, &SALT, profile, None, None).unwrap();
+    c.bench_function("baseline/sfu_webrtc_srtp_1200_fanout4", |b| {
+        b.iter_custom(|iters| {
+            let fresh = || (webrtc(&SENDER_KEY), receiver_keys.iter().map(|k| webrtc(k)).collect::<Vec<_>>());
+            timed(iters, &packets, fresh, |(rx, txs), p| {
+                let mut plain = rx.decrypt_rtp(p).unwrap().to_vec();
+                plain[12..16].copy_from_slice(&0x1234_5323u32.to_be_bytes());
+                for tx in txs.iter_mut() {
+                    black_box(tx.encrypt_rtp(&plain).unwrap());
+                }
+            })
+        })
+    });
+}
+
+fn gcm(c: &mut Criterion) {
+    let suite = Suite::AeadAes128Gcm;
+    let (key, salt) = ([0x21u8; 16], [0x22u8; 12]);
+    let packets = srtp_packets(suite, &key, &salt, 1200);
+    let rx = receivers(&[3]);
+    let mut out = TxBatch::new(8, 8);
+    c.bench_function("forward/gcm128_1200", |b| {
+        b.iter_custom(|iters| {
+            let fresh = || {
+                let mut f = Forwarder::new(4);
+                f.add_keyed_source(SSRC, suite, &MasterKey::new(suite, &key, &salt).unwrap()).unwrap();
+                f
+            };
+            timed(iters, &packets, fresh, |f, p| {
+                let v = f.verify(black_box(p), false).unwrap();
+                f.emit(p, &v, &rx, &mut out).unwrap();
+                black_box(out.len());
+                out.clear();
+            })
+        })
+    });
+    // ring's AES-128-GCM, the fastest GCM in the tree: open with the sender's key, seal
+    // with the receiver's.
+    let open_key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &[1; 16]).unwrap());
+    let seal_key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &[2; 16]).unwrap());
+    let mut sealed = vec![0u8; 1200];
+    sealed[..16].copy_from_slice(&HEADER);
+    let nonce = [9u8; 12];
+    let (head, body) = sealed.split_at_mut(16);
+    let tag = open_key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&*head), &mut body[..1168])
+        .unwrap();
+    body[1168..].copy_from_slice(tag.as_ref());
+    let mut buf = sealed.clone();
+    c.bench_function("baseline/gcm128_ring_decrypt_encrypt_1200", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&sealed);
+            let (head, body) = buf.split_at_mut(16);
+            let plain = open_key
+                .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&*head), body)
+                .unwrap();
+            let n = plain.len();
+            let tag = seal_key
+                .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&*head), &mut body[..n])
+                .unwrap();
+            let _ = black_box(tag);
+        })
+    });
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+}
+
+criterion_group! { name = benches; config = config(); targets = forward, sfu_baselines, gcm }
+criterion_main!(benches);

@@ -35,7 +35,7 @@ pub use csrc::{CsrcRewrite, TipCsrc};
 pub use stats::{DropReason, ForwardStats};
 pub use tx::{ReceiverId, SLOT_SIZE, TxBatch, TxEntry};
 
-use self::source::{Keying, Source, SourceKey};
+use self::source::{Keying, Source, SourceKey, SsrcHashBuilder};
 use crate::rtp::{RTCP_HEADER_LEN, RtpHeader, is_rtcp, rtcp_ssrc};
 use crate::srtp::tip_tag::{BASE_TAG_LEN, TagKind, rtcp_base_tag, rtp_base_tag};
 use crate::srtp::{HmacSha1Key, MasterKey, ReplayError, ReplayWindow, Suite, index_of, roc_of, tags_equal};
@@ -134,7 +134,7 @@ impl Verified {
 /// The forwarding state of one meeting: EKT parameter sets, sender sources and counters.
 pub struct Forwarder {
     registry: SpiRegistry,
-    sources: HashMap<u32, Source>,
+    sources: HashMap<u32, Source, SsrcHashBuilder>,
     max_sources: usize,
     next_generation: u64,
     stats: ForwardStats,
@@ -170,7 +170,7 @@ impl Forwarder {
     pub fn new(max_sources: usize) -> Self {
         Self {
             registry: SpiRegistry::new(),
-            sources: HashMap::with_capacity(max_sources),
+            sources: HashMap::with_capacity_and_hasher(max_sources, SsrcHashBuilder::new()),
             max_sources,
             next_generation: 1,
             stats: ForwardStats::default(),

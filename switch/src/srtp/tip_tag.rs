@@ -26,14 +26,30 @@ pub enum TagKind<'a> {
     Short,
 }
 
+/// Longest EKT trailer after the base tag: an AES-KW EMK of a 32-byte key (40) + 8.
+const MAX_TRAILER_LEN: usize = 48;
+
 /// The base tag of an SRTP packet. `roc` is the packet's rollover counter.
 #[inline]
 pub fn rtp_base_tag(k_a: &HmacSha1Key, ap: &[u8], kind: TagKind<'_>, roc: u32) -> [u8; 20] {
     let roc = roc.to_be_bytes();
-    match kind {
-        TagKind::Full(trailer) => k_a.mac(&[ap, &ZEROS, trailer, &roc]),
-        TagKind::Short => k_a.mac(&[ap, &roc, &ZEROS[..6], &[0]]),
-    }
+    // The fixed-size tail is assembled on the stack so the HMAC sees two updates, not
+    // four (each small update costs the hmac crate a buffer round trip).
+    let mut tail = [0u8; BASE_TAG_LEN + MAX_TRAILER_LEN + 4];
+    let n = match kind {
+        TagKind::Full(trailer) if trailer.len() <= MAX_TRAILER_LEN => {
+            let t = BASE_TAG_LEN + trailer.len();
+            tail[BASE_TAG_LEN..t].copy_from_slice(trailer);
+            tail[t..t + 4].copy_from_slice(&roc);
+            t + 4
+        }
+        TagKind::Full(trailer) => return k_a.mac(&[ap, &ZEROS, trailer, &roc]),
+        TagKind::Short => {
+            tail[..4].copy_from_slice(&roc);
+            BASE_TAG_LEN + 1
+        }
+    };
+    k_a.mac(&[ap, &tail[..n]])
 }
 
 /// The base tag of an SRTCP packet (`ap` ends with E|index).
@@ -41,6 +57,6 @@ pub fn rtp_base_tag(k_a: &HmacSha1Key, ap: &[u8], kind: TagKind<'_>, roc: u32) -
 pub fn rtcp_base_tag(k_a: &HmacSha1Key, ap: &[u8], kind: TagKind<'_>) -> [u8; 20] {
     match kind {
         TagKind::Full(trailer) => k_a.mac(&[ap, &ZEROS, trailer]),
-        TagKind::Short => k_a.mac(&[ap, &ZEROS, &[0]]),
+        TagKind::Short => k_a.mac(&[ap, &[0; BASE_TAG_LEN + 1]]),
     }
 }
