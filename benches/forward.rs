@@ -22,7 +22,9 @@ const SSRC: u32 = 0x0bad_cafe;
 /// Packets per pass: 256 x 1200 B = 300 KB, L2-resident.
 const PASS: usize = 256;
 /// RTP header with one TIP CSRC.
-const HEADER: [u8; 16] = [0x81, 0x70, 0, 0, 0, 0, 0, 0, 0x0b, 0xad, 0xca, 0xfe, 0x12, 0x34, 0x51, 0x21];
+const HEADER: [u8; 16] = [
+    0x81, 0x70, 0, 0, 0, 0, 0, 0, 0x0b, 0xad, 0xca, 0xfe, 0x12, 0x34, 0x51, 0x21,
+];
 
 fn receivers(screens: &[u8]) -> Vec<Receiver> {
     screens
@@ -50,8 +52,18 @@ fn tip_packets(wire_len: usize) -> Vec<Vec<u8>> {
             let mut buf = vec![0u8; 1500];
             buf[..16].copy_from_slice(&HEADER);
             buf[2..4].copy_from_slice(&(i as u16).to_be_bytes());
-            let trailer = if full { TipTrailer::Full { emk: &emk, isn: 0, spi: SPI } } else { TipTrailer::Short };
-            let n = ctx.protect_rtp_tip(&mut buf, rtp_len, Some(1), trailer).unwrap();
+            let trailer = if full {
+                TipTrailer::Full {
+                    emk: &emk,
+                    isn: 0,
+                    spi: SPI,
+                }
+            } else {
+                TipTrailer::Short
+            };
+            let n = ctx
+                .protect_rtp_tip(&mut buf, rtp_len, Some(1), trailer)
+                .unwrap();
             buf.truncate(n);
             buf
         })
@@ -60,7 +72,13 @@ fn tip_packets(wire_len: usize) -> Vec<Vec<u8>> {
 
 fn tip_forwarder(first: &[u8]) -> Forwarder {
     let mut f = Forwarder::new(4);
-    let set = ParameterSet::new(EktCipher::AesEcb128, &KEK, SrtpProfile::AesCm128HmacSha1_80, &SALT).unwrap();
+    let set = ParameterSet::new(
+        EktCipher::AesEcb128,
+        &KEK,
+        SrtpProfile::AesCm128HmacSha1_80,
+        &SALT,
+    )
+    .unwrap();
     f.registry_mut().insert(SPI, set).unwrap();
     f.verify(first, true).unwrap();
     f
@@ -68,7 +86,12 @@ fn tip_forwarder(first: &[u8]) -> Forwarder {
 
 /// Runs `per_packet` over packets 1..=PASS, rebuilding state with `fresh` between passes;
 /// only the per-packet work is timed.
-fn timed<S>(iters: u64, packets: &[Vec<u8>], mut fresh: impl FnMut() -> S, mut per_packet: impl FnMut(&mut S, &[u8])) -> Duration {
+fn timed<S>(
+    iters: u64,
+    packets: &[Vec<u8>],
+    mut fresh: impl FnMut() -> S,
+    mut per_packet: impl FnMut(&mut S, &[u8]),
+) -> Duration {
     let mut total = Duration::ZERO;
     let mut left = iters as usize;
     while left > 0 {
@@ -90,12 +113,17 @@ fn bench_tip(c: &mut Criterion, id: &str, wire_len: usize, screens: &[u8]) {
     let mut out = TxBatch::new(8, 8);
     c.bench_function(id, |b| {
         b.iter_custom(|iters| {
-            timed(iters, &packets, || tip_forwarder(&packets[0]), |f, p| {
-                let v = f.verify(black_box(p), true).unwrap();
-                f.emit(p, &v, &rx, &mut out).unwrap();
-                black_box(out.len());
-                out.clear();
-            })
+            timed(
+                iters,
+                &packets,
+                || tip_forwarder(&packets[0]),
+                |f, p| {
+                    let v = f.verify(black_box(p), true).unwrap();
+                    f.emit(p, &v, &rx, &mut out).unwrap();
+                    black_box(out.len());
+                    out.clear();
+                },
+            )
         })
     });
 }
@@ -126,7 +154,9 @@ fn srtp_packets(suite: Suite, key: &[u8], salt: &[u8], wire_len: usize) -> Vec<V
             let mut buf = vec![0u8; 1500];
             buf[..16].copy_from_slice(&HEADER);
             buf[2..4].copy_from_slice(&(i as u16).to_be_bytes());
-            let n = ctx.protect_rtp(&mut buf, wire_len - suite.srtp_tag_len()).unwrap();
+            let n = ctx
+                .protect_rtp(&mut buf, wire_len - suite.srtp_tag_len())
+                .unwrap();
             buf.truncate(n);
             buf
         })
@@ -145,8 +175,12 @@ fn sfu_baselines(c: &mut Criterion) {
     c.bench_function("baseline/sfu_inplace_1200_fanout4", |b| {
         b.iter_custom(|iters| {
             let fresh = || {
-                let ctx = |k: &[u8]| SrtpContext::new(suite, &MasterKey::new(suite, k, &SALT).unwrap());
-                (ctx(&SENDER_KEY), receiver_keys.iter().map(|k| ctx(k)).collect::<Vec<_>>())
+                let ctx =
+                    |k: &[u8]| SrtpContext::new(suite, &MasterKey::new(suite, k, &SALT).unwrap());
+                (
+                    ctx(&SENDER_KEY),
+                    receiver_keys.iter().map(|k| ctx(k)).collect::<Vec<_>>(),
+                )
             };
             timed(iters, &packets, fresh, |(rx, txs), p| {
                 scratch[..p.len()].copy_from_slice(p);
@@ -160,10 +194,16 @@ fn sfu_baselines(c: &mut Criterion) {
         })
     });
     let profile = webrtc_srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_80;
-    let webrtc = |k: &[u8]| webrtc_srtp::context::Context::new(k, &SALT, profile, None, None).unwrap();
+    let webrtc =
+        |k: &[u8]| webrtc_srtp::context::Context::new(k, &SALT, profile, None, None).unwrap();
     c.bench_function("baseline/sfu_webrtc_srtp_1200_fanout4", |b| {
         b.iter_custom(|iters| {
-            let fresh = || (webrtc(&SENDER_KEY), receiver_keys.iter().map(|k| webrtc(k)).collect::<Vec<_>>());
+            let fresh = || {
+                (
+                    webrtc(&SENDER_KEY),
+                    receiver_keys.iter().map(|k| webrtc(k)).collect::<Vec<_>>(),
+                )
+            };
             timed(iters, &packets, fresh, |(rx, txs), p| {
                 let mut plain = rx.decrypt_rtp(p).unwrap().to_vec();
                 plain[12..16].copy_from_slice(&0x1234_5323u32.to_be_bytes());
@@ -185,7 +225,8 @@ fn gcm(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let fresh = || {
                 let mut f = Forwarder::new(4);
-                f.add_keyed_source(SSRC, suite, &MasterKey::new(suite, &key, &salt).unwrap()).unwrap();
+                f.add_keyed_source(SSRC, suite, &MasterKey::new(suite, &key, &salt).unwrap())
+                    .unwrap();
                 f
             };
             timed(iters, &packets, fresh, |f, p| {
@@ -205,7 +246,11 @@ fn gcm(c: &mut Criterion) {
     let nonce = [9u8; 12];
     let (head, body) = sealed.split_at_mut(16);
     let tag = open_key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&*head), &mut body[..1168])
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&*head),
+            &mut body[..1168],
+        )
         .unwrap();
     body[1168..].copy_from_slice(tag.as_ref());
     let mut buf = sealed.clone();
@@ -218,7 +263,11 @@ fn gcm(c: &mut Criterion) {
                 .unwrap();
             let n = plain.len();
             let tag = seal_key
-                .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&*head), &mut body[..n])
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(&*head),
+                    &mut body[..n],
+                )
                 .unwrap();
             let _ = black_box(tag);
         })

@@ -69,7 +69,9 @@ pub fn parse(packet: &[u8]) -> Result<Parsed<'_>, DecodeError> {
                 });
             }
             let len = usize::from(u16::from_be_bytes([packet[n - 3], packet[n - 2]]));
-            if len < FULL_TRAILER_LEN + MIN_CIPHERTEXT_LEN || (len - FULL_TRAILER_LEN) % 8 != 0 {
+            if len < FULL_TRAILER_LEN + MIN_CIPHERTEXT_LEN
+                || !(len - FULL_TRAILER_LEN).is_multiple_of(8)
+            {
                 return Err(DecodeError::InvalidLength(len));
             }
             if len > n {
@@ -161,17 +163,28 @@ impl EktPlaintext {
 }
 
 /// Writes a FullEKTField for `plaintext` under `kek` (an AES-KWP key) into `out`.
-pub fn write_full(kek: &Kek, plaintext: &EktPlaintext, spi: Spi, epoch: u16, out: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn write_full(
+    kek: &Kek,
+    plaintext: &EktPlaintext,
+    spi: Spi,
+    epoch: u16,
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
     let mut pt = [0u8; 1 + MAX_MASTER_KEY_LEN + 8];
     let pt_len = plaintext.encode(&mut pt);
     let ct_len = kek
         .cipher()
         .wrapped_len(pt_len)
-        .ok_or(EncodeError::InvalidValue("EKT cipher cannot wrap the plaintext"))?;
+        .ok_or(EncodeError::InvalidValue(
+            "EKT cipher cannot wrap the plaintext",
+        ))?;
     let total = ct_len + FULL_TRAILER_LEN;
     if out.len() < total {
         pt.zeroize();
-        return Err(EncodeError::BufferTooSmall { have: out.len(), need: total });
+        return Err(EncodeError::BufferTooSmall {
+            have: out.len(),
+            need: total,
+        });
     }
     let wrapped = kek.wrap(&pt[..pt_len], &mut out[..ct_len]);
     pt.zeroize();
@@ -188,7 +201,9 @@ pub fn write_full(kek: &Kek, plaintext: &EktPlaintext, spi: Spi, epoch: u16, out
 /// SSRC against the packet's and the epoch with [`crate::epoch::EpochTracker`].
 pub fn unwrap(kek: &Kek, field: &FullField<'_>) -> Result<EktPlaintext, KeyError> {
     let mut pt = [0u8; 64];
-    let out = pt.get_mut(..field.ciphertext.len().saturating_sub(8)).ok_or(KeyError::MalformedPlaintext)?;
+    let out = pt
+        .get_mut(..field.ciphertext.len().saturating_sub(8))
+        .ok_or(KeyError::MalformedPlaintext)?;
     let n = kek.unwrap(field.ciphertext, out);
     let r = n.and_then(|n| EktPlaintext::decode(&pt[..n]));
     pt.zeroize();
@@ -226,7 +241,9 @@ mod tests {
         packet.extend(h(FULL));
         let p = parse(&packet).unwrap();
         assert_eq!(p.start, 12);
-        let EktField::Full(f) = p.field else { panic!("not full") };
+        let EktField::Full(f) = p.field else {
+            panic!("not full")
+        };
         assert_eq!((f.spi, f.epoch, f.ciphertext.len()), (Spi(0x1234), 0, 40));
         let pt = unwrap(&kek(), &f).unwrap();
         assert_eq!(pt.master_key(), &h("e1f97a0d3e018be0d64fa32c06de4139")[..]);
@@ -236,9 +253,18 @@ mod tests {
 
     #[test]
     fn short_and_unknown_types() {
-        assert_eq!(parse(&[9, 9, 0]).unwrap(), Parsed { start: 2, field: EktField::Short });
+        assert_eq!(
+            parse(&[9, 9, 0]).unwrap(),
+            Parsed {
+                start: 2,
+                field: EktField::Short
+            }
+        );
         assert_eq!(parse(&[9, 1]), Err(DecodeError::UnknownMessageType(1)));
-        assert_eq!(parse(&[9, 0xff]), Err(DecodeError::UnknownMessageType(0xff)));
+        assert_eq!(
+            parse(&[9, 0xff]),
+            Err(DecodeError::UnknownMessageType(0xff))
+        );
         assert_eq!(parse(&[]), Err(DecodeError::TooShort { have: 0, need: 1 }));
     }
 
@@ -259,8 +285,13 @@ mod tests {
     fn tampered_ciphertext_fails_integrity() {
         let mut f = h(FULL);
         f[3] ^= 0x80;
-        let EktField::Full(full) = parse(&f).unwrap().field else { panic!() };
-        assert_eq!(unwrap(&kek(), &full).unwrap_err(), KeyError::IntegrityCheckFailed);
+        let EktField::Full(full) = parse(&f).unwrap().field else {
+            panic!()
+        };
+        assert_eq!(
+            unwrap(&kek(), &full).unwrap_err(),
+            KeyError::IntegrityCheckFailed
+        );
     }
 
     #[test]
@@ -271,8 +302,13 @@ mod tests {
         let n = write_full(&kek, &pt, Spi(2), 9, &mut out).unwrap();
         // 1 + 32 + 8 = 41 plaintext bytes wrap to 48 + 8 = 56 (RFC 5649 §4.1).
         assert_eq!(n, 56 + 7);
-        let EktField::Full(f) = parse(&out[..n]).unwrap().field else { panic!() };
+        let EktField::Full(f) = parse(&out[..n]).unwrap().field else {
+            panic!()
+        };
         let back = unwrap(&kek, &f).unwrap();
-        assert_eq!((back.master_key(), back.ssrc, back.roc, f.epoch), (&[5u8; 32][..], 1, 2, 9));
+        assert_eq!(
+            (back.master_key(), back.ssrc, back.roc, f.epoch),
+            (&[5u8; 32][..], 1, 2, 9)
+        );
     }
 }

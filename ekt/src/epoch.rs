@@ -37,7 +37,11 @@ impl EpochTracker {
     /// Records `epoch` as the last accepted for the pair.
     pub fn accept(&mut self, spi: Spi, ssrc: u32, epoch: u16) -> Result<(), StaleEpoch> {
         self.check(spi, ssrc, epoch)?;
-        match self.seen.iter_mut().find(|(s, x, _)| *s == spi && *x == ssrc) {
+        match self
+            .seen
+            .iter_mut()
+            .find(|(s, x, _)| *s == spi && *x == ssrc)
+        {
             Some(e) => e.2 = epoch,
             None => self.seen.push((spi, ssrc, epoch)),
         }

@@ -47,7 +47,7 @@ impl EktCipher {
         match self {
             Self::AesEcb128 => (key_len == 16).then_some(16),
             // RFC 3394 §2: n >= 2 blocks of 64 bits.
-            Self::AesKw => (key_len >= 16 && key_len % 8 == 0).then_some(key_len + 8),
+            Self::AesKw => (key_len >= 16 && key_len.is_multiple_of(8)).then_some(key_len + 8),
             // RFC 5649 §4.1: 8 * ceil(m / 8) + 8, at least 16.
             Self::AesKwp => (key_len >= 1).then(|| key_len.div_ceil(8) * 8 + 8),
         }
@@ -58,7 +58,9 @@ impl EktCipher {
     pub fn unwrapped_len(self, wrapped_len: usize) -> Option<usize> {
         match self {
             Self::AesEcb128 => (wrapped_len == 16).then_some(16),
-            Self::AesKw => (wrapped_len >= 24 && wrapped_len % 8 == 0).then(|| wrapped_len - 8),
+            Self::AesKw => {
+                (wrapped_len >= 24 && wrapped_len.is_multiple_of(8)).then(|| wrapped_len - 8)
+            }
             Self::AesKwp => None,
         }
     }
@@ -82,7 +84,9 @@ pub struct Kek {
 
 impl std::fmt::Debug for Kek {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kek").field("cipher", &self.cipher).finish_non_exhaustive()
+        f.debug_struct("Kek")
+            .field("cipher", &self.cipher)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,12 +95,24 @@ impl Kek {
     pub fn new(cipher: EktCipher, key: &[u8]) -> Result<Self, KeyError> {
         let bad = || KeyError::BadKekLength(key.len());
         let keyed = match (cipher, key.len()) {
-            (EktCipher::AesEcb128, 16) => Keyed::Ecb128(Aes128::new_from_slice(key).map_err(|_| bad())?),
-            (EktCipher::AesKw, 16) => Keyed::Kw128(KwAes128::new_from_slice(key).map_err(|_| bad())?),
-            (EktCipher::AesKw, 24) => Keyed::Kw192(KwAes192::new_from_slice(key).map_err(|_| bad())?),
-            (EktCipher::AesKw, 32) => Keyed::Kw256(KwAes256::new_from_slice(key).map_err(|_| bad())?),
-            (EktCipher::AesKwp, 16) => Keyed::Kwp128(KwpAes128::new_from_slice(key).map_err(|_| bad())?),
-            (EktCipher::AesKwp, 32) => Keyed::Kwp256(KwpAes256::new_from_slice(key).map_err(|_| bad())?),
+            (EktCipher::AesEcb128, 16) => {
+                Keyed::Ecb128(Aes128::new_from_slice(key).map_err(|_| bad())?)
+            }
+            (EktCipher::AesKw, 16) => {
+                Keyed::Kw128(KwAes128::new_from_slice(key).map_err(|_| bad())?)
+            }
+            (EktCipher::AesKw, 24) => {
+                Keyed::Kw192(KwAes192::new_from_slice(key).map_err(|_| bad())?)
+            }
+            (EktCipher::AesKw, 32) => {
+                Keyed::Kw256(KwAes256::new_from_slice(key).map_err(|_| bad())?)
+            }
+            (EktCipher::AesKwp, 16) => {
+                Keyed::Kwp128(KwpAes128::new_from_slice(key).map_err(|_| bad())?)
+            }
+            (EktCipher::AesKwp, 32) => {
+                Keyed::Kwp256(KwpAes256::new_from_slice(key).map_err(|_| bad())?)
+            }
             _ => return Err(bad()),
         };
         Ok(Self { cipher, keyed })
@@ -109,11 +125,15 @@ impl Kek {
 
     /// Encrypts `key` into `out`; returns the ciphertext length.
     pub fn wrap(&self, key: &[u8], out: &mut [u8]) -> Result<usize, KeyError> {
-        let len = self.cipher.wrapped_len(key.len()).ok_or(KeyError::BadKeyLength(key.len()))?;
+        let len = self
+            .cipher
+            .wrapped_len(key.len())
+            .ok_or(KeyError::BadKeyLength(key.len()))?;
         let out = out.get_mut(..len).ok_or(KeyError::BufferTooSmall)?;
         let done = match &self.keyed {
             Keyed::Ecb128(aes) => {
-                let mut block = Block::try_from(key).map_err(|_| KeyError::BadKeyLength(key.len()))?;
+                let mut block =
+                    Block::try_from(key).map_err(|_| KeyError::BadKeyLength(key.len()))?;
                 aes.encrypt_block(&mut block);
                 out.copy_from_slice(&block);
                 Ok(len)
@@ -141,7 +161,7 @@ impl Kek {
                 Ok(16)
             }
             keyed => {
-                if wrapped.len() < 16 || wrapped.len() % 8 != 0 {
+                if wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) {
                     return Err(bad_len);
                 }
                 let cap = wrapped.len() - 8;
@@ -186,12 +206,21 @@ mod tests {
         // RFC 3394 §4.1: wrap 128 bits of key data with a 128-bit KEK.
         let kek = Kek::new(EktCipher::AesKw, &h("000102030405060708090A0B0C0D0E0F")).unwrap();
         let mut out = [0u8; 24];
-        assert_eq!(kek.wrap(&h("00112233445566778899AABBCCDDEEFF"), &mut out), Ok(24));
-        assert_eq!(out.to_vec(), h("1FA68B0A8112B447AEF34BD8FB5A7B829D3E862371D2CFE5"));
+        assert_eq!(
+            kek.wrap(&h("00112233445566778899AABBCCDDEEFF"), &mut out),
+            Ok(24)
+        );
+        assert_eq!(
+            out.to_vec(),
+            h("1FA68B0A8112B447AEF34BD8FB5A7B829D3E862371D2CFE5")
+        );
         let mut back = [0u8; 16];
         assert_eq!(kek.unwrap(&out, &mut back), Ok(16));
         out[3] ^= 1;
-        assert_eq!(kek.unwrap(&out, &mut back), Err(KeyError::IntegrityCheckFailed));
+        assert_eq!(
+            kek.unwrap(&out, &mut back),
+            Err(KeyError::IntegrityCheckFailed)
+        );
     }
 
     #[test]
@@ -211,14 +240,29 @@ mod tests {
 
     #[test]
     fn refuses_bad_lengths() {
-        assert_eq!(Kek::new(EktCipher::AesEcb128, &[0; 32]).unwrap_err(), KeyError::BadKekLength(32));
+        assert_eq!(
+            Kek::new(EktCipher::AesEcb128, &[0; 32]).unwrap_err(),
+            KeyError::BadKekLength(32)
+        );
         assert!(Kek::new(EktCipher::AesKwp, &[0; 24]).is_err());
         let kek = Kek::new(EktCipher::AesEcb128, &[0; 16]).unwrap();
-        assert_eq!(kek.wrap(&[0; 32], &mut [0; 32]), Err(KeyError::BadKeyLength(32)));
-        assert_eq!(kek.unwrap(&[0; 15], &mut [0; 32]), Err(KeyError::BadCiphertextLength(15)));
+        assert_eq!(
+            kek.wrap(&[0; 32], &mut [0; 32]),
+            Err(KeyError::BadKeyLength(32))
+        );
+        assert_eq!(
+            kek.unwrap(&[0; 15], &mut [0; 32]),
+            Err(KeyError::BadCiphertextLength(15))
+        );
         let kw = Kek::new(EktCipher::AesKw, &[0; 16]).unwrap();
-        assert_eq!(kw.unwrap(&[0; 17], &mut [0; 32]), Err(KeyError::BadCiphertextLength(17)));
-        assert_eq!(kw.unwrap(&[0; 24], &mut [0; 4]), Err(KeyError::BufferTooSmall));
+        assert_eq!(
+            kw.unwrap(&[0; 17], &mut [0; 32]),
+            Err(KeyError::BadCiphertextLength(17))
+        );
+        assert_eq!(
+            kw.unwrap(&[0; 24], &mut [0; 4]),
+            Err(KeyError::BufferTooSmall)
+        );
         assert!(format!("{kw:?}").contains("AesKw"));
     }
 }

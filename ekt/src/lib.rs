@@ -11,9 +11,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod error;
 pub mod ekt_field;
 pub mod epoch;
+mod error;
 pub mod kek;
 pub mod spi;
 pub mod tip_tag;

@@ -115,7 +115,12 @@ impl Drop for ParameterSet {
 
 impl ParameterSet {
     /// Builds a parameter set; the salt length must be the profile's.
-    pub fn new(cipher: EktCipher, kek: &[u8], profile: SrtpProfile, salt: &[u8]) -> Result<Self, RegistryError> {
+    pub fn new(
+        cipher: EktCipher,
+        kek: &[u8],
+        profile: SrtpProfile,
+        salt: &[u8],
+    ) -> Result<Self, RegistryError> {
         if salt.len() != profile.master_salt_len() {
             return Err(RegistryError::BadSaltLength(salt.len()));
         }
@@ -186,7 +191,9 @@ pub struct SpiRegistry {
 
 impl fmt::Debug for SpiRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|e| (e.spi, e.retired))).finish()
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| (e.spi, e.retired)))
+            .finish()
     }
 }
 
@@ -220,7 +227,10 @@ impl SpiRegistry {
 
     /// The live parameter set for `spi`.
     pub fn get(&self, spi: Spi) -> Option<&ParameterSet> {
-        self.entries.iter().find(|e| e.spi == spi && !e.retired).map(|e| &e.params)
+        self.entries
+            .iter()
+            .find(|e| e.spi == spi && !e.retired)
+            .map(|e| &e.params)
     }
 
     /// Stops accepting `spi`. The SPI stays reserved: it can never be bound again.
@@ -246,10 +256,18 @@ mod tests {
     use super::*;
 
     const KEK: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
-    const SALT: [u8; 14] = [0x0e, 0xc6, 0x75, 0xad, 0x49, 0x8a, 0xfe, 0xeb, 0xb6, 0x96, 0x0b, 0x3a, 0xab, 0xe6];
+    const SALT: [u8; 14] = [
+        0x0e, 0xc6, 0x75, 0xad, 0x49, 0x8a, 0xfe, 0xeb, 0xb6, 0x96, 0x0b, 0x3a, 0xab, 0xe6,
+    ];
 
     fn tip_set(kek: &[u8]) -> ParameterSet {
-        ParameterSet::new(EktCipher::AesEcb128, kek, SrtpProfile::AesCm128HmacSha1_80, &SALT).unwrap()
+        ParameterSet::new(
+            EktCipher::AesEcb128,
+            kek,
+            SrtpProfile::AesCm128HmacSha1_80,
+            &SALT,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -258,25 +276,41 @@ mod tests {
         r.insert(Spi(0xa5a5), tip_set(&KEK)).unwrap();
         // The same parameters again (a SPIMAP retransmission) are fine.
         r.insert(Spi(0xa5a5), tip_set(&KEK)).unwrap();
-        assert_eq!(r.insert(Spi(0xa5a5), tip_set(&[9; 16])), Err(RegistryError::Remapped(0xa5a5)));
+        assert_eq!(
+            r.insert(Spi(0xa5a5), tip_set(&[9; 16])),
+            Err(RegistryError::Remapped(0xa5a5))
+        );
         assert_eq!(r.get(Spi(0xa5a5)).unwrap().emk_len(), 16);
         r.retire(Spi(0xa5a5));
         assert!(r.get(Spi(0xa5a5)).is_none());
         assert!(r.is_empty());
         // A retired SPI stays reserved, even for its old parameters.
-        assert_eq!(r.insert(Spi(0xa5a5), tip_set(&KEK)), Err(RegistryError::Remapped(0xa5a5)));
+        assert_eq!(
+            r.insert(Spi(0xa5a5), tip_set(&KEK)),
+            Err(RegistryError::Remapped(0xa5a5))
+        );
     }
 
     #[test]
     fn tip_spi_must_be_odd_and_salt_must_fit() {
         let mut r = SpiRegistry::new();
-        assert_eq!(r.insert(Spi(0x1234), tip_set(&KEK)), Err(RegistryError::EvenSpi(0x1234)));
-        let gcm = ParameterSet::new(EktCipher::AesKwp, &KEK, SrtpProfile::AeadAes128Gcm, &SALT[..12]).unwrap();
+        assert_eq!(
+            r.insert(Spi(0x1234), tip_set(&KEK)),
+            Err(RegistryError::EvenSpi(0x1234))
+        );
+        let gcm = ParameterSet::new(
+            EktCipher::AesKwp,
+            &KEK,
+            SrtpProfile::AeadAes128Gcm,
+            &SALT[..12],
+        )
+        .unwrap();
         r.insert(Spi(0x1234), gcm).unwrap();
         assert_eq!(r.get(Spi(0x1234)).unwrap().master_salt().len(), 12);
         assert_eq!(r.get(Spi(0x1234)).unwrap().emk_len(), 24);
         assert_eq!(
-            ParameterSet::new(EktCipher::AesKwp, &KEK, SrtpProfile::AeadAes128Gcm, &SALT).unwrap_err(),
+            ParameterSet::new(EktCipher::AesKwp, &KEK, SrtpProfile::AeadAes128Gcm, &SALT)
+                .unwrap_err(),
             RegistryError::BadSaltLength(14)
         );
         assert!(!format!("{r:?}").is_empty());

@@ -120,7 +120,12 @@ impl<'a> TipEkt<'a> {
                     field: TipEkt::Full(FullTag {
                         base_tag: &packet[start..emk_start],
                         emk: &packet[emk_start..t],
-                        roc: u32::from_be_bytes([packet[t], packet[t + 1], packet[t + 2], packet[t + 3]]),
+                        roc: u32::from_be_bytes([
+                            packet[t],
+                            packet[t + 1],
+                            packet[t + 2],
+                            packet[t + 3],
+                        ]),
                         isn: u16::from_be_bytes([packet[t + 4], packet[t + 5]]),
                         spi: Spi(u16::from_be_bytes([packet[t + 6], packet[t + 7]])),
                     }),
@@ -157,7 +162,10 @@ pub fn write_full_trailer(
     }
     let need = emk.len() + FULL_TAG_TRAILER_LEN;
     if out.len() < need {
-        return Err(EncodeError::BufferTooSmall { have: out.len(), need });
+        return Err(EncodeError::BufferTooSmall {
+            have: out.len(),
+            need,
+        });
     }
     out[..emk.len()].copy_from_slice(emk);
     let t = &mut out[emk.len()..need];
@@ -177,7 +185,8 @@ mod tests {
 
     // WIRE.md section 3, "full in".
     const FULL_IN: &str = "81701234decafbadcafebabe123451214e55dc4ce79978d88ca4d215949d2402016c2b86db4d3f17ba13ee53c128b0a3642573474b33a2d4b90b8e000000001234a5a5";
-    const SHORT_IN: &str = "81701235decafbadcafebabe1234512111399ff951c3e036f8de27e9c27ee3e0004c84de539929e5a2728e00";
+    const SHORT_IN: &str =
+        "81701235decafbadcafebabe1234512111399ff951c3e036f8de27e9c27ee3e0004c84de539929e5a2728e00";
 
     #[test]
     fn parses_wire_full_tag() {
@@ -186,7 +195,9 @@ mod tests {
         assert_eq!(peek_spi(&p), Ok(Spi(0xa5a5)));
         let parsed = TipEkt::parse(&p, 16, 10, 16).unwrap();
         assert_eq!(parsed.start, p.len() - 34);
-        let TipEkt::Full(f) = parsed.field else { panic!("not full") };
+        let TipEkt::Full(f) = parsed.field else {
+            panic!("not full")
+        };
         assert_eq!(f.base_tag, &h("6c2b86db4d3f17ba13ee")[..]);
         assert_eq!(f.emk, &h("53c128b0a3642573474b33a2d4b90b8e")[..]);
         assert_eq!((f.roc, f.isn, f.spi), (0, 0x1234, Spi(0xa5a5)));
@@ -198,22 +209,39 @@ mod tests {
         let p = h(SHORT_IN);
         let parsed = TipEkt::parse(&p, 16, 10, 16).unwrap();
         assert_eq!(parsed.start, p.len() - 11);
-        assert_eq!(parsed.field, TipEkt::Short { base_tag: &h("4c84de539929e5a2728e")[..] });
+        assert_eq!(
+            parsed.field,
+            TipEkt::Short {
+                base_tag: &h("4c84de539929e5a2728e")[..]
+            }
+        );
     }
 
     #[test]
     fn rejects_reserved_bits_and_short_input() {
         assert_eq!(tag_form(&[0x02]), Err(DecodeError::ReservedBitsSet(2)));
-        assert_eq!(tag_form(&[]), Err(DecodeError::TooShort { have: 0, need: 1 }));
-        assert!(matches!(TipEkt::parse(&[0u8; 20], 12, 10, 16), Err(DecodeError::TooShort { .. })));
-        assert!(matches!(TipEkt::parse(&[1u8; 40], 12, 10, 16), Err(DecodeError::TooShort { .. })));
+        assert_eq!(
+            tag_form(&[]),
+            Err(DecodeError::TooShort { have: 0, need: 1 })
+        );
+        assert!(matches!(
+            TipEkt::parse(&[0u8; 20], 12, 10, 16),
+            Err(DecodeError::TooShort { .. })
+        ));
+        assert!(matches!(
+            TipEkt::parse(&[1u8; 40], 12, 10, 16),
+            Err(DecodeError::TooShort { .. })
+        ));
     }
 
     #[test]
     fn writes_full_trailer_and_refuses_even_spi() {
         let mut out = [0u8; 24];
         let emk = h("53c128b0a3642573474b33a2d4b90b8e");
-        assert_eq!(write_full_trailer(&mut out, &emk, 0, 0x1234, Spi(0xa5a5)), Ok(24));
+        assert_eq!(
+            write_full_trailer(&mut out, &emk, 0, 0x1234, Spi(0xa5a5)),
+            Ok(24)
+        );
         assert_eq!(&out[..], &h(FULL_IN)[h(FULL_IN).len() - 24..]);
         assert!(write_full_trailer(&mut out, &emk, 0, 0, Spi(0x1234)).is_err());
         assert!(write_full_trailer(&mut out[..10], &emk, 0, 0, Spi(1)).is_err());

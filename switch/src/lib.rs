@@ -8,5 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod rtp;
 pub mod srtp;

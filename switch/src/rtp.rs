@@ -57,7 +57,10 @@ impl RtpHeader {
         if packet[0] & 0x10 != 0 {
             // Extension: 16-bit profile, 16-bit length in words, then the words.
             if have < len + 4 {
-                return Err(HeaderError::TooShort { have, need: len + 4 });
+                return Err(HeaderError::TooShort {
+                    have,
+                    need: len + 4,
+                });
             }
             len += 4 + 4 * usize::from(u16::from_be_bytes([packet[len + 2], packet[len + 3]]));
         }
@@ -97,7 +100,9 @@ pub fn rtcp_ssrc(packet: &[u8]) -> Result<u32, HeaderError> {
     if version != 2 {
         return Err(HeaderError::BadVersion(version));
     }
-    Ok(u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]))
+    Ok(u32::from_be_bytes([
+        packet[4], packet[5], packet[6], packet[7],
+    ]))
 }
 
 #[cfg(test)]
@@ -108,13 +113,22 @@ mod tests {
     fn parses_csrc_and_extension() {
         let p = hex::decode("81701234decafbadcafebabe12345121ff").unwrap();
         let h = RtpHeader::parse(&p).unwrap();
-        assert_eq!((h.len, h.csrc_count, h.payload_type, h.seq, h.ssrc), (16, 1, 112, 0x1234, 0xcafebabe));
+        assert_eq!(
+            (h.len, h.csrc_count, h.payload_type, h.seq, h.ssrc),
+            (16, 1, 112, 0x1234, 0xcafebabe)
+        );
         // X bit with a one-word extension.
         let mut x = hex::decode("900f0001000000000000000abede000111223344").unwrap();
         assert_eq!(RtpHeader::parse(&x).unwrap().len, 20);
         x.truncate(19);
-        assert_eq!(RtpHeader::parse(&x), Err(HeaderError::TooShort { have: 19, need: 20 }));
-        assert_eq!(RtpHeader::parse(&[0x40; 12]), Err(HeaderError::BadVersion(1)));
+        assert_eq!(
+            RtpHeader::parse(&x),
+            Err(HeaderError::TooShort { have: 19, need: 20 })
+        );
+        assert_eq!(
+            RtpHeader::parse(&[0x40; 12]),
+            Err(HeaderError::BadVersion(1))
+        );
         assert!(RtpHeader::parse(&[0x8f; 12]).is_err());
     }
 
@@ -124,6 +138,9 @@ mod tests {
         assert!(is_rtcp(&[0x81, 204]));
         assert!(!is_rtcp(&[0x80, 0x70]));
         assert!(!is_rtcp(&[0x80, 224]));
-        assert_eq!(rtcp_ssrc(&hex::decode("81c8000bcafebabe").unwrap()), Ok(0xcafebabe));
+        assert_eq!(
+            rtcp_ssrc(&hex::decode("81c8000bcafebabe").unwrap()),
+            Ok(0xcafebabe)
+        );
     }
 }

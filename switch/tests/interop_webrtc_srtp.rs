@@ -25,8 +25,12 @@ struct Keys {
 impl Keys {
     fn new(suite: Suite, seed: u8) -> Self {
         Self {
-            key: (0..suite.key_len()).map(|i| seed.wrapping_mul(31).wrapping_add(i as u8)).collect(),
-            salt: (0..suite.salt_len()).map(|i| seed ^ (i as u8 * 7)).collect(),
+            key: (0..suite.key_len())
+                .map(|i| seed.wrapping_mul(31).wrapping_add(i as u8))
+                .collect(),
+            salt: (0..suite.salt_len())
+                .map(|i| seed ^ (i as u8 * 7))
+                .collect(),
         }
     }
     fn ours(&self, suite: Suite) -> SrtpContext {
@@ -44,7 +48,11 @@ impl Keys {
 fn rtp(seq: u16, ssrc: u32, payload_len: usize) -> Vec<u8> {
     let mut p = vec![0x81, 0x70];
     p.extend(seq.to_be_bytes());
-    p.extend(0x0102_0304u32.wrapping_add(u32::from(seq) * 3000).to_be_bytes());
+    p.extend(
+        0x0102_0304u32
+            .wrapping_add(u32::from(seq) * 3000)
+            .to_be_bytes(),
+    );
     p.extend(ssrc.to_be_bytes());
     p.extend(0x1234_5121u32.to_be_bytes());
     p.extend((0..payload_len).map(|i| (i as u16 ^ seq) as u8));
@@ -65,7 +73,11 @@ fn our_srtp_is_their_srtp_and_back_across_a_roc_wrap() {
             buf.resize(plain.len() + 16, 0);
             let n = ours_tx.protect_rtp(&mut buf, plain.len()).unwrap();
             let theirs = theirs_tx.encrypt_rtp(&plain).unwrap();
-            assert_eq!(&buf[..n], &theirs[..], "{suite:?} seq {seq}: identical ciphertext and tag");
+            assert_eq!(
+                &buf[..n],
+                &theirs[..],
+                "{suite:?} seq {seq}: identical ciphertext and tag"
+            );
             let back = theirs_rx.decrypt_rtp(&buf[..n]).unwrap();
             assert_eq!(&back[..], &plain[..], "{suite:?} seq {seq}");
             let mut again = theirs.to_vec();
@@ -85,7 +97,24 @@ fn our_srtcp_is_their_srtcp_and_back() {
         for i in 0..5u8 {
             // RR without report blocks + SDES CNAME.
             let mut plain = vec![0x80, 0xc9, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef];
-            plain.extend([0x81, 0xca, 0x00, 0x03, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x03, b'a', b'b', b'c' + i, 0, 0, 0]);
+            plain.extend([
+                0x81,
+                0xca,
+                0x00,
+                0x03,
+                0xde,
+                0xad,
+                0xbe,
+                0xef,
+                0x01,
+                0x03,
+                b'a',
+                b'b',
+                b'c' + i,
+                0,
+                0,
+                0,
+            ]);
             let mut buf = plain.clone();
             buf.resize(plain.len() + 20, 0);
             let n = ours_tx.protect_rtcp(&mut buf, plain.len()).unwrap();
@@ -105,7 +134,8 @@ fn forwarded_packets_are_accepted_by_webrtc_srtp() {
         let mut sender = k.ours(suite);
         let mut receiver = k.theirs(suite);
         let mut f = Forwarder::new(4);
-        f.add_keyed_source(0x0bad_cafe, suite, &k.master(suite)).unwrap();
+        f.add_keyed_source(0x0bad_cafe, suite, &k.master(suite))
+            .unwrap();
         let screen2 = [Receiver {
             id: 9,
             csrc: CsrcRewrite::TipScreen(2),
@@ -117,7 +147,9 @@ fn forwarded_packets_are_accepted_by_webrtc_srtp() {
             let mut buf = plain.clone();
             buf.resize(1200, 0);
             let n = if appended {
-                sender.protect_rtp_with_appended_byte(&mut buf, plain.len(), 40 + i as u8).unwrap()
+                sender
+                    .protect_rtp_with_appended_byte(&mut buf, plain.len(), 40 + i as u8)
+                    .unwrap()
             } else {
                 sender.protect_rtp(&mut buf, plain.len()).unwrap()
             };
@@ -126,10 +158,16 @@ fn forwarded_packets_are_accepted_by_webrtc_srtp() {
             let mut out = TxBatch::new(1, 1);
             f.emit(&buf[..n], &v, &screen2, &mut out).unwrap();
             let (_, fwd) = out.iter().next().unwrap();
-            let got = receiver.decrypt_rtp(fwd).unwrap_or_else(|e| panic!("{suite:?} seq {seq}: {e}"));
+            let got = receiver
+                .decrypt_rtp(fwd)
+                .unwrap_or_else(|e| panic!("{suite:?} seq {seq}: {e}"));
             let mut want = plain.clone();
             want[12..16].copy_from_slice(&0x1234_5222u32.to_be_bytes());
-            assert_eq!(&got[..], &want[..], "{suite:?} seq {seq}: CSRC on screen 2, payload intact");
+            assert_eq!(
+                &got[..],
+                &want[..],
+                "{suite:?} seq {seq}: CSRC on screen 2, payload intact"
+            );
         }
         assert_eq!(f.stats().dropped_total(), 0);
     }

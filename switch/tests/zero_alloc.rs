@@ -48,16 +48,31 @@ fn tip_packets(mk: &[u8; 16], ssrc: u32, first_seq: u16, count: usize, isn: u16)
     let kek = Kek::new(EktCipher::AesEcb128, &KEK).unwrap();
     let mut emk = [0u8; 16];
     kek.wrap(mk, &mut emk).unwrap();
-    let mut ctx = SrtpContext::new(Suite::AesCm128HmacSha1_80, &MasterKey::new(Suite::AesCm128HmacSha1_80, mk, &SALT).unwrap());
+    let mut ctx = SrtpContext::new(
+        Suite::AesCm128HmacSha1_80,
+        &MasterKey::new(Suite::AesCm128HmacSha1_80, mk, &SALT).unwrap(),
+    );
     (0..count)
         .map(|i| {
             let seq = first_seq.wrapping_add(i as u16);
             let mut buf = vec![0u8; 1500];
-            buf[..16].copy_from_slice(&[0x81, 0x70, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x51, 0x21]);
+            buf[..16].copy_from_slice(&[
+                0x81, 0x70, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x51, 0x21,
+            ]);
             buf[2..4].copy_from_slice(&seq.to_be_bytes());
             buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
-            let trailer = if i % 3 == 0 { TipTrailer::Full { emk: &emk, isn, spi: SPI } } else { TipTrailer::Short };
-            let n = ctx.protect_rtp_tip(&mut buf, 1100, Some((i % 2) as u8), trailer).unwrap();
+            let trailer = if i % 3 == 0 {
+                TipTrailer::Full {
+                    emk: &emk,
+                    isn,
+                    spi: SPI,
+                }
+            } else {
+                TipTrailer::Short
+            };
+            let n = ctx
+                .protect_rtp_tip(&mut buf, 1100, Some((i % 2) as u8), trailer)
+                .unwrap();
             buf.truncate(n);
             buf
         })
@@ -65,12 +80,15 @@ fn tip_packets(mk: &[u8; 16], ssrc: u32, first_seq: u16, count: usize, isn: u16)
 }
 
 fn keyed_packets(suite: Suite, ssrc: u32, count: usize) -> Vec<Vec<u8>> {
-    let master = MasterKey::new(suite, &vec![1; suite.key_len()], &vec![2; suite.salt_len()]).unwrap();
+    let master =
+        MasterKey::new(suite, &vec![1; suite.key_len()], &vec![2; suite.salt_len()]).unwrap();
     let mut ctx = SrtpContext::new(suite, &master);
     (0..count)
         .map(|i| {
             let mut buf = vec![0u8; 1500];
-            buf[..16].copy_from_slice(&[0x81, 0x70, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x51, 0x21]);
+            buf[..16].copy_from_slice(&[
+                0x81, 0x70, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x51, 0x21,
+            ]);
             buf[2..4].copy_from_slice(&(65500u16.wrapping_add(i as u16)).to_be_bytes());
             buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
             let n = ctx.protect_rtp(&mut buf, 1000).unwrap();
@@ -83,11 +101,22 @@ fn keyed_packets(suite: Suite, ssrc: u32, count: usize) -> Vec<Vec<u8>> {
 #[test]
 fn forwarding_allocates_nothing_per_packet() {
     let mut f = Forwarder::new(8);
-    let set = ParameterSet::new(EktCipher::AesEcb128, &KEK, SrtpProfile::AesCm128HmacSha1_80, &SALT).unwrap();
+    let set = ParameterSet::new(
+        EktCipher::AesEcb128,
+        &KEK,
+        SrtpProfile::AesCm128HmacSha1_80,
+        &SALT,
+    )
+    .unwrap();
     f.registry_mut().insert(SPI, set).unwrap();
-    for (i, suite) in [Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm].into_iter().enumerate() {
-        let master = MasterKey::new(suite, &vec![1; suite.key_len()], &vec![2; suite.salt_len()]).unwrap();
-        f.add_keyed_source(0x100 + i as u32, suite, &master).unwrap();
+    for (i, suite) in [Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm]
+        .into_iter()
+        .enumerate()
+    {
+        let master =
+            MasterKey::new(suite, &vec![1; suite.key_len()], &vec![2; suite.salt_len()]).unwrap();
+        f.add_keyed_source(0x100 + i as u32, suite, &master)
+            .unwrap();
     }
     // Sender A across a sequence wrap; sender B rekeys half way (a new EMK with an ISN).
     let a = tip_packets(&[1; 16], 0xa, 65400, 300, 0);
@@ -104,18 +133,41 @@ fn forwarding_allocates_nothing_per_packet() {
     let mut out = TxBatch::new(64, 256);
     // Warm up: the first full tag of each TIP sender creates its source (allowed to allocate).
     for p in [&a[0], &b[0]] {
-        f.forward_batch(&[Inbound { data: p, appended_byte: true, receivers: &receivers }], &mut out);
+        f.forward_batch(
+            &[Inbound {
+                data: p,
+                appended_byte: true,
+                receivers: &receivers,
+            }],
+            &mut out,
+        );
         out.clear();
     }
     let mut batches: Vec<Vec<Inbound<'_>>> = Vec::new();
     for i in 1..300 {
         let mut batch = vec![
-            Inbound { data: &a[i], appended_byte: true, receivers: &receivers },
-            Inbound { data: &b[i], appended_byte: true, receivers: &receivers },
+            Inbound {
+                data: &a[i],
+                appended_byte: true,
+                receivers: &receivers,
+            },
+            Inbound {
+                data: &b[i],
+                appended_byte: true,
+                receivers: &receivers,
+            },
         ];
         if i < 200 {
-            batch.push(Inbound { data: &c[i], appended_byte: false, receivers: &receivers });
-            batch.push(Inbound { data: &d[i], appended_byte: false, receivers: &receivers });
+            batch.push(Inbound {
+                data: &c[i],
+                appended_byte: false,
+                receivers: &receivers,
+            });
+            batch.push(Inbound {
+                data: &d[i],
+                appended_byte: false,
+                receivers: &receivers,
+            });
         }
         batches.push(batch);
     }
@@ -130,7 +182,10 @@ fn forwarding_allocates_nothing_per_packet() {
     assert_eq!(f.stats().dropped_total(), 0, "{:?}", f.stats());
     assert_eq!(sent, (299 * 2 + 199 * 2) * receivers.len());
     assert_eq!(f.stats().keys_learned, 3, "A, B and B's new key");
-    assert_eq!(allocations, 0, "heap allocations while forwarding {sent} datagrams");
+    assert_eq!(
+        allocations, 0,
+        "heap allocations while forwarding {sent} datagrams"
+    );
     // The counter does count: the assertion above could fail.
     COUNTING.store(true, Ordering::SeqCst);
     let probe = std::hint::black_box(Box::new(sent));

@@ -133,7 +133,14 @@ impl GcmAuth {
 
     /// The tag after replacing a header whose Horner value is `horner_a` (length `a_len`)
     /// with `a_new`, over an unchanged ciphertext of `c_len` bytes.
-    pub(crate) fn retag_header(&self, tag: Block, horner_a: Block, a_len: usize, a_new: &[u8], c_len: usize) -> Block {
+    pub(crate) fn retag_header(
+        &self,
+        tag: Block,
+        horner_a: Block,
+        a_len: usize,
+        a_new: &[u8],
+        c_len: usize,
+    ) -> Block {
         let n = c_len.div_ceil(16);
         let d = xor(horner_a, self.horner(a_new));
         let mut t = xor(tag, self.mul_power(d, n + 1));
@@ -147,7 +154,14 @@ impl GcmAuth {
     /// The tag after any change of A and C with the IV unchanged:
     /// T' = T xor GHASH(A, C) xor GHASH(A', C'). Costs two full GHASHes.
     #[cfg(test)]
-    pub(crate) fn retag_general(&self, tag: Block, a: &[u8], c: &[u8], a2: &[u8], c2: &[u8]) -> Block {
+    pub(crate) fn retag_general(
+        &self,
+        tag: Block,
+        a: &[u8],
+        c: &[u8],
+        a2: &[u8],
+        c2: &[u8],
+    ) -> Block {
         xor(xor(tag, self.ghash(a, c)), self.ghash(a2, c2))
     }
 }
@@ -174,7 +188,10 @@ mod tests {
     #[test]
     fn rfc7714_tag_and_h() {
         let (auth, iv, a, c, tag) = rfc7714();
-        assert_eq!(auth.encrypt([0; 16]).to_vec(), h("c6a13b37878f5b826f4f8162a1c8d879"));
+        assert_eq!(
+            auth.encrypt([0; 16]).to_vec(),
+            h("c6a13b37878f5b826f4f8162a1c8d879")
+        );
         assert_eq!(auth.tag(&iv, &a, &c), tag);
     }
 
@@ -184,7 +201,11 @@ mod tests {
         let (auth, iv, a, c, tag) = rfc7714();
         let a2 = h("8140f17b8041f8d35501a0b211223344");
         let want = h("1b0f8784bb6d3f87b9d4a3ed9e59c848");
-        assert_eq!(auth.retag_header(tag, auth.horner(&a), a.len(), &a2, c.len()).to_vec(), want);
+        assert_eq!(
+            auth.retag_header(tag, auth.horner(&a), a.len(), &a2, c.len())
+                .to_vec(),
+            want
+        );
         assert_eq!(auth.tag(&iv, &a2, &c).to_vec(), want);
         assert_eq!(auth.retag_general(tag, &a, &c, &a2, &c).to_vec(), want);
     }
@@ -203,12 +224,25 @@ mod tests {
         for c_len in [0usize, 1, 15, 16, 17, 160, 1000, 1188, 1450] {
             let c: Vec<u8> = (0..c_len).map(|i| (i * 31) as u8).collect();
             for (a, a2) in [
-                (h("806000010000000100000002"), h("816000010000000100000002aabbccdd")),
-                (h("816000010000000100000002aabbccdd"), h("816000010000000100000002aabbc0dd")),
-                (h("906000010000000100000002bede0001aa000000"), h("906000010000000100000002bede0001ab000000")),
+                (
+                    h("806000010000000100000002"),
+                    h("816000010000000100000002aabbccdd"),
+                ),
+                (
+                    h("816000010000000100000002aabbccdd"),
+                    h("816000010000000100000002aabbc0dd"),
+                ),
+                (
+                    h("906000010000000100000002bede0001aa000000"),
+                    h("906000010000000100000002bede0001ab000000"),
+                ),
             ] {
                 let t = auth.tag(&iv, &a, &c);
-                assert_eq!(auth.retag_header(t, auth.horner(&a), a.len(), &a2, c.len()), auth.tag(&iv, &a2, &c), "{c_len}");
+                assert_eq!(
+                    auth.retag_header(t, auth.horner(&a), a.len(), &a2, c.len()),
+                    auth.tag(&iv, &a2, &c),
+                    "{c_len}"
+                );
             }
         }
     }

@@ -38,7 +38,9 @@ pub use tx::{ReceiverId, SLOT_SIZE, TxBatch, TxEntry};
 use self::source::{Keying, Source, SourceKey, SsrcHashBuilder};
 use crate::rtp::{RTCP_HEADER_LEN, RtpHeader, is_rtcp, rtcp_ssrc};
 use crate::srtp::tip_tag::{BASE_TAG_LEN, TagKind, rtcp_base_tag, rtp_base_tag};
-use crate::srtp::{HmacSha1Key, MasterKey, ReplayError, ReplayWindow, Suite, index_of, roc_of, tags_equal};
+use crate::srtp::{
+    HmacSha1Key, MasterKey, ReplayError, ReplayWindow, Suite, index_of, roc_of, tags_equal,
+};
 
 const GCM_TAG_LEN: usize = 16;
 const E_INDEX_LEN: usize = 4;
@@ -189,7 +191,12 @@ impl Forwarder {
 
     /// Adds a sender whose master key is configured rather than learned from EKT; its
     /// packets carry plain SRTP tags (HMAC suites) or GCM tags (AEAD suites).
-    pub fn add_keyed_source(&mut self, ssrc: u32, suite: Suite, master: &MasterKey) -> Result<(), DropReason> {
+    pub fn add_keyed_source(
+        &mut self,
+        ssrc: u32,
+        suite: Suite,
+        master: &MasterKey,
+    ) -> Result<(), DropReason> {
         if !self.sources.contains_key(&ssrc) && self.sources.len() >= self.max_sources {
             return Err(DropReason::TooManySources);
         }
@@ -240,7 +247,14 @@ impl Forwarder {
         }
     }
 
-    fn verdict(hdr: &RtpHeader, data: &[u8], appended: bool, ap_end: usize, tag_len: usize, shape: Shape) -> Verified {
+    fn verdict(
+        hdr: &RtpHeader,
+        data: &[u8],
+        appended: bool,
+        ap_end: usize,
+        tag_len: usize,
+        shape: Shape,
+    ) -> Verified {
         Verified {
             ssrc: hdr.ssrc,
             kind: PacketKind::Rtp,
@@ -258,27 +272,58 @@ impl Forwarder {
     }
 
     /// TIP EKT (WIRE.md section 2; ekt-spec.md §3.6).
-    fn verify_tip_rtp(&mut self, data: &[u8], hdr: &RtpHeader, appended: bool) -> Result<Verified, DropReason> {
+    fn verify_tip_rtp(
+        &mut self,
+        data: &[u8],
+        hdr: &RtpHeader,
+        appended: bool,
+    ) -> Result<Verified, DropReason> {
         let min_start = hdr.len + usize::from(appended);
         let form = tip::tag_form(data).map_err(|_| DropReason::Malformed)?;
         if form == TagForm::Short {
-            let s = self.sources.get_mut(&hdr.ssrc).ok_or(DropReason::UnknownSsrc)?;
-            let parsed = TipEkt::parse(data, min_start, BASE_TAG_LEN, 0).map_err(|_| DropReason::Malformed)?;
-            let index = s.index.estimate(hdr.seq).ok_or(DropReason::IndexOutOfRange)?;
+            let s = self
+                .sources
+                .get_mut(&hdr.ssrc)
+                .ok_or(DropReason::UnknownSsrc)?;
+            let parsed = TipEkt::parse(data, min_start, BASE_TAG_LEN, 0)
+                .map_err(|_| DropReason::Malformed)?;
+            let index = s
+                .index
+                .estimate(hdr.seq)
+                .ok_or(DropReason::IndexOutOfRange)?;
             replay_check(&s.replay, index)?;
             // Packets before the new key's first index still use the previous key.
             let before_start = s.start_index.is_some_and(|start| index < start);
-            let key = if before_start { s.previous.as_ref() } else { s.current.as_ref() };
+            let key = if before_start {
+                s.previous.as_ref()
+            } else {
+                s.current.as_ref()
+            };
             let key = key.ok_or(DropReason::UnknownSsrc)?;
             let ap = &data[..parsed.start];
-            let tag = rtp_base_tag(auth_of(key.ctx.rtp_transform()), ap, TagKind::Short, roc_of(index));
-            if !tags_equal(&data[parsed.start..parsed.start + BASE_TAG_LEN], &tag[..BASE_TAG_LEN]) {
+            let tag = rtp_base_tag(
+                auth_of(key.ctx.rtp_transform()),
+                ap,
+                TagKind::Short,
+                roc_of(index),
+            );
+            if !tags_equal(
+                &data[parsed.start..parsed.start + BASE_TAG_LEN],
+                &tag[..BASE_TAG_LEN],
+            ) {
                 return Err(DropReason::AuthFailed);
             }
             let generation = key.generation;
             s.replay.accept(index);
             s.index.accept(index);
-            let mut v = Self::verdict(hdr, data, appended, parsed.start, BASE_TAG_LEN, Shape::TipShort);
+            let mut v = Self::verdict(
+                hdr,
+                data,
+                appended,
+                parsed.start,
+                BASE_TAG_LEN,
+                Shape::TipShort,
+            );
             v.index = index;
             v.generation = generation;
             return Ok(v);
@@ -289,7 +334,8 @@ impl Forwarder {
         if params.profile() != SrtpProfile::AesCm128HmacSha1_80 {
             return Err(DropReason::UnknownSpi);
         }
-        let parsed = TipEkt::parse(data, min_start, BASE_TAG_LEN, params.emk_len()).map_err(|_| DropReason::Malformed)?;
+        let parsed = TipEkt::parse(data, min_start, BASE_TAG_LEN, params.emk_len())
+            .map_err(|_| DropReason::Malformed)?;
         let TipEkt::Full(f) = parsed.field else {
             return Err(DropReason::Malformed);
         };
@@ -297,7 +343,14 @@ impl Forwarder {
         let index = index_of(f.roc, hdr.seq);
         let ap = &data[..parsed.start];
         let kind = TagKind::Full(&data[parsed.start + BASE_TAG_LEN..]);
-        let mut v = Self::verdict(hdr, data, appended, parsed.start, BASE_TAG_LEN, Shape::TipFull);
+        let mut v = Self::verdict(
+            hdr,
+            data,
+            appended,
+            parsed.start,
+            BASE_TAG_LEN,
+            Shape::TipFull,
+        );
         v.index = index;
 
         if let Some(s) = self.sources.get_mut(&hdr.ssrc) {
@@ -335,14 +388,28 @@ impl Forwarder {
         if !self.sources.contains_key(&ssrc) && self.sources.len() >= self.max_sources {
             return Err(DropReason::TooManySources);
         }
-        Ok(self.sources.entry(ssrc).or_insert_with(|| Source::new(Keying::TipEkt)))
+        Ok(self
+            .sources
+            .entry(ssrc)
+            .or_insert_with(|| Source::new(Keying::TipEkt)))
     }
 
     /// A configured key: plain SRTP tag or GCM tag.
-    fn verify_keyed_rtp(&mut self, data: &[u8], hdr: &RtpHeader, appended: bool) -> Result<Verified, DropReason> {
-        let s = self.sources.get_mut(&hdr.ssrc).ok_or(DropReason::UnknownSsrc)?;
+    fn verify_keyed_rtp(
+        &mut self,
+        data: &[u8],
+        hdr: &RtpHeader,
+        appended: bool,
+    ) -> Result<Verified, DropReason> {
+        let s = self
+            .sources
+            .get_mut(&hdr.ssrc)
+            .ok_or(DropReason::UnknownSsrc)?;
         let key = s.current.as_ref().ok_or(DropReason::UnknownSsrc)?;
-        let index = s.index.estimate(hdr.seq).ok_or(DropReason::IndexOutOfRange)?;
+        let index = s
+            .index
+            .estimate(hdr.seq)
+            .ok_or(DropReason::IndexOutOfRange)?;
         replay_check(&s.replay, index)?;
         let suite = key.ctx.suite();
         let n = data.len();
@@ -361,9 +428,12 @@ impl Forwarder {
             Self::verdict(hdr, data, false, end, GCM_TAG_LEN, Shape::Aead)
         } else {
             let tag_len = suite.srtp_tag_len();
-            let end = n.checked_sub(tag_len).filter(|&e| e >= hdr.len + usize::from(appended));
+            let end = n
+                .checked_sub(tag_len)
+                .filter(|&e| e >= hdr.len + usize::from(appended));
             let end = end.ok_or(DropReason::Malformed)?;
-            let tag = auth_of(key.ctx.rtp_transform()).mac(&[&data[..end], &roc_of(index).to_be_bytes()]);
+            let tag =
+                auth_of(key.ctx.rtp_transform()).mac(&[&data[..end], &roc_of(index).to_be_bytes()]);
             if !tags_equal(&data[end..], &tag[..tag_len]) {
                 return Err(DropReason::AuthFailed);
             }
@@ -395,13 +465,19 @@ impl Forwarder {
             shape: Shape::TipShort,
             generation: 0,
         };
-        if let Some(s) = self.sources.get_mut(&ssrc).filter(|s| s.keying == Keying::Plain) {
+        if let Some(s) = self
+            .sources
+            .get_mut(&ssrc)
+            .filter(|s| s.keying == Keying::Plain)
+        {
             let key = s.current.as_ref().ok_or(DropReason::UnknownSsrc)?;
             if let Some(gcm) = &key.gcm_rtcp {
                 // RFC 7714 §9: header | C | tag | E|index. Unencrypted (E = 0) AEAD SRTCP
                 // authenticates the whole packet as AAD and is not forwarded.
                 let min = RTCP_HEADER_LEN + GCM_TAG_LEN + E_INDEX_LEN;
-                let w = (n >= min).then(|| be32(&data[n - 4..])).ok_or(DropReason::Malformed)?;
+                let w = (n >= min)
+                    .then(|| be32(&data[n - 4..]))
+                    .ok_or(DropReason::Malformed)?;
                 if w & E_FLAG == 0 {
                     return Err(DropReason::Malformed);
                 }
@@ -418,7 +494,9 @@ impl Forwarder {
                 v.index = u64::from(index);
             } else {
                 let tag_len = key.ctx.suite().srtcp_tag_len();
-                let end = n.checked_sub(tag_len).filter(|&e| e >= RTCP_HEADER_LEN + E_INDEX_LEN);
+                let end = n
+                    .checked_sub(tag_len)
+                    .filter(|&e| e >= RTCP_HEADER_LEN + E_INDEX_LEN);
                 let end = end.ok_or(DropReason::Malformed)?;
                 let index = be32(&data[end - 4..end]) & !E_FLAG;
                 replay_check(&s.rtcp_replay, u64::from(index))?;
@@ -447,14 +525,18 @@ impl Forwarder {
                 params.emk_len()
             }
         };
-        let parsed = TipEkt::parse(data, min_start, BASE_TAG_LEN, emk_len).map_err(|_| DropReason::Malformed)?;
+        let parsed = TipEkt::parse(data, min_start, BASE_TAG_LEN, emk_len)
+            .map_err(|_| DropReason::Malformed)?;
         let ap = &data[..parsed.start];
         let index = u64::from(be32(&ap[ap.len() - 4..]) & !E_FLAG);
         v.index = index;
         let received = &data[parsed.start..parsed.start + BASE_TAG_LEN];
         let f = match parsed.field {
             TipEkt::Short { .. } => {
-                let s = self.sources.get_mut(&v.ssrc).ok_or(DropReason::UnknownSsrc)?;
+                let s = self
+                    .sources
+                    .get_mut(&v.ssrc)
+                    .ok_or(DropReason::UnknownSsrc)?;
                 replay_check(&s.rtcp_replay, index)?;
                 let key = s.current.as_ref().ok_or(DropReason::UnknownSsrc)?;
                 let tag = rtcp_base_tag(auth_of(key.ctx.rtcp_transform()), ap, TagKind::Short);
@@ -500,7 +582,13 @@ impl Forwarder {
     /// Produces the receivers' copies of a verified packet (stage 3) into `out`; returns
     /// the datagrams added. RTCP goes out unchanged; RTP loses its appended byte, gets each
     /// receiver's CSRC and a tag computed once per distinct output header.
-    pub fn emit(&mut self, data: &[u8], v: &Verified, receivers: &[Receiver], out: &mut TxBatch) -> Result<usize, DropReason> {
+    pub fn emit(
+        &mut self,
+        data: &[u8],
+        v: &Verified,
+        receivers: &[Receiver],
+        out: &mut TxBatch,
+    ) -> Result<usize, DropReason> {
         let r = self.emit_inner(data, v, receivers, out);
         match r {
             Ok(n) => self.stats.forwarded += n as u64,
@@ -509,7 +597,13 @@ impl Forwarder {
         r
     }
 
-    fn emit_inner(&mut self, data: &[u8], v: &Verified, receivers: &[Receiver], out: &mut TxBatch) -> Result<usize, DropReason> {
+    fn emit_inner(
+        &mut self,
+        data: &[u8],
+        v: &Verified,
+        receivers: &[Receiver],
+        out: &mut TxBatch,
+    ) -> Result<usize, DropReason> {
         if data.len() != v.len {
             return Err(DropReason::Malformed);
         }
@@ -544,7 +638,8 @@ impl Forwarder {
                         self.stats.resigned += resigned;
                         return Err(DropReason::OutputFull);
                     }
-                    let (len, signed) = build(data, v, key, csrc_out, out.next_slot(), &mut horner_in);
+                    let (len, signed) =
+                        build(data, v, key, csrc_out, out.next_slot(), &mut horner_in);
                     resigned += u64::from(signed);
                     let slot = out.commit_slot(len);
                     if n_shared < MAX_SHARED_HEADERS {
@@ -600,8 +695,17 @@ fn build(
     let roc = roc_of(v.index).to_be_bytes();
     match v.shape {
         Shape::TipFull | Shape::TipShort => {
-            let kind = if v.shape == Shape::TipFull { TagKind::Full(&slot[p + tag_len..len]) } else { TagKind::Short };
-            let tag = rtp_base_tag(auth_of(key.ctx.rtp_transform()), &slot[..p], kind, roc_of(v.index));
+            let kind = if v.shape == Shape::TipFull {
+                TagKind::Full(&slot[p + tag_len..len])
+            } else {
+                TagKind::Short
+            };
+            let tag = rtp_base_tag(
+                auth_of(key.ctx.rtp_transform()),
+                &slot[..p],
+                kind,
+                roc_of(v.index),
+            );
             slot[p..p + BASE_TAG_LEN].copy_from_slice(&tag[..BASE_TAG_LEN]);
         }
         Shape::Plain { tag_len } => {
@@ -609,11 +713,17 @@ fn build(
             slot[p..p + tag_len].copy_from_slice(&tag[..tag_len]);
         }
         Shape::Aead => {
-            let gcm = key.gcm_rtp.as_ref().expect("AEAD key has a GHASH authenticator");
+            let gcm = key
+                .gcm_rtp
+                .as_ref()
+                .expect("AEAD key has a GHASH authenticator");
             let a_in = &data[..v.hdr_len];
             let h_in = *horner_in.get_or_insert_with(|| gcm.horner(a_in));
-            let received: [u8; 16] = data[v.tag_start..v.trailer_start].try_into().expect("16-byte GCM tag");
-            let tag = gcm.retag_header(received, h_in, v.hdr_len, &slot[..v.hdr_len], p - v.hdr_len);
+            let received: [u8; 16] = data[v.tag_start..v.trailer_start]
+                .try_into()
+                .expect("16-byte GCM tag");
+            let tag =
+                gcm.retag_header(received, h_in, v.hdr_len, &slot[..v.hdr_len], p - v.hdr_len);
             slot[p..p + GCM_TAG_LEN].copy_from_slice(&tag);
         }
     }

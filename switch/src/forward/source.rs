@@ -120,7 +120,12 @@ impl SourceKey {
 
     /// A provisional key from a full TIP EKT tag: EMK decrypted under the SPI's KEK, with
     /// the SPI's master salt (ekt-spec.md §3.6 step 4). It has no effect until installed.
-    pub(crate) fn from_emk(params: &ParameterSet, spi: Spi, emk: &[u8], generation: u64) -> Result<Self, DropReason> {
+    pub(crate) fn from_emk(
+        params: &ParameterSet,
+        spi: Spi,
+        emk: &[u8],
+        generation: u64,
+    ) -> Result<Self, DropReason> {
         let suite = Suite::from_profile(params.profile());
         if emk.len() > MAX_EMK_LEN {
             return Err(DropReason::KeyUnwrapFailed);
@@ -128,7 +133,8 @@ impl SourceKey {
         let mut mk = [0u8; 64];
         let unwrapped = params.kek().unwrap(emk, &mut mk);
         let master = match unwrapped {
-            Ok(n) => MasterKey::new(suite, &mk[..n], params.master_salt()).map_err(|_| DropReason::KeyUnwrapFailed),
+            Ok(n) => MasterKey::new(suite, &mk[..n], params.master_salt())
+                .map_err(|_| DropReason::KeyUnwrapFailed),
             Err(_) => Err(DropReason::KeyUnwrapFailed),
         };
         mk.zeroize();

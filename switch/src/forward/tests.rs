@@ -17,12 +17,20 @@ const SPI: Spi = Spi(0xa5a5);
 // WIRE.md section 3.
 const FULL_IN: &str = "81701234decafbadcafebabe123451214e55dc4ce79978d88ca4d215949d2402016c2b86db4d3f17ba13ee53c128b0a3642573474b33a2d4b90b8e000000001234a5a5";
 const FULL_OUT: &str = "81701234decafbadcafebabe123453234e55dc4ce79978d88ca4d215949d2402172e6dd8f67e39e135b353c128b0a3642573474b33a2d4b90b8e000000001234a5a5";
-const SHORT_IN: &str = "81701235decafbadcafebabe1234512111399ff951c3e036f8de27e9c27ee3e0004c84de539929e5a2728e00";
-const SHORT_OUT: &str = "81701235decafbadcafebabe1234532311399ff951c3e036f8de27e9c27ee3e02730134cf68ff9e2066d00";
+const SHORT_IN: &str =
+    "81701235decafbadcafebabe1234512111399ff951c3e036f8de27e9c27ee3e0004c84de539929e5a2728e00";
+const SHORT_OUT: &str =
+    "81701235decafbadcafebabe1234532311399ff951c3e036f8de27e9c27ee3e02730134cf68ff9e2066d00";
 
 fn forwarder() -> Forwarder {
     let mut f = Forwarder::new(16);
-    let set = ParameterSet::new(EktCipher::AesEcb128, &h(KEK), SrtpProfile::AesCm128HmacSha1_80, &h(SALT)).unwrap();
+    let set = ParameterSet::new(
+        EktCipher::AesEcb128,
+        &h(KEK),
+        SrtpProfile::AesCm128HmacSha1_80,
+        &h(SALT),
+    )
+    .unwrap();
     f.registry_mut().insert(SPI, set).unwrap();
     f
 }
@@ -32,7 +40,11 @@ const SCREEN3: [Receiver; 1] = [Receiver {
     csrc: CsrcRewrite::TipScreen(3),
 }];
 
-fn forward_one(f: &mut Forwarder, packet: &[u8], receivers: &[Receiver]) -> Result<Vec<(ReceiverId, Vec<u8>)>, DropReason> {
+fn forward_one(
+    f: &mut Forwarder,
+    packet: &[u8],
+    receivers: &[Receiver],
+) -> Result<Vec<(ReceiverId, Vec<u8>)>, DropReason> {
     let mut out = TxBatch::new(8, 16);
     let v = f.verify(packet, true)?;
     f.emit(packet, &v, receivers, &mut out)?;
@@ -43,13 +55,33 @@ fn forward_one(f: &mut Forwarder, packet: &[u8], receivers: &[Receiver]) -> Resu
 fn wire_section_3_full_and_short_vectors() {
     let mut f = forwarder();
     let v = f.verify(&h(FULL_IN), true).unwrap();
-    assert_eq!((v.appended_byte(), v.first_csrc(), v.full_ekt_tag()), (Some(1), Some(0x1234_5121), true));
+    assert_eq!(
+        (v.appended_byte(), v.first_csrc(), v.full_ekt_tag()),
+        (Some(1), Some(0x1234_5121), true)
+    );
     let mut out = TxBatch::new(4, 4);
     assert_eq!(f.emit(&h(FULL_IN), &v, &SCREEN3, &mut out), Ok(1));
-    assert_eq!(out.iter().map(|(r, b)| (r, hex::encode(b))).collect::<Vec<_>>(), vec![(7, FULL_OUT.to_string())]);
-    assert_eq!(forward_one(&mut f, &h(SHORT_IN), &SCREEN3).unwrap(), vec![(7, h(SHORT_OUT))]);
+    assert_eq!(
+        out.iter()
+            .map(|(r, b)| (r, hex::encode(b)))
+            .collect::<Vec<_>>(),
+        vec![(7, FULL_OUT.to_string())]
+    );
+    assert_eq!(
+        forward_one(&mut f, &h(SHORT_IN), &SCREEN3).unwrap(),
+        vec![(7, h(SHORT_OUT))]
+    );
     let s = f.stats();
-    assert_eq!((s.verified, s.forwarded, s.resigned, s.keys_learned, s.dropped_total()), (2, 2, 2, 1, 0));
+    assert_eq!(
+        (
+            s.verified,
+            s.forwarded,
+            s.resigned,
+            s.keys_learned,
+            s.dropped_total()
+        ),
+        (2, 2, 2, 1, 0)
+    );
 }
 
 #[test]
@@ -59,9 +91,19 @@ fn every_single_bit_flip_of_the_vectors_is_dropped() {
         let mut f = forwarder();
         let mut p = full.clone();
         p[bit / 8] ^= 1 << (bit % 8);
-        assert!(forward_one(&mut f, &p, &SCREEN3).is_err(), "full, bit {bit}");
-        assert_eq!((f.stats().forwarded, f.stats().dropped_total()), (0, 1), "full, bit {bit}");
-        assert!(!f.knows_key_of(0xcafebabe), "a failed full tag taught a key (bit {bit})");
+        assert!(
+            forward_one(&mut f, &p, &SCREEN3).is_err(),
+            "full, bit {bit}"
+        );
+        assert_eq!(
+            (f.stats().forwarded, f.stats().dropped_total()),
+            (0, 1),
+            "full, bit {bit}"
+        );
+        assert!(
+            !f.knows_key_of(0xcafebabe),
+            "a failed full tag taught a key (bit {bit})"
+        );
     }
     let short = h(SHORT_IN);
     for bit in 0..short.len() * 8 {
@@ -69,10 +111,17 @@ fn every_single_bit_flip_of_the_vectors_is_dropped() {
         forward_one(&mut f, &full, &SCREEN3).unwrap();
         let mut p = short.clone();
         p[bit / 8] ^= 1 << (bit % 8);
-        assert!(forward_one(&mut f, &p, &SCREEN3).is_err(), "short, bit {bit}");
+        assert!(
+            forward_one(&mut f, &p, &SCREEN3).is_err(),
+            "short, bit {bit}"
+        );
         assert_eq!(f.stats().forwarded, 1, "short, bit {bit}");
         // The forwarder's state is intact: the genuine packet still goes through.
-        assert_eq!(forward_one(&mut f, &short, &SCREEN3).unwrap(), vec![(7, h(SHORT_OUT))], "bit {bit}");
+        assert_eq!(
+            forward_one(&mut f, &short, &SCREEN3).unwrap(),
+            vec![(7, h(SHORT_OUT))],
+            "bit {bit}"
+        );
     }
 }
 
@@ -80,22 +129,40 @@ fn every_single_bit_flip_of_the_vectors_is_dropped() {
 fn replays_are_dropped_and_counted() {
     let mut f = forwarder();
     forward_one(&mut f, &h(FULL_IN), &SCREEN3).unwrap();
-    assert_eq!(forward_one(&mut f, &h(FULL_IN), &SCREEN3), Err(DropReason::Replayed));
+    assert_eq!(
+        forward_one(&mut f, &h(FULL_IN), &SCREEN3),
+        Err(DropReason::Replayed)
+    );
     forward_one(&mut f, &h(SHORT_IN), &SCREEN3).unwrap();
-    assert_eq!(forward_one(&mut f, &h(SHORT_IN), &SCREEN3), Err(DropReason::Replayed));
+    assert_eq!(
+        forward_one(&mut f, &h(SHORT_IN), &SCREEN3),
+        Err(DropReason::Replayed)
+    );
     assert_eq!(f.stats().dropped(DropReason::Replayed), 2);
 }
 
 #[test]
 fn short_tag_before_any_key_and_unknown_spi_are_dropped() {
     let mut f = forwarder();
-    assert_eq!(forward_one(&mut f, &h(SHORT_IN), &SCREEN3), Err(DropReason::UnknownSsrc));
+    assert_eq!(
+        forward_one(&mut f, &h(SHORT_IN), &SCREEN3),
+        Err(DropReason::UnknownSsrc)
+    );
     let mut other_spi = h(FULL_IN);
     let n = other_spi.len();
     other_spi[n - 2] = 0x11;
-    assert_eq!(forward_one(&mut f, &other_spi, &SCREEN3), Err(DropReason::UnknownSpi));
-    assert_eq!(forward_one(&mut f, &[0x81, 0x70, 0, 0], &SCREEN3), Err(DropReason::Malformed));
-    assert_eq!(forward_one(&mut f, &[0x80; 1600], &SCREEN3), Err(DropReason::TooLarge));
+    assert_eq!(
+        forward_one(&mut f, &other_spi, &SCREEN3),
+        Err(DropReason::UnknownSpi)
+    );
+    assert_eq!(
+        forward_one(&mut f, &[0x81, 0x70, 0, 0], &SCREEN3),
+        Err(DropReason::Malformed)
+    );
+    assert_eq!(
+        forward_one(&mut f, &[0x80; 1600], &SCREEN3),
+        Err(DropReason::TooLarge)
+    );
 }
 
 /// A TIP endpoint's sender: its own master key, EMK under the group KEK.
@@ -127,8 +194,19 @@ impl Sender {
         buf[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
         buf[12..16].copy_from_slice(&0x1234_5121u32.to_be_bytes());
         buf[16..16 + payload.len()].copy_from_slice(payload);
-        let trailer = if full { TipTrailer::Full { emk: &self.emk, isn, spi: SPI } } else { TipTrailer::Short };
-        let n = self.ctx.protect_rtp_tip(&mut buf, 16 + payload.len(), Some(x), trailer).unwrap();
+        let trailer = if full {
+            TipTrailer::Full {
+                emk: &self.emk,
+                isn,
+                spi: SPI,
+            }
+        } else {
+            TipTrailer::Short
+        };
+        let n = self
+            .ctx
+            .protect_rtp_tip(&mut buf, 16 + payload.len(), Some(x), trailer)
+            .unwrap();
         self.seq = self.seq.wrapping_add(1);
         buf.truncate(n);
         buf
@@ -156,7 +234,11 @@ fn forwarded_packets_decrypt_with_the_senders_key_and_lose_the_byte() {
         let mut got = bytes.to_vec();
         let (len, x) = rx.unprotect_rtp_tip(&mut got, false).unwrap();
         assert_eq!(x, None);
-        assert_eq!(&got[12..16], &0x1234_5323u32.to_be_bytes(), "CSRC on screen 3");
+        assert_eq!(
+            &got[12..16],
+            &0x1234_5323u32.to_be_bytes(),
+            "CSRC on screen 3"
+        );
         assert_eq!(&got[16..len], &payload, "payload intact");
     }
     assert_eq!(rx.roc(), 1);
@@ -172,7 +254,10 @@ fn a_failed_new_key_has_no_effect() {
     let mut forged = good.packet(true, 0, 0, &[6; 20]);
     let n = forged.len();
     forged[n - 20] ^= 0x55; // inside the EMK
-    assert_eq!(forward_one(&mut f, &forged, &SCREEN3), Err(DropReason::AuthFailed));
+    assert_eq!(
+        forward_one(&mut f, &forged, &SCREEN3),
+        Err(DropReason::AuthFailed)
+    );
     // The real key still works, including for the sequence number the forgery used.
     good.seq -= 1;
     forward_one(&mut f, &good.packet(false, 0, 0, &[6; 20]), &SCREEN3).unwrap();
@@ -196,7 +281,10 @@ fn rekey_with_isn_keeps_the_old_key_until_the_new_one_starts() {
     forward_one(&mut f, &new.packet(false, 0, 0, &[2; 8]), &SCREEN3).unwrap();
     // The old key is not accepted from the new key's start on.
     old.seq = 16;
-    assert_eq!(forward_one(&mut f, &old.packet(false, 0, 0, &[1; 8]), &SCREEN3), Err(DropReason::AuthFailed));
+    assert_eq!(
+        forward_one(&mut f, &old.packet(false, 0, 0, &[1; 8]), &SCREEN3),
+        Err(DropReason::AuthFailed)
+    );
 }
 
 #[test]
@@ -207,7 +295,10 @@ fn roc_is_never_lowered_by_a_full_tag() {
     forward_one(&mut f, &s.packet(true, 0, 0, &[0; 4]), &SCREEN3).unwrap(); // seq 0, ROC 1
     // A full tag claiming ROC 0 for seq 1 is an index far behind: refused, ROC stays 1.
     let mut stale = Sender::new(&[3; 16], 0x4444, 1);
-    assert_eq!(forward_one(&mut f, &stale.packet(true, 0, 0, &[0; 4]), &SCREEN3), Err(DropReason::TooOld));
+    assert_eq!(
+        forward_one(&mut f, &stale.packet(true, 0, 0, &[0; 4]), &SCREEN3),
+        Err(DropReason::TooOld)
+    );
     forward_one(&mut f, &s.packet(false, 0, 0, &[0; 4]), &SCREEN3).unwrap(); // seq 1, ROC 1
 }
 
@@ -217,16 +308,28 @@ fn receivers_with_the_same_header_share_one_signed_packet() {
     let mut s = Sender::new(&[4; 16], 0x5555, 1);
     let p = s.packet(true, 0, 1, &[9; 1000]);
     let v = f.verify(&p, true).unwrap();
-    let rx = |id, screen| Receiver { id, csrc: CsrcRewrite::TipScreen(screen) };
+    let rx = |id, screen| Receiver {
+        id,
+        csrc: CsrcRewrite::TipScreen(screen),
+    };
     let receivers = [rx(1, 1), rx(2, 1), rx(3, 2), rx(4, 1), rx(5, 2)];
     let mut out = TxBatch::new(8, 8);
     assert_eq!(f.emit(&p, &v, &receivers, &mut out), Ok(5));
-    assert_eq!((out.len(), out.distinct_packets(), f.stats().resigned), (5, 2, 2));
+    assert_eq!(
+        (out.len(), out.distinct_packets(), f.stats().resigned),
+        (5, 2, 2)
+    );
     let got: Vec<_> = out.iter().map(|(r, b)| (r, b[15])).collect();
-    assert_eq!(got, vec![(1, 0x21), (2, 0x21), (3, 0x22), (4, 0x21), (5, 0x22)]);
+    assert_eq!(
+        got,
+        vec![(1, 0x21), (2, 0x21), (3, 0x22), (4, 0x21), (5, 0x22)]
+    );
     // No room: dropped and counted, nothing partial beyond what fit.
     let mut small = TxBatch::new(1, 2);
-    assert_eq!(f.emit(&p, &v, &receivers, &mut small), Err(DropReason::OutputFull));
+    assert_eq!(
+        f.emit(&p, &v, &receivers, &mut small),
+        Err(DropReason::OutputFull)
+    );
     assert_eq!(f.stats().dropped(DropReason::OutputFull), 1);
 }
 
@@ -238,7 +341,16 @@ fn unchanged_packets_keep_their_tag() {
     // No appended byte negotiated and CSRC kept: the bytes go out as received.
     let v = f.verify(&p, false).unwrap();
     let mut out = TxBatch::new(2, 2);
-    f.emit(&p, &v, &[Receiver { id: 1, csrc: CsrcRewrite::Keep }], &mut out).unwrap();
+    f.emit(
+        &p,
+        &v,
+        &[Receiver {
+            id: 1,
+            csrc: CsrcRewrite::Keep,
+        }],
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(out.iter().next().unwrap().1, &p[..]);
     assert_eq!(f.stats().resigned, 0);
 }
@@ -255,18 +367,32 @@ fn ekt_sdes_srtcp_is_verified_teaches_the_key_and_goes_out_unchanged() {
     let emk = s.emk;
     let n = s
         .ctx
-        .protect_rtcp_tip(&mut rtcp, plain.len(), TipTrailer::Full { emk: &emk, isn: 0, spi: SPI })
+        .protect_rtcp_tip(
+            &mut rtcp,
+            plain.len(),
+            TipTrailer::Full {
+                emk: &emk,
+                isn: 0,
+                spi: SPI,
+            },
+        )
         .unwrap();
     rtcp.truncate(n);
     for bit in (0..n * 8).step_by(7) {
         let mut bad = rtcp.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
-        assert!(forward_one(&mut forwarder(), &bad, &SCREEN3).is_err(), "bit {bit}");
+        assert!(
+            forward_one(&mut forwarder(), &bad, &SCREEN3).is_err(),
+            "bit {bit}"
+        );
     }
     let got = forward_one(&mut f, &rtcp, &SCREEN3).unwrap();
     assert_eq!(got, vec![(7, rtcp.clone())]);
     assert!(f.knows_key_of(0x7777));
-    assert_eq!(forward_one(&mut f, &rtcp, &SCREEN3), Err(DropReason::Replayed));
+    assert_eq!(
+        forward_one(&mut f, &rtcp, &SCREEN3),
+        Err(DropReason::Replayed)
+    );
     // The SRTCP ROC seeded the SRTP context: a short-tagged packet at ROC 3 verifies.
     forward_one(&mut f, &s.packet(false, 0, 0, &[1; 10]), &SCREEN3).unwrap();
 }
@@ -275,7 +401,12 @@ fn ekt_sdes_srtcp_is_verified_teaches_the_key_and_goes_out_unchanged() {
 fn keyed_sources_of_every_suite_are_verified_and_retagged() {
     for suite in Suite::ALL {
         let mut f = Forwarder::new(4);
-        let master = MasterKey::new(suite, &vec![0x31; suite.key_len()], &vec![0x32; suite.salt_len()]).unwrap();
+        let master = MasterKey::new(
+            suite,
+            &vec![0x31; suite.key_len()],
+            &vec![0x32; suite.salt_len()],
+        )
+        .unwrap();
         f.add_keyed_source(0xabcd, suite, &master).unwrap();
         let mut tx = SrtpContext::new(suite, &master);
         let mut rx = SrtpContext::new(suite, &master);
@@ -289,7 +420,11 @@ fn keyed_sources_of_every_suite_are_verified_and_retagged() {
             let p = &buf[..n];
             let mut bad = p.to_vec();
             bad[100] ^= 1;
-            assert_eq!(forward_one(&mut f, &bad, &SCREEN3), Err(DropReason::AuthFailed), "{suite:?}");
+            assert_eq!(
+                forward_one(&mut f, &bad, &SCREEN3),
+                Err(DropReason::AuthFailed),
+                "{suite:?}"
+            );
             let mut out = TxBatch::new(2, 2);
             let v = f.verify(p, false).unwrap();
             f.emit(p, &v, &SCREEN3, &mut out).unwrap();
@@ -302,8 +437,15 @@ fn keyed_sources_of_every_suite_are_verified_and_retagged() {
         let mut rtcp = vec![0u8; 100];
         rtcp[..8].copy_from_slice(&h("80c900010000abcd"));
         let n = tx.protect_rtcp(&mut rtcp, 8).unwrap();
-        assert_eq!(forward_one(&mut f, &rtcp[..n], &SCREEN3).unwrap(), vec![(7, rtcp[..n].to_vec())], "{suite:?}");
+        assert_eq!(
+            forward_one(&mut f, &rtcp[..n], &SCREEN3).unwrap(),
+            vec![(7, rtcp[..n].to_vec())],
+            "{suite:?}"
+        );
         rtcp[9] ^= 1;
-        assert_eq!(forward_one(&mut forwarder(), &rtcp[..n], &SCREEN3).is_err(), true);
+        assert_eq!(
+            forward_one(&mut forwarder(), &rtcp[..n], &SCREEN3).is_err(),
+            true
+        );
     }
 }

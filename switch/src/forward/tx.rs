@@ -68,7 +68,9 @@ impl TxBatch {
 
     /// The datagrams: receiver and bytes.
     pub fn iter(&self) -> impl Iterator<Item = (ReceiverId, &[u8])> + '_ {
-        self.entries.iter().map(|e| (e.receiver, self.slot(e.slot as usize)))
+        self.entries
+            .iter()
+            .map(|e| (e.receiver, self.slot(e.slot as usize)))
     }
 
     fn slot(&self, i: usize) -> &[u8] {
@@ -77,7 +79,8 @@ impl TxBatch {
 
     /// Room for one more packet and `entries` more datagrams.
     pub(crate) fn has_room(&self, entries: usize) -> bool {
-        self.slots_used < self.slot_lens.len() && self.entries.len() + entries <= self.entries.capacity()
+        self.slots_used < self.slot_lens.len()
+            && self.entries.len() + entries <= self.entries.capacity()
     }
 
     /// The next free slot, to be committed with [`TxBatch::commit_slot`].

@@ -43,7 +43,10 @@ pub fn tags_equal(received: &[u8], computed: &[u8]) -> bool {
     if received.len() != computed.len() {
         return false;
     }
-    let diff = received.iter().zip(computed).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    let diff = received
+        .iter()
+        .zip(computed)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
     bool::from(diff.ct_eq(&0))
 }
 

@@ -7,7 +7,10 @@ use ctr::cipher::{InnerIvInit, StreamCipherCoreWrapper};
 use ekt::Spi;
 
 use super::tip_tag::{self, BASE_TAG_LEN, TagKind};
-use super::{IndexTracker, MasterKey, ReplayWindow, SrtpError, Suite, Transform, index_of, roc_of, tags_equal};
+use super::{
+    IndexTracker, MasterKey, ReplayWindow, SrtpError, Suite, Transform, index_of, roc_of,
+    tags_equal,
+};
 use crate::rtp::{RTCP_HEADER_LEN, RtpHeader, rtcp_ssrc};
 
 /// SRTCP E flag (RFC 3711 §3.4).
@@ -65,7 +68,8 @@ fn aes_cm_apply(aes: &Aes128, salt: &[u8; 14], ssrc: u32, index: u64, data: &mut
     for (d, s) in iv[8..14].iter_mut().zip(&index.to_be_bytes()[2..]) {
         *d ^= s;
     }
-    let core = ctr::CtrCore::<Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(aes.clone(), &iv.into());
+    let core =
+        ctr::CtrCore::<Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(aes.clone(), &iv.into());
     StreamCipherCoreWrapper::from_core(core).apply_keystream(data);
 }
 
@@ -101,16 +105,27 @@ fn gcm_seal(t: &Transform, iv: &[u8; 12], aad: &[&[u8]], data: &mut [u8]) -> [u8
         Transform::Gcm256 { aead, .. } => aead.encrypt_inout_detached(iv.into(), aad, data.into()),
         Transform::AesCm { .. } => unreachable!("GCM transform expected"),
     };
-    tag.expect("SRTP packets are far below the GCM length limits").into()
+    tag.expect("SRTP packets are far below the GCM length limits")
+        .into()
 }
 
-fn gcm_open(t: &Transform, iv: &[u8; 12], aad: &[&[u8]], data: &mut [u8], tag: &[u8]) -> Result<(), SrtpError> {
+fn gcm_open(
+    t: &Transform,
+    iv: &[u8; 12],
+    aad: &[&[u8]],
+    data: &mut [u8],
+    tag: &[u8],
+) -> Result<(), SrtpError> {
     let mut joined = [0u8; 64];
     let aad = join(aad, &mut joined);
     let tag = <&[u8; GCM_TAG_LEN]>::try_from(tag).map_err(|_| SrtpError::TooShort)?;
     let r = match t {
-        Transform::Gcm128 { aead, .. } => aead.decrypt_inout_detached(iv.into(), aad, data.into(), tag.into()),
-        Transform::Gcm256 { aead, .. } => aead.decrypt_inout_detached(iv.into(), aad, data.into(), tag.into()),
+        Transform::Gcm128 { aead, .. } => {
+            aead.decrypt_inout_detached(iv.into(), aad, data.into(), tag.into())
+        }
+        Transform::Gcm256 { aead, .. } => {
+            aead.decrypt_inout_detached(iv.into(), aad, data.into(), tag.into())
+        }
         Transform::AesCm { .. } => unreachable!("GCM transform expected"),
     };
     r.map_err(|_| SrtpError::AuthFailed)
@@ -197,16 +212,29 @@ impl SrtpContext {
     /// Protects with a plain SRTP tag and the TIP appended byte (WIRE.md section 3) after
     /// the ciphertext, inside the authenticated portion. HMAC suites only: AEAD streams
     /// signal activity in header extensions (WIRE.md section 6).
-    pub fn protect_rtp_with_appended_byte(&mut self, buf: &mut [u8], len: usize, byte: u8) -> Result<usize, SrtpError> {
+    pub fn protect_rtp_with_appended_byte(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        byte: u8,
+    ) -> Result<usize, SrtpError> {
         if self.suite.is_aead() {
             return Err(SrtpError::UnsupportedSuite);
         }
         self.protect_rtp_inner(buf, len, Some(byte))
     }
 
-    fn protect_rtp_inner(&mut self, buf: &mut [u8], len: usize, appended: Option<u8>) -> Result<usize, SrtpError> {
+    fn protect_rtp_inner(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        appended: Option<u8>,
+    ) -> Result<usize, SrtpError> {
         let hdr = RtpHeader::parse(buf.get(..len).ok_or(SrtpError::TooShort)?)?;
-        let index = self.rtp_index.estimate(hdr.seq).ok_or(SrtpError::IndexOutOfRange)?;
+        let index = self
+            .rtp_index
+            .estimate(hdr.seq)
+            .ok_or(SrtpError::IndexOutOfRange)?;
         let tag_len = self.suite.srtp_tag_len();
         let ap_len = len + usize::from(appended.is_some());
         if buf.len() < ap_len + tag_len {
@@ -237,8 +265,15 @@ impl SrtpContext {
     pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         let hdr = RtpHeader::parse(buf)?;
         let tag_len = self.suite.srtp_tag_len();
-        let end = buf.len().checked_sub(tag_len).filter(|&e| e >= hdr.len).ok_or(SrtpError::TooShort)?;
-        let index = self.rtp_index.estimate(hdr.seq).ok_or(SrtpError::IndexOutOfRange)?;
+        let end = buf
+            .len()
+            .checked_sub(tag_len)
+            .filter(|&e| e >= hdr.len)
+            .ok_or(SrtpError::TooShort)?;
+        let index = self
+            .rtp_index
+            .estimate(hdr.seq)
+            .ok_or(SrtpError::IndexOutOfRange)?;
         self.rtp_replay.check(index)?;
         match &self.rtp {
             Transform::AesCm { aes, salt, auth } => {
@@ -277,7 +312,10 @@ impl SrtpContext {
             return Err(SrtpError::UnsupportedSuite);
         }
         let hdr = RtpHeader::parse(buf.get(..len).ok_or(SrtpError::TooShort)?)?;
-        let index = self.rtp_index.estimate(hdr.seq).ok_or(SrtpError::IndexOutOfRange)?;
+        let index = self
+            .rtp_index
+            .estimate(hdr.seq)
+            .ok_or(SrtpError::IndexOutOfRange)?;
         let ap_len = len + usize::from(appended.is_some());
         let total = ap_len + BASE_TAG_LEN + trailer_len(&trailer);
         if buf.len() < total {
@@ -300,25 +338,40 @@ impl SrtpContext {
     /// key (an endpoint that learned the sender's key). `appended` says whether the packet
     /// carries the appended byte, which is returned. The EKT trailer is checked only as
     /// part of the authenticated input; key learning is `forward`'s job.
-    pub fn unprotect_rtp_tip(&mut self, buf: &mut [u8], appended: bool) -> Result<(usize, Option<u8>), SrtpError> {
+    pub fn unprotect_rtp_tip(
+        &mut self,
+        buf: &mut [u8],
+        appended: bool,
+    ) -> Result<(usize, Option<u8>), SrtpError> {
         let Transform::AesCm { aes, salt, auth } = &self.rtp else {
             return Err(SrtpError::UnsupportedSuite);
         };
         let hdr = RtpHeader::parse(buf)?;
-        let parsed = ekt::tip_tag::TipEkt::parse(buf, hdr.len + usize::from(appended), BASE_TAG_LEN, 16)?;
+        let parsed =
+            ekt::tip_tag::TipEkt::parse(buf, hdr.len + usize::from(appended), BASE_TAG_LEN, 16)?;
         let ap_len = parsed.start;
         let (index, kind) = match parsed.field {
-            ekt::tip_tag::TipEkt::Full(f) => (index_of(f.roc, hdr.seq), TagKind::Full(&buf[ap_len + BASE_TAG_LEN..])),
-            ekt::tip_tag::TipEkt::Short { .. } => {
-                (self.rtp_index.estimate(hdr.seq).ok_or(SrtpError::IndexOutOfRange)?, TagKind::Short)
-            }
+            ekt::tip_tag::TipEkt::Full(f) => (
+                index_of(f.roc, hdr.seq),
+                TagKind::Full(&buf[ap_len + BASE_TAG_LEN..]),
+            ),
+            ekt::tip_tag::TipEkt::Short { .. } => (
+                self.rtp_index
+                    .estimate(hdr.seq)
+                    .ok_or(SrtpError::IndexOutOfRange)?,
+                TagKind::Short,
+            ),
         };
         self.rtp_replay.check(index)?;
         let tag = tip_tag::rtp_base_tag(auth, &buf[..ap_len], kind, roc_of(index));
         if !tags_equal(&buf[ap_len..ap_len + BASE_TAG_LEN], &tag[..BASE_TAG_LEN]) {
             return Err(SrtpError::AuthFailed);
         }
-        let (payload_end, x) = if appended { (ap_len - 1, Some(buf[ap_len - 1])) } else { (ap_len, None) };
+        let (payload_end, x) = if appended {
+            (ap_len - 1, Some(buf[ap_len - 1]))
+        } else {
+            (ap_len, None)
+        };
         aes_cm_apply(aes, salt, hdr.ssrc, index, &mut buf[hdr.len..payload_end]);
         self.rtp_replay.accept(index);
         self.rtp_index.accept(index);
@@ -342,16 +395,28 @@ impl SrtpContext {
         let e_index = (index | E_FLAG).to_be_bytes();
         match &self.rtcp {
             Transform::AesCm { aes, salt, auth } => {
-                aes_cm_apply(aes, salt, ssrc, u64::from(index), &mut buf[RTCP_HEADER_LEN..len]);
+                aes_cm_apply(
+                    aes,
+                    salt,
+                    ssrc,
+                    u64::from(index),
+                    &mut buf[RTCP_HEADER_LEN..len],
+                );
                 buf[len..len + E_INDEX_LEN].copy_from_slice(&e_index);
                 let tag = auth.mac(&[&buf[..len + E_INDEX_LEN]]);
-                buf[len + E_INDEX_LEN..len + E_INDEX_LEN + tag_len].copy_from_slice(&tag[..tag_len]);
+                buf[len + E_INDEX_LEN..len + E_INDEX_LEN + tag_len]
+                    .copy_from_slice(&tag[..tag_len]);
             }
             t => {
                 // RFC 7714 §9.2: AAD = header(8) || E|index; the tag precedes E|index.
                 let iv = gcm_rtcp_iv(t.gcm_salt(), ssrc, index);
                 let (head, body) = buf.split_at_mut(RTCP_HEADER_LEN);
-                let tag = gcm_seal(t, &iv, &[head, &e_index], &mut body[..len - RTCP_HEADER_LEN]);
+                let tag = gcm_seal(
+                    t,
+                    &iv,
+                    &[head, &e_index],
+                    &mut body[..len - RTCP_HEADER_LEN],
+                );
                 buf[len..len + GCM_TAG_LEN].copy_from_slice(&tag);
                 buf[len + GCM_TAG_LEN..len + GCM_TAG_LEN + E_INDEX_LEN].copy_from_slice(&e_index);
             }
@@ -378,7 +443,13 @@ impl SrtpContext {
                     return Err(SrtpError::AuthFailed);
                 }
                 if w & E_FLAG != 0 {
-                    aes_cm_apply(aes, salt, ssrc, u64::from(index), &mut buf[RTCP_HEADER_LEN..end]);
+                    aes_cm_apply(
+                        aes,
+                        salt,
+                        ssrc,
+                        u64::from(index),
+                        &mut buf[RTCP_HEADER_LEN..end],
+                    );
                 }
                 self.rtcp_replay.accept(u64::from(index));
             }
@@ -413,7 +484,12 @@ impl SrtpContext {
 
     /// Protects an RTCP packet with a TIP EKT tag (E = 1): header | ciphertext | E|index |
     /// base tag | EKT trailer.
-    pub fn protect_rtcp_tip(&mut self, buf: &mut [u8], len: usize, trailer: TipTrailer<'_>) -> Result<usize, SrtpError> {
+    pub fn protect_rtcp_tip(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        trailer: TipTrailer<'_>,
+    ) -> Result<usize, SrtpError> {
         if self.suite != Suite::AesCm128HmacSha1_80 {
             return Err(SrtpError::UnsupportedSuite);
         }
@@ -427,10 +503,18 @@ impl SrtpContext {
         let Transform::AesCm { aes, salt, auth } = &self.rtcp else {
             return Err(SrtpError::UnsupportedSuite);
         };
-        aes_cm_apply(aes, salt, ssrc, u64::from(index), &mut buf[RTCP_HEADER_LEN..len]);
+        aes_cm_apply(
+            aes,
+            salt,
+            ssrc,
+            u64::from(index),
+            &mut buf[RTCP_HEADER_LEN..len],
+        );
         buf[len..ap_len].copy_from_slice(&(index | E_FLAG).to_be_bytes());
         let roc = self.rtp_index.roc();
-        let tag = write_trailer_and_tag(buf, ap_len, total, trailer, roc, |ap, kind| tip_tag::rtcp_base_tag(auth, ap, kind))?;
+        let tag = write_trailer_and_tag(buf, ap_len, total, trailer, roc, |ap, kind| {
+            tip_tag::rtcp_base_tag(auth, ap, kind)
+        })?;
         buf[ap_len..ap_len + BASE_TAG_LEN].copy_from_slice(&tag[..BASE_TAG_LEN]);
         Ok(total)
     }
@@ -442,13 +526,19 @@ impl SrtpContext {
             return Err(SrtpError::UnsupportedSuite);
         };
         let ssrc = rtcp_ssrc(buf)?;
-        let parsed = ekt::tip_tag::TipEkt::parse(buf, RTCP_HEADER_LEN + E_INDEX_LEN, BASE_TAG_LEN, 16)?;
+        let parsed =
+            ekt::tip_tag::TipEkt::parse(buf, RTCP_HEADER_LEN + E_INDEX_LEN, BASE_TAG_LEN, 16)?;
         let ap_len = parsed.start;
         let kind = match parsed.field {
             ekt::tip_tag::TipEkt::Full(_) => TagKind::Full(&buf[ap_len + BASE_TAG_LEN..]),
             ekt::tip_tag::TipEkt::Short { .. } => TagKind::Short,
         };
-        let w = u32::from_be_bytes([buf[ap_len - 4], buf[ap_len - 3], buf[ap_len - 2], buf[ap_len - 1]]);
+        let w = u32::from_be_bytes([
+            buf[ap_len - 4],
+            buf[ap_len - 3],
+            buf[ap_len - 2],
+            buf[ap_len - 1],
+        ]);
         let index = w & !E_FLAG;
         self.rtcp_replay.check(u64::from(index))?;
         let tag = tip_tag::rtcp_base_tag(auth, &buf[..ap_len], kind);
@@ -457,7 +547,13 @@ impl SrtpContext {
         }
         let end = ap_len - E_INDEX_LEN;
         if w & E_FLAG != 0 {
-            aes_cm_apply(aes, salt, ssrc, u64::from(index), &mut buf[RTCP_HEADER_LEN..end]);
+            aes_cm_apply(
+                aes,
+                salt,
+                ssrc,
+                u64::from(index),
+                &mut buf[RTCP_HEADER_LEN..end],
+            );
         }
         self.rtcp_replay.accept(u64::from(index));
         Ok(end)

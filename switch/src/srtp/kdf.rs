@@ -40,12 +40,14 @@ pub fn derive(master_key: &[u8], master_salt: &[u8], label: Label, out: &mut [u8
     match master_key.len() {
         16 => {
             let aes = Aes128::new_from_slice(master_key).expect("16-byte key");
-            let core = ctr::CtrCore::<Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(aes, &iv.into());
+            let core =
+                ctr::CtrCore::<Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(aes, &iv.into());
             StreamCipherCoreWrapper::from_core(core).apply_keystream(out);
         }
         32 => {
             let aes = Aes256::new_from_slice(master_key).expect("32-byte key");
-            let core = ctr::CtrCore::<Aes256, ctr::flavors::Ctr128BE>::inner_iv_init(aes, &iv.into());
+            let core =
+                ctr::CtrCore::<Aes256, ctr::flavors::Ctr128BE>::inner_iv_init(aes, &iv.into());
             StreamCipherCoreWrapper::from_core(core).apply_keystream(out);
         }
         n => panic!("SRTP master key of {n} bytes"),
@@ -86,7 +88,15 @@ mod tests {
     fn rfc3711_b3_auth_key_stream_prefix() {
         // RFC 3711 App. B.3 lists the auth-key keystream beyond the 20 bytes used.
         let mut out = [0u8; 32];
-        derive(&h("e1f97a0d3e018be0d64fa32c06de4139"), &h("0ec675ad498afeebb6960b3aabe6"), Label::RtpAuth, &mut out);
-        assert_eq!(hex::encode(&out[..32]), "cebe321f6ff7716b6fd4ab49af256a156d38baa48f0a0acf3c34e2359e6cdbce");
+        derive(
+            &h("e1f97a0d3e018be0d64fa32c06de4139"),
+            &h("0ec675ad498afeebb6960b3aabe6"),
+            Label::RtpAuth,
+            &mut out,
+        );
+        assert_eq!(
+            hex::encode(&out[..32]),
+            "cebe321f6ff7716b6fd4ab49af256a156d38baa48f0a0acf3c34e2359e6cdbce"
+        );
     }
 }

@@ -53,7 +53,11 @@ impl ReplayWindow {
             }
             Some(h) if index > h => {
                 let shift = index - h;
-                self.seen = if shift >= WINDOW { 0 } else { self.seen << shift };
+                self.seen = if shift >= WINDOW {
+                    0
+                } else {
+                    self.seen << shift
+                };
                 self.seen |= 1;
                 self.highest = Some(index);
             }

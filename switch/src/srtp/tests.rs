@@ -35,13 +35,19 @@ fn protect(ctx: &mut SrtpContext, plain: &[u8]) -> Vec<u8> {
 fn libsrtp_srtp_validate_vector() {
     let mut tx = b3_context(Suite::AesCm128HmacSha1_80);
     let out = protect(&mut tx, &rtp_plain("800f1234decafbadcafebabe"));
-    assert_eq!(hex::encode(&out), "800f1234decafbadcafebabe4e55dc4ce79978d88ca4d215949d2402b78d6acc99ea179b8dbb");
+    assert_eq!(
+        hex::encode(&out),
+        "800f1234decafbadcafebabe4e55dc4ce79978d88ca4d215949d2402b78d6acc99ea179b8dbb"
+    );
     let mut rx = b3_context(Suite::AesCm128HmacSha1_80);
     let mut back = out.clone();
     let n = rx.unprotect_rtp(&mut back).unwrap();
     assert_eq!(&back[..n], &rtp_plain("800f1234decafbadcafebabe")[..]);
     // The same packet again is a replay.
-    assert_eq!(rx.unprotect_rtp(&mut out.clone()), Err(SrtpError::Replay(ReplayError::Duplicate)));
+    assert_eq!(
+        rx.unprotect_rtp(&mut out.clone()),
+        Err(SrtpError::Replay(ReplayError::Duplicate))
+    );
 }
 
 #[test]
@@ -69,12 +75,17 @@ fn wire_tip_ekt_base_tags_for_srtp() {
         isn: 0x1234,
         spi: Spi(0xa5a5),
     };
-    for (trailer, tag) in [(full, "cf49b15df34e5e8bdf14"), (TipTrailer::Short, "4264487c1cf815b2eed2")] {
+    for (trailer, tag) in [
+        (full, "cf49b15df34e5e8bdf14"),
+        (TipTrailer::Short, "4264487c1cf815b2eed2"),
+    ] {
         let mut tx = b3_context(Suite::AesCm128HmacSha1_80);
         let plain = rtp_plain("800f1234decafbadcafebabe");
         let mut buf = plain.clone();
         buf.resize(100, 0);
-        let n = tx.protect_rtp_tip(&mut buf, plain.len(), None, trailer).unwrap();
+        let n = tx
+            .protect_rtp_tip(&mut buf, plain.len(), None, trailer)
+            .unwrap();
         assert_eq!(hex::encode(&buf[28..38]), tag);
         let mut rx = b3_context(Suite::AesCm128HmacSha1_80);
         let (len, x) = rx.unprotect_rtp_tip(&mut buf[..n], false).unwrap();
@@ -90,14 +101,20 @@ fn wire_tip_ekt_base_tags_for_srtcp() {
         isn: 0x1234,
         spi: Spi(0xa5a5),
     };
-    for (trailer, tag) in [(full, "e7e58f1fad306fa21ff9"), (TipTrailer::Short, "9c62776da67ccbe91b00")] {
+    for (trailer, tag) in [
+        (full, "e7e58f1fad306fa21ff9"),
+        (TipTrailer::Short, "9c62776da67ccbe91b00"),
+    ] {
         let mut tx = b3_context(Suite::AesCm128HmacSha1_80);
         let mut buf = h("81c8000bcafebabe");
         buf.extend([0xab; 16]);
         let len = buf.len();
         buf.resize(100, 0);
         let n = tx.protect_rtcp_tip(&mut buf, len, trailer).unwrap();
-        assert_eq!(hex::encode(&buf[..28]), "81c8000bcafebabe7128035be487b9bdbef89041f977a5a880000001");
+        assert_eq!(
+            hex::encode(&buf[..28]),
+            "81c8000bcafebabe7128035be487b9bdbef89041f977a5a880000001"
+        );
         assert_eq!(hex::encode(&buf[28..38]), tag);
         if let TipTrailer::Full { .. } = trailer {
             // WIRE.md / ekt-spec.md §3.9: the full 62-byte packet.
@@ -121,14 +138,26 @@ fn wire_forwarding_inputs_are_what_a_tip_sender_writes() {
         spi: Spi(0xa5a5),
     };
     let cases = [
-        ("81701234decafbadcafebabe12345121", 1, trailer, "81701234decafbadcafebabe123451214e55dc4ce79978d88ca4d215949d2402016c2b86db4d3f17ba13ee53c128b0a3642573474b33a2d4b90b8e000000001234a5a5"),
-        ("81701235decafbadcafebabe12345121", 0, TipTrailer::Short, "81701235decafbadcafebabe1234512111399ff951c3e036f8de27e9c27ee3e0004c84de539929e5a2728e00"),
+        (
+            "81701234decafbadcafebabe12345121",
+            1,
+            trailer,
+            "81701234decafbadcafebabe123451214e55dc4ce79978d88ca4d215949d2402016c2b86db4d3f17ba13ee53c128b0a3642573474b33a2d4b90b8e000000001234a5a5",
+        ),
+        (
+            "81701235decafbadcafebabe12345121",
+            0,
+            TipTrailer::Short,
+            "81701235decafbadcafebabe1234512111399ff951c3e036f8de27e9c27ee3e0004c84de539929e5a2728e00",
+        ),
     ];
     for (header, x, trailer, want) in cases {
         let plain = rtp_plain(header);
         let mut buf = plain.clone();
         buf.resize(100, 0);
-        let n = tx.protect_rtp_tip(&mut buf, plain.len(), Some(x), trailer).unwrap();
+        let n = tx
+            .protect_rtp_tip(&mut buf, plain.len(), Some(x), trailer)
+            .unwrap();
         assert_eq!(hex::encode(&buf[..n]), want);
     }
 }
@@ -138,14 +167,25 @@ fn tip_tags_refuse_other_suites_and_tampering() {
     let mut gcm = SrtpContext::from_gcm_session_keys(Suite::AeadAes128Gcm, &[0; 16], &[0; 12]);
     let mut buf = rtp_plain("800f1234decafbadcafebabe");
     buf.resize(100, 0);
-    assert_eq!(gcm.protect_rtp_tip(&mut buf, 28, None, TipTrailer::Short), Err(SrtpError::UnsupportedSuite));
+    assert_eq!(
+        gcm.protect_rtp_tip(&mut buf, 28, None, TipTrailer::Short),
+        Err(SrtpError::UnsupportedSuite)
+    );
     let mut tx = b3_context(Suite::AesCm128HmacSha1_32);
-    assert_eq!(tx.protect_rtp_tip(&mut buf, 28, None, TipTrailer::Short), Err(SrtpError::UnsupportedSuite));
+    assert_eq!(
+        tx.protect_rtp_tip(&mut buf, 28, None, TipTrailer::Short),
+        Err(SrtpError::UnsupportedSuite)
+    );
     let mut tx = b3_context(Suite::AesCm128HmacSha1_80);
-    let n = tx.protect_rtp_tip(&mut buf, 28, Some(7), TipTrailer::Short).unwrap();
+    let n = tx
+        .protect_rtp_tip(&mut buf, 28, Some(7), TipTrailer::Short)
+        .unwrap();
     buf[20] ^= 1;
     let mut rx = b3_context(Suite::AesCm128HmacSha1_80);
-    assert_eq!(rx.unprotect_rtp_tip(&mut buf[..n], true), Err(SrtpError::AuthFailed));
+    assert_eq!(
+        rx.unprotect_rtp_tip(&mut buf[..n], true),
+        Err(SrtpError::AuthFailed)
+    );
 }
 
 const RFC7714_KEY: &str = "000102030405060708090a0b0c0d0e0f";
@@ -172,7 +212,10 @@ fn rfc7714_16_1_1_srtp_aes128_gcm() {
     assert_eq!(&back[..n], &plain[..]);
     let mut bad = out;
     bad[40] ^= 0x10;
-    assert_eq!(rfc7714_context().unprotect_rtp(&mut bad), Err(SrtpError::AuthFailed));
+    assert_eq!(
+        rfc7714_context().unprotect_rtp(&mut bad),
+        Err(SrtpError::AuthFailed)
+    );
 }
 
 #[test]
@@ -187,7 +230,10 @@ fn rfc7714_17_1_srtcp_aes128_gcm() {
     let out = hex::encode(&buf[..n]);
     // ekt-spec.md §8.1 quotes the output with its middle elided; check both ends.
     assert!(out.starts_with("81c8000d4d61727363e94885"), "{out}");
-    assert!(out.ends_with("0bb9275bc84aa45896cf4d2fc5abf87245d9eade800005d4"), "{out}");
+    assert!(
+        out.ends_with("0bb9275bc84aa45896cf4d2fc5abf87245d9eade800005d4"),
+        "{out}"
+    );
     let mut rx = rfc7714_context();
     assert_eq!(rx.unprotect_rtcp(&mut buf[..n]), Ok(len));
 }
@@ -195,7 +241,12 @@ fn rfc7714_17_1_srtcp_aes128_gcm() {
 #[test]
 fn every_suite_round_trips_rtp_and_rtcp_and_refuses_tampering() {
     for suite in Suite::ALL {
-        let mk = MasterKey::new(suite, &vec![0x11; suite.key_len()], &vec![0x22; suite.salt_len()]).unwrap();
+        let mk = MasterKey::new(
+            suite,
+            &vec![0x11; suite.key_len()],
+            &vec![0x22; suite.salt_len()],
+        )
+        .unwrap();
         let (mut tx, mut rx) = (SrtpContext::new(suite, &mk), SrtpContext::new(suite, &mk));
         for seq in [65534u16, 65535, 0, 1] {
             let mut plain = h("80600000000000010000abcd");
@@ -205,7 +256,11 @@ fn every_suite_round_trips_rtp_and_rtcp_and_refuses_tampering() {
             assert_eq!(wire.len(), plain.len() + suite.srtp_tag_len());
             let mut tampered = wire.clone();
             tampered[20] ^= 4;
-            assert_eq!(rx.unprotect_rtp(&mut tampered), Err(SrtpError::AuthFailed), "{suite:?}");
+            assert_eq!(
+                rx.unprotect_rtp(&mut tampered),
+                Err(SrtpError::AuthFailed),
+                "{suite:?}"
+            );
             let n = rx.unprotect_rtp(&mut wire).unwrap();
             assert_eq!(&wire[..n], &plain[..], "{suite:?} seq {seq}");
         }
@@ -226,12 +281,21 @@ fn short_and_malformed_packets_are_errors_not_panics() {
     let mut rx = b3_context(Suite::AesCm128HmacSha1_80);
     assert!(rx.unprotect_rtp(&mut [0x80; 15]).is_err());
     assert!(rx.unprotect_rtp(&mut []).is_err());
-    assert!(rx.unprotect_rtcp(&mut [0x81, 200, 0, 0, 0, 0, 0, 1, 9]).is_err());
+    assert!(
+        rx.unprotect_rtcp(&mut [0x81, 200, 0, 0, 0, 0, 0, 1, 9])
+            .is_err()
+    );
     assert!(rx.unprotect_rtp_tip(&mut [0x80; 20], true).is_err());
     assert!(rx.unprotect_rtcp_tip(&mut [0x81; 20]).is_err());
     let mut buf = [0x80u8; 20];
     assert_eq!(rx.protect_rtp(&mut buf, 20), Err(SrtpError::BufferTooSmall));
     assert_eq!(rx.protect_rtp(&mut buf, 30), Err(SrtpError::TooShort));
     assert!(MasterKey::new(Suite::AeadAes256Gcm, &[0; 16], &[0; 12]).is_err());
-    assert_eq!(format!("{:?}", MasterKey::new(Suite::AeadAes128Gcm, &[7; 16], &[0; 12]).unwrap()), "MasterKey");
+    assert_eq!(
+        format!(
+            "{:?}",
+            MasterKey::new(Suite::AeadAes128Gcm, &[7; 16], &[0; 12]).unwrap()
+        ),
+        "MasterKey"
+    );
 }

@@ -1,0 +1,4 @@
+//! The mswitch application: CLI commands over the `ekt`, `switch` and `sip` crates.
+#![forbid(unsafe_code)]
+
+pub mod selftest;

@@ -1,0 +1,135 @@
+//! Entry points for the cargo-fuzz targets (fuzz/) and the random-bytes smoke tests. Not API.
+
+use ekt::kek::{EktCipher, Kek};
+use ekt::{ParameterSet, Spi, SrtpProfile};
+
+use crate::forward::{CsrcRewrite, Forwarder, Receiver, SLOT_SIZE, TxBatch};
+use crate::rtp::{RtpHeader, is_rtcp, rtcp_ssrc};
+use crate::srtp::{MasterKey, SrtpContext, Suite, TipTrailer};
+
+const KEK: [u8; 16] = [1; 16];
+const SALT: [u8; 14] = [2; 14];
+const SPI: Spi = Spi(0x0101);
+const TIP_SSRC: u32 = 0x7000;
+
+fn master(suite: Suite) -> MasterKey {
+    MasterKey::new(suite, &vec![3; suite.key_len()], &vec![4; suite.salt_len()])
+        .expect("suite lengths")
+}
+
+fn forwarder() -> Forwarder {
+    let mut f = Forwarder::new(8);
+    let set = ParameterSet::new(
+        EktCipher::AesEcb128,
+        &KEK,
+        SrtpProfile::AesCm128HmacSha1_80,
+        &SALT,
+    )
+    .expect("params");
+    f.registry_mut().insert(SPI, set).expect("fresh registry");
+    for (i, suite) in Suite::ALL.into_iter().enumerate() {
+        f.add_keyed_source(i as u32, suite, &master(suite))
+            .expect("room");
+    }
+    f
+}
+
+const RECEIVERS: [Receiver; 3] = [
+    Receiver {
+        id: 1,
+        csrc: CsrcRewrite::TipScreen(1),
+    },
+    Receiver {
+        id: 2,
+        csrc: CsrcRewrite::TipScreen(3),
+    },
+    Receiver {
+        id: 3,
+        csrc: CsrcRewrite::Keep,
+    },
+];
+
+/// RTP/RTCP header parsing: never panics, never claims more than it has.
+pub fn rtp_header(data: &[u8]) {
+    if let Ok(h) = RtpHeader::parse(data) {
+        assert!(h.len <= data.len() && h.len >= 12 + 4 * usize::from(h.csrc_count));
+    }
+    let _ = is_rtcp(data);
+    let _ = rtcp_ssrc(data);
+}
+
+/// Every unprotect entry point of every suite over arbitrary bytes.
+pub fn srtp_unprotect(data: &[u8]) {
+    for suite in Suite::ALL {
+        let mut ctx = SrtpContext::new(suite, &master(suite));
+        let _ = ctx.unprotect_rtp(&mut data.to_vec());
+        let _ = ctx.unprotect_rtcp(&mut data.to_vec());
+        let _ = ctx.unprotect_rtp_tip(&mut data.to_vec(), true);
+        let _ = ctx.unprotect_rtcp_tip(&mut data.to_vec());
+    }
+}
+
+/// The forwarder over arbitrary bytes (must drop them), and over the fuzzer's bytes
+/// properly protected by a sender (must verify and emit: a genuine packet is never lost).
+pub fn forward(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut f = forwarder();
+    let mut out = TxBatch::new(4, 8);
+    if let Ok(v) = f.verify(rest, mode & 1 == 1) {
+        let _ = f.emit(rest, &v, &RECEIVERS, &mut out);
+    }
+    // Protect `rest` as an RTP packet from a sender the forwarder knows.
+    let Ok(hdr) = RtpHeader::parse(rest) else {
+        return;
+    };
+    if is_rtcp(rest) || rest.len() + 64 > SLOT_SIZE {
+        return;
+    }
+    let mut buf = vec![0u8; rest.len() + 64];
+    buf[..rest.len()].copy_from_slice(rest);
+    let suite_pick = usize::from(mode >> 1) % 5;
+    let appended = mode & 1 == 1;
+    let n = if suite_pick == 4 {
+        buf[8..12].copy_from_slice(&TIP_SSRC.to_be_bytes());
+        let suite = Suite::AesCm128HmacSha1_80;
+        let mut tx = SrtpContext::new(
+            suite,
+            &MasterKey::new(suite, &[9; 16], &SALT).expect("lengths"),
+        );
+        let mut emk = [0u8; 16];
+        Kek::new(EktCipher::AesEcb128, &KEK)
+            .expect("kek")
+            .wrap(&[9; 16], &mut emk)
+            .expect("wrap");
+        let trailer = TipTrailer::Full {
+            emk: &emk,
+            isn: hdr.seq,
+            spi: SPI,
+        };
+        tx.protect_rtp_tip(&mut buf, rest.len(), appended.then_some(mode), trailer)
+            .expect("room")
+    } else {
+        let suite = Suite::ALL[suite_pick];
+        buf[8..12].copy_from_slice(&(suite_pick as u32).to_be_bytes());
+        let mut tx = SrtpContext::new(suite, &master(suite));
+        if appended && !suite.is_aead() {
+            tx.protect_rtp_with_appended_byte(&mut buf, rest.len(), mode)
+                .expect("room")
+        } else {
+            tx.protect_rtp(&mut buf, rest.len()).expect("room")
+        }
+    };
+    let packet = &buf[..n];
+    let appended = appended && !Suite::ALL.get(suite_pick).is_some_and(|s| s.is_aead());
+    let mut f = forwarder();
+    let v = f
+        .verify(packet, appended)
+        .expect("a correctly protected packet verifies");
+    out.clear();
+    let sent = f
+        .emit(packet, &v, &RECEIVERS, &mut out)
+        .expect("room for three receivers");
+    assert_eq!(sent, RECEIVERS.len());
+}
