@@ -58,6 +58,16 @@ pub fn rtp_header(data: &[u8]) {
     let _ = rtcp_ssrc(data);
 }
 
+/// TIP packet decoders: never panic; what decodes re-encodes to the same bytes.
+pub fn tip_packet(data: &[u8]) {
+    let _ = crate::tip::AppHeader::decode(data);
+    if let Ok(s) = crate::tip::spimap::Spimap::decode(data) {
+        let mut out = [0u8; crate::tip::spimap::LEN];
+        s.encode(&mut out).expect("room");
+        assert_eq!(crate::tip::spimap::Spimap::decode(&out).as_ref(), Ok(&s));
+    }
+}
+
 /// Every unprotect entry point of every suite over arbitrary bytes.
 pub fn srtp_unprotect(data: &[u8]) {
     for suite in Suite::ALL {

@@ -4,6 +4,7 @@
 //! - [`forward`]: the forwarding fast path: verify, strip the appended byte, rewrite CSRC,
 //!   re-sign, without running the payload cipher.
 //! - [`rtp`]: RTP/RTCP header views.
+//! - [`tip`]: TIP control packets (RTCP APP "xcts"); SPIMAP so far, the rest with issue 3.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -12,3 +13,4 @@ pub mod forward;
 pub mod fuzzing;
 pub mod rtp;
 pub mod srtp;
+pub mod tip;

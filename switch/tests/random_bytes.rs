@@ -27,6 +27,17 @@ proptest! {
     }
 
     #[test]
+    fn tip_decoders_never_panic(mut data in proptest::collection::vec(any::<u8>(), 0..80), subtype in 0u8..32) {
+        // Half the cases carry a TIP header so the body decoders run.
+        if data.len() >= 12 && subtype % 2 == 0 {
+            data[0] = 0x80 | (subtype & 0x1f);
+            data[1] = 204;
+            data[8..12].copy_from_slice(b"xcts");
+        }
+        switch::fuzzing::tip_packet(&data);
+    }
+
+    #[test]
     fn srtp_unprotect_never_panics(data in rtp_like()) {
         switch::fuzzing::srtp_unprotect(&data);
     }

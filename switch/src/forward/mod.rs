@@ -355,7 +355,7 @@ impl Forwarder {
 
         if let Some(s) = self.sources.get_mut(&hdr.ssrc) {
             replay_check(&s.replay, index)?;
-            if let Some(key) = s.current.as_ref().filter(|k| k.announced_by(spi, f.emk)) {
+            if let Some(key) = s.key_announced_by(spi, f.emk) {
                 let tag = rtp_base_tag(auth_of(key.ctx.rtp_transform()), ap, kind, f.roc);
                 if !tags_equal(f.base_tag, &tag[..BASE_TAG_LEN]) {
                     return Err(DropReason::AuthFailed);
@@ -551,7 +551,7 @@ impl Forwarder {
         let kind = TagKind::Full(&data[parsed.start + BASE_TAG_LEN..]);
         if let Some(s) = self.sources.get_mut(&v.ssrc) {
             replay_check(&s.rtcp_replay, index)?;
-            if let Some(key) = s.current.as_ref().filter(|k| k.announced_by(f.spi, f.emk)) {
+            if let Some(key) = s.key_announced_by(f.spi, f.emk) {
                 let tag = rtcp_base_tag(auth_of(key.ctx.rtcp_transform()), ap, kind);
                 if !tags_equal(received, &tag[..BASE_TAG_LEN]) {
                     return Err(DropReason::AuthFailed);

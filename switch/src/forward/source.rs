@@ -184,6 +184,15 @@ impl Source {
         self.start_index = start_index;
     }
 
+    /// The current or previous key, if `spi` and `emk` announced it: a known key needs no
+    /// decryption, and a late packet of the previous key must not reinstall it.
+    pub(crate) fn key_announced_by(&self, spi: Spi, emk: &[u8]) -> Option<&SourceKey> {
+        [self.current.as_ref(), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|k| k.announced_by(spi, emk))
+    }
+
     /// The key with `generation`, current or previous.
     pub(crate) fn key(&self, generation: u64) -> Option<&SourceKey> {
         [self.current.as_ref(), self.previous.as_ref()]

@@ -288,6 +288,21 @@ fn rekey_with_isn_keeps_the_old_key_until_the_new_one_starts() {
 }
 
 #[test]
+fn a_late_full_tag_of_the_previous_key_does_not_undo_a_rekey() {
+    let mut f = forwarder();
+    let mut old = Sender::new(&[1; 16], 0x3434, 10);
+    let late = old.packet(true, 0, 0, &[1; 8]); // seq 10, delivered late
+    forward_one(&mut f, &old.packet(true, 0, 0, &[1; 8]), &SCREEN3).unwrap(); // seq 11
+    let mut new = Sender::new(&[2; 16], 0x3434, 12);
+    forward_one(&mut f, &new.packet(true, 12, 0, &[2; 8]), &SCREEN3).unwrap();
+    // The reordered old packet is still genuine and forwarded...
+    forward_one(&mut f, &late, &SCREEN3).unwrap();
+    // ...but the new key stays current.
+    forward_one(&mut f, &new.packet(false, 0, 0, &[2; 8]), &SCREEN3).unwrap();
+    assert_eq!(f.stats().keys_learned, 2);
+}
+
+#[test]
 fn roc_is_never_lowered_by_a_full_tag() {
     let mut f = forwarder();
     let mut s = Sender::new(&[3; 16], 0x4444, 65535);

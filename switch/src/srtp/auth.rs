@@ -5,6 +5,20 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
+// Key material must be wiped on drop (issue 2). A pre-keyed `Hmac<Sha1>` is two
+// `Sha1Core` states (the keyed inner and outer pads), each zeroized by its own `Drop` with
+// sha1's `zeroize` feature; the AES key schedules by aes's. Fails to compile if a feature
+// change loses that.
+const _: () = {
+    fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    fn check() {
+        zeroized_on_drop::<sha1::block_api::Sha1Core>();
+        zeroized_on_drop::<aes::Aes128>();
+        zeroized_on_drop::<aes::Aes256>();
+    }
+    let _ = check;
+};
+
 /// A pre-keyed HMAC-SHA1: the inner and outer pad states are computed once per session
 /// key, and each tag clones them (two compression calls saved per packet; crates.md
 /// "HMAC-SHA1"). Zeroized on drop (hmac's `zeroize` feature).
