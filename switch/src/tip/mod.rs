@@ -6,7 +6,7 @@
 mod header;
 pub mod spimap;
 
-pub use header::{APP_NAME, AppHeader, RTCP_APP_PT};
+pub use header::{APP_NAME, AppHeader, HEADER_LEN as APP_HEADER_LEN, RTCP_APP_PT};
 
 /// Why bytes are not the TIP packet expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
