@@ -206,7 +206,7 @@ impl SrtpContext {
     /// Protects the RTP packet in `buf[..len]` in place; returns the SRTP length. `buf`
     /// must have room for the tag.
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
-        self.protect_rtp_inner(buf, len, None)
+        self.protect_rtp_inner(buf, len, None, None)
     }
 
     /// Protects with a plain SRTP tag and the TIP appended byte (WIRE.md section 3) after
@@ -218,46 +218,70 @@ impl SrtpContext {
         len: usize,
         byte: u8,
     ) -> Result<usize, SrtpError> {
-        if self.suite.is_aead() {
-            return Err(SrtpError::UnsupportedSuite);
-        }
-        self.protect_rtp_inner(buf, len, Some(byte))
+        self.protect_rtp_inner(buf, len, Some(byte), None)
     }
 
+    /// The one SRTP protect path: encrypt, append the TIP byte if any, then the tag in the
+    /// shape asked for (plain RFC 3711 tag, or TIP EKT base tag and trailer).
     fn protect_rtp_inner(
         &mut self,
         buf: &mut [u8],
         len: usize,
         appended: Option<u8>,
+        tip: Option<TipTrailer<'_>>,
     ) -> Result<usize, SrtpError> {
+        if tip.is_some() && self.suite != Suite::AesCm128HmacSha1_80 {
+            return Err(SrtpError::UnsupportedSuite);
+        }
         let hdr = RtpHeader::parse(buf.get(..len).ok_or(SrtpError::TooShort)?)?;
         let index = self
             .rtp_index
             .estimate(hdr.seq)
             .ok_or(SrtpError::IndexOutOfRange)?;
-        let tag_len = self.suite.srtp_tag_len();
         let ap_len = len + usize::from(appended.is_some());
-        if buf.len() < ap_len + tag_len {
+        let total = ap_len
+            + match &tip {
+                Some(t) => BASE_TAG_LEN + trailer_len(t),
+                None => self.suite.srtp_tag_len(),
+            };
+        if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
         }
+        let roc = roc_of(index);
         match &self.rtp {
             Transform::AesCm { aes, salt, auth } => {
                 aes_cm_apply(aes, salt, hdr.ssrc, index, &mut buf[hdr.len..len]);
                 if let Some(x) = appended {
                     buf[len] = x;
                 }
-                let tag = auth.mac(&[&buf[..ap_len], &roc_of(index).to_be_bytes()]);
+                let (tag, tag_len) = match tip {
+                    Some(trailer) => {
+                        let tag =
+                            write_trailer_and_tag(buf, ap_len, total, trailer, roc, |ap, kind| {
+                                tip_tag::rtp_base_tag(auth, ap, kind, roc)
+                            })?;
+                        (tag, BASE_TAG_LEN)
+                    }
+                    None => (
+                        auth.mac(&[&buf[..ap_len], &roc.to_be_bytes()]),
+                        total - ap_len,
+                    ),
+                };
                 buf[ap_len..ap_len + tag_len].copy_from_slice(&tag[..tag_len]);
             }
             t => {
+                // AEAD streams carry no appended byte and no TIP tag (WIRE.md section 6).
+                if appended.is_some() {
+                    return Err(SrtpError::UnsupportedSuite);
+                }
                 let iv = gcm_rtp_iv(t.gcm_salt(), hdr.ssrc, index);
                 let (head, body) = buf.split_at_mut(hdr.len);
                 let tag = gcm_seal(t, &iv, &[head], &mut body[..len - hdr.len]);
-                buf[len..len + tag_len].copy_from_slice(&tag);
+                buf[len..total].copy_from_slice(&tag);
             }
         }
         self.rtp_index.accept(index);
-        Ok(ap_len + tag_len)
+        Ok(total)
     }
 
     /// Verifies and decrypts the SRTP packet in `buf` in place; returns the RTP length.
@@ -305,33 +329,7 @@ impl SrtpContext {
         appended: Option<u8>,
         trailer: TipTrailer<'_>,
     ) -> Result<usize, SrtpError> {
-        let Transform::AesCm { aes, salt, auth } = &self.rtp else {
-            return Err(SrtpError::UnsupportedSuite);
-        };
-        if self.suite != Suite::AesCm128HmacSha1_80 {
-            return Err(SrtpError::UnsupportedSuite);
-        }
-        let hdr = RtpHeader::parse(buf.get(..len).ok_or(SrtpError::TooShort)?)?;
-        let index = self
-            .rtp_index
-            .estimate(hdr.seq)
-            .ok_or(SrtpError::IndexOutOfRange)?;
-        let ap_len = len + usize::from(appended.is_some());
-        let total = ap_len + BASE_TAG_LEN + trailer_len(&trailer);
-        if buf.len() < total {
-            return Err(SrtpError::BufferTooSmall);
-        }
-        aes_cm_apply(aes, salt, hdr.ssrc, index, &mut buf[hdr.len..len]);
-        if let Some(x) = appended {
-            buf[len] = x;
-        }
-        let roc = roc_of(index);
-        let tag = write_trailer_and_tag(buf, ap_len, total, trailer, roc, |ap, kind| {
-            tip_tag::rtp_base_tag(auth, ap, kind, roc)
-        })?;
-        buf[ap_len..ap_len + BASE_TAG_LEN].copy_from_slice(&tag[..BASE_TAG_LEN]);
-        self.rtp_index.accept(index);
-        Ok(total)
+        self.protect_rtp_inner(buf, len, appended, Some(trailer))
     }
 
     /// Verifies and decrypts an SRTP packet ending in a TIP EKT tag, with this context's
@@ -386,11 +384,32 @@ impl SrtpContext {
 
     /// Protects the RTCP compound packet in `buf[..len]` (E = 1); returns the SRTCP length.
     pub fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        self.protect_rtcp_inner(buf, len, None)
+    }
+
+    /// The one SRTCP protect path (E = 1): plain tag, GCM, or TIP EKT base tag and trailer.
+    fn protect_rtcp_inner(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        tip: Option<TipTrailer<'_>>,
+    ) -> Result<usize, SrtpError> {
+        if tip.is_some() && self.suite != Suite::AesCm128HmacSha1_80 {
+            return Err(SrtpError::UnsupportedSuite);
+        }
         let ssrc = rtcp_ssrc(buf.get(..len).ok_or(SrtpError::TooShort)?)?;
         let tag_len = self.suite.srtcp_tag_len();
-        if buf.len() < len + E_INDEX_LEN + tag_len {
+        let total = len
+            + E_INDEX_LEN
+            + match &tip {
+                Some(t) => BASE_TAG_LEN + trailer_len(t),
+                None => tag_len,
+            };
+        if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
         }
+        // The ROC field of an SRTCP EKT tag is the sender's SRTP ROC (ekt-spec.md §3.3).
+        let roc = self.rtp_index.roc();
         let index = self.next_rtcp_index();
         let e_index = (index | E_FLAG).to_be_bytes();
         match &self.rtcp {
@@ -402,10 +421,19 @@ impl SrtpContext {
                     u64::from(index),
                     &mut buf[RTCP_HEADER_LEN..len],
                 );
-                buf[len..len + E_INDEX_LEN].copy_from_slice(&e_index);
-                let tag = auth.mac(&[&buf[..len + E_INDEX_LEN]]);
-                buf[len + E_INDEX_LEN..len + E_INDEX_LEN + tag_len]
-                    .copy_from_slice(&tag[..tag_len]);
+                let ap_len = len + E_INDEX_LEN;
+                buf[len..ap_len].copy_from_slice(&e_index);
+                let (tag, n) = match tip {
+                    Some(trailer) => {
+                        let tag =
+                            write_trailer_and_tag(buf, ap_len, total, trailer, roc, |ap, kind| {
+                                tip_tag::rtcp_base_tag(auth, ap, kind)
+                            })?;
+                        (tag, BASE_TAG_LEN)
+                    }
+                    None => (auth.mac(&[&buf[..ap_len]]), tag_len),
+                };
+                buf[ap_len..ap_len + n].copy_from_slice(&tag[..n]);
             }
             t => {
                 // RFC 7714 §9.2: AAD = header(8) || E|index; the tag precedes E|index.
@@ -418,10 +446,10 @@ impl SrtpContext {
                     &mut body[..len - RTCP_HEADER_LEN],
                 );
                 buf[len..len + GCM_TAG_LEN].copy_from_slice(&tag);
-                buf[len + GCM_TAG_LEN..len + GCM_TAG_LEN + E_INDEX_LEN].copy_from_slice(&e_index);
+                buf[len + GCM_TAG_LEN..total].copy_from_slice(&e_index);
             }
         }
-        Ok(len + E_INDEX_LEN + tag_len)
+        Ok(total)
     }
 
     /// Verifies and decrypts the SRTCP packet in `buf`; returns the RTCP length.
@@ -490,33 +518,7 @@ impl SrtpContext {
         len: usize,
         trailer: TipTrailer<'_>,
     ) -> Result<usize, SrtpError> {
-        if self.suite != Suite::AesCm128HmacSha1_80 {
-            return Err(SrtpError::UnsupportedSuite);
-        }
-        let ssrc = rtcp_ssrc(buf.get(..len).ok_or(SrtpError::TooShort)?)?;
-        let ap_len = len + E_INDEX_LEN;
-        let total = ap_len + BASE_TAG_LEN + trailer_len(&trailer);
-        if buf.len() < total {
-            return Err(SrtpError::BufferTooSmall);
-        }
-        let index = self.next_rtcp_index();
-        let Transform::AesCm { aes, salt, auth } = &self.rtcp else {
-            return Err(SrtpError::UnsupportedSuite);
-        };
-        aes_cm_apply(
-            aes,
-            salt,
-            ssrc,
-            u64::from(index),
-            &mut buf[RTCP_HEADER_LEN..len],
-        );
-        buf[len..ap_len].copy_from_slice(&(index | E_FLAG).to_be_bytes());
-        let roc = self.rtp_index.roc();
-        let tag = write_trailer_and_tag(buf, ap_len, total, trailer, roc, |ap, kind| {
-            tip_tag::rtcp_base_tag(auth, ap, kind)
-        })?;
-        buf[ap_len..ap_len + BASE_TAG_LEN].copy_from_slice(&tag[..BASE_TAG_LEN]);
-        Ok(total)
+        self.protect_rtcp_inner(buf, len, Some(trailer))
     }
 
     /// Verifies and decrypts an SRTCP packet ending in a TIP EKT tag with this context's
