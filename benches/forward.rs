@@ -8,11 +8,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ekt::kek::{EktCipher, Kek};
+use ekt::kek::EktCipher;
 use ekt::{ParameterSet, Spi, SrtpProfile};
 use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use switch::forward::{CsrcRewrite, Forwarder, Receiver, TxBatch};
-use switch::srtp::{HmacSha1Key, MasterKey, SrtpContext, Suite, TipTrailer};
+use switch::srtp::{HmacSha1Key, MasterKey, SrtpContext, Suite, TipEktSender};
 
 const KEK: [u8; 16] = [0x0f; 16];
 const SALT: [u8; 14] = [0x5a; 14];
@@ -37,14 +37,20 @@ fn receivers(screens: &[u8]) -> Vec<Receiver> {
         .collect()
 }
 
+fn group_params() -> ParameterSet {
+    ParameterSet::new(
+        EktCipher::AesEcb128,
+        &KEK,
+        SrtpProfile::AesCm128HmacSha1_80,
+        &SALT,
+    )
+    .unwrap()
+}
+
 /// TIP EKT packets of `wire_len` bytes: the first of each ten with a full tag, the rest
 /// short, each with the appended byte.
 fn tip_packets(wire_len: usize) -> Vec<Vec<u8>> {
-    let kek = Kek::new(EktCipher::AesEcb128, &KEK).unwrap();
-    let mut emk = [0u8; 16];
-    kek.wrap(&SENDER_KEY, &mut emk).unwrap();
-    let suite = Suite::AesCm128HmacSha1_80;
-    let mut ctx = SrtpContext::new(suite, &MasterKey::new(suite, &SENDER_KEY, &SALT).unwrap());
+    let mut tx = TipEktSender::new(&SENDER_KEY, &group_params(), SPI).unwrap();
     (0..=PASS)
         .map(|i| {
             let full = i % 10 == 0;
@@ -52,18 +58,7 @@ fn tip_packets(wire_len: usize) -> Vec<Vec<u8>> {
             let mut buf = vec![0u8; 1500];
             buf[..16].copy_from_slice(&HEADER);
             buf[2..4].copy_from_slice(&(i as u16).to_be_bytes());
-            let trailer = if full {
-                TipTrailer::Full {
-                    emk: &emk,
-                    isn: 0,
-                    spi: SPI,
-                }
-            } else {
-                TipTrailer::Short
-            };
-            let n = ctx
-                .protect_rtp_tip(&mut buf, rtp_len, Some(1), trailer)
-                .unwrap();
+            let n = tx.protect_rtp(&mut buf, rtp_len, Some(1), full).unwrap();
             buf.truncate(n);
             buf
         })
@@ -72,14 +67,7 @@ fn tip_packets(wire_len: usize) -> Vec<Vec<u8>> {
 
 fn tip_forwarder(first: &[u8]) -> Forwarder {
     let mut f = Forwarder::new(4);
-    let set = ParameterSet::new(
-        EktCipher::AesEcb128,
-        &KEK,
-        SrtpProfile::AesCm128HmacSha1_80,
-        &SALT,
-    )
-    .unwrap();
-    f.registry_mut().insert(SPI, set).unwrap();
+    f.registry_mut().insert(SPI, group_params()).unwrap();
     f.verify(first, true).unwrap();
     f
 }

@@ -1,11 +1,11 @@
 //! Entry points for the cargo-fuzz targets (fuzz/) and the random-bytes smoke tests. Not API.
 
-use ekt::kek::{EktCipher, Kek};
+use ekt::kek::EktCipher;
 use ekt::{ParameterSet, Spi, SrtpProfile};
 
 use crate::forward::{CsrcRewrite, Forwarder, Receiver, SLOT_SIZE, TxBatch};
 use crate::rtp::{RtpHeader, is_rtcp, rtcp_ssrc};
-use crate::srtp::{MasterKey, SrtpContext, Suite, TipTrailer};
+use crate::srtp::{MasterKey, SrtpContext, Suite, TipEktSender};
 
 const KEK: [u8; 16] = [1; 16];
 const SALT: [u8; 14] = [2; 14];
@@ -15,6 +15,16 @@ const TIP_SSRC: u32 = 0x7000;
 fn master(suite: Suite) -> MasterKey {
     MasterKey::new(suite, &vec![3; suite.key_len()], &vec![4; suite.salt_len()])
         .expect("suite lengths")
+}
+
+fn group_params() -> ParameterSet {
+    ParameterSet::new(
+        EktCipher::AesEcb128,
+        &KEK,
+        SrtpProfile::AesCm128HmacSha1_80,
+        &SALT,
+    )
+    .expect("params")
 }
 
 fn forwarder() -> Forwarder {
@@ -103,22 +113,9 @@ pub fn forward(data: &[u8]) {
     let appended = mode & 1 == 1;
     let n = if suite_pick == 4 {
         buf[8..12].copy_from_slice(&TIP_SSRC.to_be_bytes());
-        let suite = Suite::AesCm128HmacSha1_80;
-        let mut tx = SrtpContext::new(
-            suite,
-            &MasterKey::new(suite, &[9; 16], &SALT).expect("lengths"),
-        );
-        let mut emk = [0u8; 16];
-        Kek::new(EktCipher::AesEcb128, &KEK)
-            .expect("kek")
-            .wrap(&[9; 16], &mut emk)
-            .expect("wrap");
-        let trailer = TipTrailer::Full {
-            emk: &emk,
-            isn: hdr.seq,
-            spi: SPI,
-        };
-        tx.protect_rtp_tip(&mut buf, rest.len(), appended.then_some(mode), trailer)
+        let mut tx = TipEktSender::new(&[9; 16], &group_params(), SPI).expect("TIP parameters");
+        tx.set_isn(hdr.seq);
+        tx.protect_rtp(&mut buf, rest.len(), appended.then_some(mode), true)
             .expect("room")
     } else {
         let suite = Suite::ALL[suite_pick];

@@ -5,10 +5,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use ekt::kek::{EktCipher, Kek};
+use ekt::kek::EktCipher;
 use ekt::{ParameterSet, Spi, SrtpProfile};
 use switch::forward::{CsrcRewrite, Forwarder, Inbound, Receiver, TxBatch};
-use switch::srtp::{MasterKey, SrtpContext, Suite, TipTrailer};
+use switch::srtp::{MasterKey, SrtpContext, Suite, TipEktSender};
 
 struct Counting;
 
@@ -44,14 +44,19 @@ const KEK: [u8; 16] = [0x0f; 16];
 const SALT: [u8; 14] = [0x5a; 14];
 const SPI: Spi = Spi(0x0101);
 
+fn group_params() -> ParameterSet {
+    ParameterSet::new(
+        EktCipher::AesEcb128,
+        &KEK,
+        SrtpProfile::AesCm128HmacSha1_80,
+        &SALT,
+    )
+    .unwrap()
+}
+
 fn tip_packets(mk: &[u8; 16], ssrc: u32, first_seq: u16, count: usize, isn: u16) -> Vec<Vec<u8>> {
-    let kek = Kek::new(EktCipher::AesEcb128, &KEK).unwrap();
-    let mut emk = [0u8; 16];
-    kek.wrap(mk, &mut emk).unwrap();
-    let mut ctx = SrtpContext::new(
-        Suite::AesCm128HmacSha1_80,
-        &MasterKey::new(Suite::AesCm128HmacSha1_80, mk, &SALT).unwrap(),
-    );
+    let mut tx = TipEktSender::new(mk, &group_params(), SPI).unwrap();
+    tx.set_isn(isn);
     (0..count)
         .map(|i| {
             let seq = first_seq.wrapping_add(i as u16);
@@ -61,17 +66,8 @@ fn tip_packets(mk: &[u8; 16], ssrc: u32, first_seq: u16, count: usize, isn: u16)
             ]);
             buf[2..4].copy_from_slice(&seq.to_be_bytes());
             buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
-            let trailer = if i % 3 == 0 {
-                TipTrailer::Full {
-                    emk: &emk,
-                    isn,
-                    spi: SPI,
-                }
-            } else {
-                TipTrailer::Short
-            };
-            let n = ctx
-                .protect_rtp_tip(&mut buf, 1100, Some((i % 2) as u8), trailer)
+            let n = tx
+                .protect_rtp(&mut buf, 1100, Some((i % 2) as u8), i % 3 == 0)
                 .unwrap();
             buf.truncate(n);
             buf
@@ -101,14 +97,7 @@ fn keyed_packets(suite: Suite, ssrc: u32, count: usize) -> Vec<Vec<u8>> {
 #[test]
 fn forwarding_allocates_nothing_per_packet() {
     let mut f = Forwarder::new(8);
-    let set = ParameterSet::new(
-        EktCipher::AesEcb128,
-        &KEK,
-        SrtpProfile::AesCm128HmacSha1_80,
-        &SALT,
-    )
-    .unwrap();
-    f.registry_mut().insert(SPI, set).unwrap();
+    f.registry_mut().insert(SPI, group_params()).unwrap();
     for (i, suite) in [Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm]
         .into_iter()
         .enumerate()

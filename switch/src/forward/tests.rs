@@ -1,11 +1,11 @@
 //! The fast path's rules: WIRE.md section 3 vectors, single-bit flips, replay, provisional
 //! keys, ISN rekeying, SRTCP forwarding, slot sharing.
 
-use ekt::kek::{EktCipher, Kek};
+use ekt::kek::EktCipher;
 use ekt::{ParameterSet, Spi, SrtpProfile};
 
 use super::*;
-use crate::srtp::{MasterKey, SrtpContext, Suite, TipTrailer};
+use crate::srtp::{MasterKey, SrtpContext, Suite, TipEktSender};
 
 fn h(s: &str) -> Vec<u8> {
     hex::decode(s.replace(' ', "")).unwrap()
@@ -167,21 +167,25 @@ fn short_tag_before_any_key_and_unknown_spi_are_dropped() {
 
 /// A TIP endpoint's sender: its own master key, EMK under the group KEK.
 struct Sender {
-    ctx: SrtpContext,
-    emk: [u8; 16],
+    tip: TipEktSender,
     ssrc: u32,
     seq: u16,
 }
 
+fn group_params() -> ParameterSet {
+    ParameterSet::new(
+        EktCipher::AesEcb128,
+        &h(KEK),
+        SrtpProfile::AesCm128HmacSha1_80,
+        &h(SALT),
+    )
+    .unwrap()
+}
+
 impl Sender {
     fn new(mk: &[u8], ssrc: u32, seq: u16) -> Self {
-        let kek = Kek::new(EktCipher::AesEcb128, &h(KEK)).unwrap();
-        let mut emk = [0u8; 16];
-        kek.wrap(mk, &mut emk).unwrap();
-        let master = MasterKey::new(Suite::AesCm128HmacSha1_80, mk, &h(SALT)).unwrap();
         Self {
-            ctx: SrtpContext::new(Suite::AesCm128HmacSha1_80, &master),
-            emk,
+            tip: TipEktSender::new(mk, &group_params(), SPI).unwrap(),
             ssrc,
             seq,
         }
@@ -194,18 +198,10 @@ impl Sender {
         buf[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
         buf[12..16].copy_from_slice(&0x1234_5121u32.to_be_bytes());
         buf[16..16 + payload.len()].copy_from_slice(payload);
-        let trailer = if full {
-            TipTrailer::Full {
-                emk: &self.emk,
-                isn,
-                spi: SPI,
-            }
-        } else {
-            TipTrailer::Short
-        };
+        self.tip.set_isn(isn);
         let n = self
-            .ctx
-            .protect_rtp_tip(&mut buf, 16 + payload.len(), Some(x), trailer)
+            .tip
+            .protect_rtp(&mut buf, 16 + payload.len(), Some(x), full)
             .unwrap();
         self.seq = self.seq.wrapping_add(1);
         buf.truncate(n);
@@ -374,24 +370,12 @@ fn unchanged_packets_keep_their_tag() {
 fn ekt_sdes_srtcp_is_verified_teaches_the_key_and_goes_out_unchanged() {
     let mut f = forwarder();
     let mut s = Sender::new(&[8; 16], 0x7777, 500);
-    s.ctx.set_roc(3);
+    s.tip.context_mut().set_roc(3);
     let mut rtcp = vec![0u8; 200];
     // RR (no report blocks) + SDES CNAME from the media SSRC (WIRE.md section 7).
     let plain = h("80c9000100007777 81ca000300007777 0103616263000000");
     rtcp[..plain.len()].copy_from_slice(&plain);
-    let emk = s.emk;
-    let n = s
-        .ctx
-        .protect_rtcp_tip(
-            &mut rtcp,
-            plain.len(),
-            TipTrailer::Full {
-                emk: &emk,
-                isn: 0,
-                spi: SPI,
-            },
-        )
-        .unwrap();
+    let n = s.tip.protect_rtcp(&mut rtcp, plain.len(), true).unwrap();
     rtcp.truncate(n);
     for bit in (0..n * 8).step_by(7) {
         let mut bad = rtcp.clone();

@@ -9,6 +9,7 @@ mod keys;
 mod replay;
 mod roc;
 mod suite;
+mod tip_sender;
 pub mod tip_tag;
 
 #[cfg(test)]
@@ -23,6 +24,7 @@ pub(crate) use keys::Transform;
 pub use replay::{ReplayError, ReplayWindow, WINDOW as REPLAY_WINDOW};
 pub use roc::{IndexTracker, PacketIndex, index_of, roc_of};
 pub use suite::Suite;
+pub use tip_sender::TipEktSender;
 
 use crate::rtp::HeaderError;
 
