@@ -71,6 +71,18 @@ pub fn rtp_header(data: &[u8]) {
 /// TIP packet decoders: never panic; what decodes re-encodes to the same bytes.
 pub fn tip_packet(data: &[u8]) {
     let _ = crate::tip::AppHeader::decode(data);
+    let _ = crate::tip::TipPacket::decode(data);
+    for p in crate::rtp::rtcp_packets(data) {
+        let _ = crate::tip::TipPacket::decode(p);
+    }
+    if let Ok(m) = crate::tip::muxctrl::MuxCtrl::decode(data) {
+        let mut out = [0u8; 64];
+        let n = m.encode(&mut out).expect("room");
+        assert_eq!(
+            crate::tip::muxctrl::MuxCtrl::decode(&out[..n]).map(|b| b.ntp),
+            Ok(m.ntp)
+        );
+    }
     if let Ok(s) = crate::tip::spimap::Spimap::decode(data) {
         let mut out = [0u8; crate::tip::spimap::LEN];
         s.encode(&mut out).expect("room");

@@ -105,6 +105,24 @@ pub fn rtcp_ssrc(packet: &[u8]) -> Result<u32, HeaderError> {
     ]))
 }
 
+/// The packets of an RTCP compound, by their length fields (RFC 3550 §6.1). Iteration
+/// stops at the first packet whose length does not fit.
+pub fn rtcp_packets(compound: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = compound;
+    std::iter::from_fn(move || {
+        if rest.len() < 4 || rest[0] >> 6 != 2 {
+            return None;
+        }
+        let len = (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1) * 4;
+        if len > rest.len() {
+            return None;
+        }
+        let (packet, tail) = rest.split_at(len);
+        rest = tail;
+        Some(packet)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +148,16 @@ mod tests {
             Err(HeaderError::BadVersion(1))
         );
         assert!(RtpHeader::parse(&[0x8f; 12]).is_err());
+    }
+
+    #[test]
+    fn compound_iteration() {
+        let c = hex::decode("80c9000100007777 81ca000300007777 0103616263000000".replace(' ', ""))
+            .unwrap();
+        let parts: Vec<_> = rtcp_packets(&c).map(<[u8]>::len).collect();
+        assert_eq!(parts, vec![8, 16]);
+        assert_eq!(rtcp_packets(&c[..20]).count(), 1);
+        assert_eq!(rtcp_packets(&[0x40, 0, 0, 0]).count(), 0);
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! TIP control packets: RTCP APP, PT 204, name "xcts" (WIRE.md section 5; ekt-spec.md §5).
-//! One file per message. SPIMAP is here (it carries the EKT group parameters the
-//! forwarder needs); MUXCTRL, MEDIAOPTS, REFRESH, NOTIFY, REQTOSEND and ACK come with the
-//! negotiation state machine (issue 3).
+//! One file per message: [`muxctrl`], [`mediaopts`], [`spimap`], and the small fixed
+//! layouts in [`simple`] (REFRESH, NOTIFY, REQTOSEND, ACK); [`TipPacket`] decodes any.
 
 mod header;
+pub mod mediaopts;
+pub mod muxctrl;
+mod packet;
+pub mod simple;
 pub mod spimap;
 
 pub use header::{APP_NAME, AppHeader, HEADER_LEN as APP_HEADER_LEN, RTCP_APP_PT};
+pub use packet::TipPacket;
 
 /// Why bytes are not the TIP packet expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
