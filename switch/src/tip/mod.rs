@@ -1,10 +1,12 @@
 //! TIP control packets: RTCP APP, PT 204, name "xcts" (WIRE.md section 5; ekt-spec.md §5).
 //! One file per message: [`muxctrl`], [`mediaopts`], [`spimap`], and the small fixed
 //! layouts in [`simple`] (REFRESH, NOTIFY, REQTOSEND, ACK); [`TipPacket`] decodes any.
+//! [`negotiation`] is the per-line state machine.
 
 mod header;
 pub mod mediaopts;
 pub mod muxctrl;
+pub mod negotiation;
 mod packet;
 pub mod simple;
 pub mod spimap;
