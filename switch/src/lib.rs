@@ -3,14 +3,18 @@
 //! - [`srtp`]: SRTP/SRTCP transforms (RFC 3711, RFC 7714) and the TIP EKT base tag.
 //! - [`forward`]: the forwarding fast path: verify, strip the appended byte, rewrite CSRC,
 //!   re-sign, without running the payload cipher.
+//! - [`demux`]: DTLS / RTP / RTCP on one port (RFC 7983).
+//! - [`ports`]: media port allocation.
 //! - [`rtp`]: RTP/RTCP header views.
 //! - [`tip`]: TIP control packets (RTCP APP "xcts"); SPIMAP so far, the rest with issue 3.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod demux;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ports;
 pub mod rtp;
 pub mod srtp;
 pub mod tip;
