@@ -5,6 +5,7 @@
 //!   re-sign, without running the payload cipher.
 //! - [`demux`]: DTLS / RTP / RTCP on one port (RFC 7983).
 //! - [`ports`]: media port allocation.
+//! - [`meeting`]: voice-activated switching and refresh-point display switching.
 //! - [`rtp`]: RTP/RTCP header views.
 //! - [`tip`]: TIP control packets (RTCP APP "xcts"); SPIMAP so far, the rest with issue 3.
 #![deny(missing_docs)]
@@ -14,6 +15,7 @@ pub mod demux;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod meeting;
 pub mod ports;
 pub mod rtp;
 pub mod srtp;

@@ -97,7 +97,10 @@ mod tests {
         assert_eq!(a.allocate(), Ok(20000));
         // A misconfigured (empty) range allocates nothing and does not panic.
         let (lo, hi) = (5, 4);
-        assert_eq!(PortAllocator::new(lo..=hi).allocate(), Err(PortsExhausted(0)));
+        assert_eq!(
+            PortAllocator::new(lo..=hi).allocate(),
+            Err(PortsExhausted(0))
+        );
         assert_eq!(PortAllocator::new(DEFAULT_RANGE).in_use.len(), 16385);
     }
 }
