@@ -3,8 +3,11 @@
 //! - [`switching`]: voice-activated switching from the audio activity metric.
 //! - [`displays`]: each receiver screen's shown source, switched only at a refresh point.
 
+mod core;
 pub mod displays;
 pub mod switching;
+
+pub use self::core::{HopKeys, LegId, LineSetup, Meeting, MeetingEvent, MeetingStats};
 
 /// A participant of the meeting (one endpoint, one SIP call).
 pub type ParticipantId = u32;

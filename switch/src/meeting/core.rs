@@ -1,0 +1,481 @@
+//! One meeting, sans-IO: participants' media lines, the forwarder, switching and displays.
+//!
+//! [`Meeting::handle_datagram`] takes a datagram that arrived on a leg (a media line's
+//! port) and fills a [`TxBatch`] with what to send, each entry addressed to a leg.
+//! [`Meeting::handle_timeout`] drives the TIP negotiations. Drain
+//! [`Meeting::poll_event`] after each call.
+//!
+//! Routing (issue 3; ARCHITECTURE.md "Meetings and switching"):
+//! - an SSRC belongs to the leg it was first verified on; the same SSRC on another leg is
+//!   dropped (no one speaks with another participant's voice);
+//! - video: each receiver screen gets the source its layout shows, switched at an IDR,
+//!   with the TIP CSRC rewritten for that screen; SSRC unchanged;
+//! - audio: the loudest N sources go to every other participant's audio line;
+//! - end-to-end SRTCP (the EKT SDES packet) goes to every other participant's line of the
+//!   same media; per-hop SRTCP (from the peer's control SSRC) ends here and feeds TIP;
+//! - no one receives their own media.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::displays::Displays;
+use super::switching::{Switching, SwitchingConfig};
+use super::{CENTER, ParticipantId, SourceId};
+use crate::demux::{PacketKind as Demux, classify};
+use crate::forward::{CsrcRewrite, DropReason, Forwarder, PacketKind, Receiver, TipCsrc, TxBatch};
+use crate::srtp::SrtpContext;
+use crate::tip::negotiation::{Event as TipEvent, LineConfig, Media, Negotiation};
+use crate::tip::simple::RefreshKind;
+
+/// How often the floor and the audio mix are re-evaluated: one audio packet interval.
+/// Switching decisions need no finer grain, and the per-packet path stays a lookup.
+const SWITCH_TICK: Duration = Duration::from_millis(20);
+
+/// A media line's port handle, as the driver knows it.
+pub type LegId = u32;
+
+/// The per-hop SRTP contexts of a line: what the endpoint sends us, what we send it.
+pub struct HopKeys {
+    /// Unprotects the endpoint's per-hop SRTCP.
+    pub inbound: SrtpContext,
+    /// Protects our per-hop SRTCP (TIP control) to the endpoint.
+    pub outbound: SrtpContext,
+}
+
+/// A media line being added.
+pub struct LineSetup {
+    /// Its leg.
+    pub leg: LegId,
+    /// Per-hop keys (from DTLS-SRTP or SDES).
+    pub hop: HopKeys,
+    /// The TIP negotiation parameters.
+    pub config: LineConfig,
+}
+
+struct Line {
+    leg: LegId,
+    media: Media,
+    hop: HopKeys,
+    tip: Negotiation,
+    /// The peer's control SSRC (from its MUXCTRL): its SRTCP is per-hop.
+    peer_control_ssrc: Option<u32>,
+    appended_byte: bool,
+}
+
+struct Participant {
+    id: ParticipantId,
+    screens: u8,
+    lines: Vec<Line>,
+    /// Video SSRC per source position (index = position - 1): where REFRESH goes.
+    video_ssrc: [Option<u32>; 3],
+}
+
+/// What the meeting reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeetingEvent {
+    /// A participant's TIP negotiation finished on a line.
+    LineEstablished {
+        /// Who.
+        participant: ParticipantId,
+        /// Which line.
+        media: Media,
+    },
+    /// A participant failed and must be removed (its call ended): the log line says why.
+    ParticipantFailed {
+        /// Who.
+        participant: ParticipantId,
+        /// The seed's log line.
+        log_line: String,
+    },
+    /// The site speaker changed.
+    SpeakerChanged(Option<ParticipantId>),
+}
+
+/// Counters of what the meeting dropped before the forwarder saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeetingStats {
+    /// Datagrams from a leg no participant has.
+    pub unknown_leg: u64,
+    /// Media whose SSRC belongs to another leg.
+    pub ssrc_on_wrong_leg: u64,
+    /// Per-hop SRTCP that failed to unprotect.
+    pub hop_auth_failed: u64,
+    /// DTLS, STUN and other kinds the meeting does not take (yet).
+    pub not_media: u64,
+}
+
+/// One meeting.
+pub struct Meeting {
+    forwarder: Forwarder,
+    switching: Switching,
+    displays: Displays,
+    participants: Vec<Participant>,
+    /// Which participant owns a verified SSRC.
+    ssrc_owner: HashMap<u32, ParticipantId>,
+    events: VecDeque<MeetingEvent>,
+    stats: MeetingStats,
+    speaker: Option<ParticipantId>,
+    scratch: Vec<u8>,
+    receivers: Vec<Receiver>,
+    refresh: Vec<SourceId>,
+    /// The audio sources mixed in, as of the last tick.
+    loudest: Vec<SourceId>,
+    next_tick: Option<Instant>,
+    layouts_dirty: bool,
+}
+
+impl std::fmt::Debug for Meeting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meeting")
+            .field("participants", &self.participants.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Meeting {
+    /// A meeting whose forwarder accepts at most `max_sources` sending SSRCs.
+    pub fn new(config: SwitchingConfig, max_sources: usize) -> Self {
+        Self {
+            forwarder: Forwarder::new(max_sources),
+            switching: Switching::new(config),
+            displays: Displays::new(),
+            participants: Vec::new(),
+            ssrc_owner: HashMap::new(),
+            events: VecDeque::new(),
+            stats: MeetingStats::default(),
+            speaker: None,
+            scratch: vec![0u8; crate::forward::SLOT_SIZE],
+            receivers: Vec::with_capacity(64),
+            refresh: Vec::new(),
+            loudest: Vec::new(),
+            next_tick: None,
+            layouts_dirty: false,
+        }
+    }
+
+    /// The forwarder: its EKT registry takes the meeting's group parameters.
+    pub fn forwarder_mut(&mut self) -> &mut Forwarder {
+        &mut self.forwarder
+    }
+
+    /// The forwarder's counters.
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
+    }
+
+    /// The meeting's own counters.
+    pub fn stats(&self) -> &MeetingStats {
+        &self.stats
+    }
+
+    /// Adds a participant with 1 or 3 screens and its media lines; TIP starts at `now`.
+    pub fn add_participant(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        screens: u8,
+        lines: Vec<LineSetup>,
+    ) {
+        self.remove_participant(id);
+        let lines = lines
+            .into_iter()
+            .map(|l| Line {
+                leg: l.leg,
+                media: l.config.media,
+                hop: l.hop,
+                tip: Negotiation::new(l.config, now),
+                peer_control_ssrc: None,
+                appended_byte: false,
+            })
+            .collect();
+        self.participants.push(Participant {
+            id,
+            screens,
+            lines,
+            video_ssrc: [None; 3],
+        });
+        self.switching.add_participant(id, screens);
+        self.layouts_dirty = true;
+    }
+
+    /// Removes a participant: its sources, screens and lines.
+    pub fn remove_participant(&mut self, id: ParticipantId) {
+        self.participants.retain(|p| p.id != id);
+        self.switching.remove_participant(id);
+        self.displays.remove_participant(id);
+        let gone: Vec<u32> = self
+            .ssrc_owner
+            .iter()
+            .filter(|(_, o)| **o == id)
+            .map(|(s, _)| *s)
+            .collect();
+        for ssrc in gone {
+            self.ssrc_owner.remove(&ssrc);
+            self.forwarder.remove_source(ssrc);
+        }
+        self.loudest.retain(|s| s.participant != id);
+        self.layouts_dirty = true;
+    }
+
+    /// The participants.
+    pub fn participant_ids(&self) -> impl Iterator<Item = ParticipantId> + '_ {
+        self.participants.iter().map(|p| p.id)
+    }
+
+    fn find_leg(&self, leg: LegId) -> Option<(usize, usize)> {
+        self.participants
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| p.lines.iter().position(|l| l.leg == leg).map(|j| (i, j)))
+    }
+
+    /// A datagram that arrived on `leg`.
+    pub fn handle_datagram(&mut self, now: Instant, leg: LegId, data: &[u8], out: &mut TxBatch) {
+        let Some((pi, li)) = self.find_leg(leg) else {
+            self.stats.unknown_leg += 1;
+            return;
+        };
+        match classify(data) {
+            Demux::Rtp => self.handle_media(now, pi, li, data, out),
+            Demux::Rtcp => self.handle_rtcp(now, pi, li, data, out),
+            _ => self.stats.not_media += 1,
+        }
+        self.after_input(now, out);
+    }
+
+    fn handle_rtcp(&mut self, now: Instant, pi: usize, li: usize, data: &[u8], out: &mut TxBatch) {
+        let ssrc = crate::rtp::rtcp_ssrc(data).ok();
+        let line = &mut self.participants[pi].lines[li];
+        let per_hop = match (ssrc, line.peer_control_ssrc) {
+            (Some(s), Some(c)) => s == c,
+            // Before the peer's MUXCTRL: anything that is not a known media source is
+            // per-hop (its first MUXCTRL comes that way).
+            (Some(s), None) => !self.ssrc_owner.contains_key(&s) && !self.forwarder.knows_key_of(s),
+            (None, _) => true,
+        };
+        if !per_hop {
+            return self.handle_media(now, pi, li, data, out);
+        }
+        let buf = &mut self.scratch[..data.len()];
+        buf.copy_from_slice(data);
+        match line.hop.inbound.unprotect_rtcp(buf) {
+            Ok(n) => {
+                if let Some(m) = crate::rtp::rtcp_packets(&buf[..n])
+                    .find_map(|p| crate::tip::muxctrl::MuxCtrl::decode(p).ok())
+                {
+                    line.peer_control_ssrc = Some(m.ssrc);
+                }
+                // Receiver reports end here (per hop); TIP requests drive the negotiation.
+                line.tip.handle_packet(now, &buf[..n]);
+            }
+            Err(_) => self.stats.hop_auth_failed += 1,
+        }
+    }
+
+    fn handle_media(&mut self, now: Instant, pi: usize, li: usize, data: &[u8], out: &mut TxBatch) {
+        let from = self.participants[pi].id;
+        let media = self.participants[pi].lines[li].media;
+        let appended = self.participants[pi].lines[li].appended_byte;
+        let ssrc = match classify(data) {
+            Demux::Rtcp => crate::rtp::rtcp_ssrc(data).ok(),
+            _ => crate::rtp::RtpHeader::parse(data).ok().map(|h| h.ssrc),
+        };
+        if ssrc
+            .and_then(|s| self.ssrc_owner.get(&s))
+            .is_some_and(|owner| *owner != from)
+        {
+            self.stats.ssrc_on_wrong_leg += 1;
+            return;
+        }
+        let Ok(v) = self.forwarder.verify(data, appended) else {
+            return;
+        };
+        self.ssrc_owner.entry(v.ssrc()).or_insert(from);
+        self.receivers.clear();
+        if v.kind() == PacketKind::Rtcp {
+            // The EKT SDES packet: every other participant's line of the same media.
+            for p in self.participants.iter().filter(|p| p.id != from) {
+                for l in p.lines.iter().filter(|l| l.media == media) {
+                    self.receivers.push(Receiver {
+                        id: l.leg,
+                        csrc: CsrcRewrite::Keep,
+                    });
+                }
+            }
+        } else {
+            let position = v
+                .first_csrc()
+                .map_or(CENTER, |c| TipCsrc::from_u32(c).source.max(1));
+            let source = SourceId {
+                participant: from,
+                position,
+            };
+            match media {
+                Media::Audio => {
+                    if let Some(level) = v.appended_byte() {
+                        self.switching.audio_level(now, source, level);
+                    }
+                    if self.loudest.contains(&source) {
+                        for p in self.participants.iter().filter(|p| p.id != from) {
+                            if let Some(l) = p.lines.iter().find(|l| l.media == Media::Audio) {
+                                // Heard at its own position on a 3-speaker system, else center.
+                                let speaker = if p.screens >= 3 { position } else { CENTER };
+                                self.receivers.push(Receiver {
+                                    id: l.leg,
+                                    csrc: CsrcRewrite::TipScreen(speaker),
+                                });
+                            }
+                        }
+                    }
+                }
+                Media::Video => {
+                    if let Some(slot) = self.participants[pi]
+                        .video_ssrc
+                        .get_mut(usize::from(position) - 1)
+                    {
+                        *slot = Some(v.ssrc());
+                    }
+                    let idr = v.appended_byte() == Some(1);
+                    let participants = &self.participants;
+                    let receivers = &mut self.receivers;
+                    self.displays.route_video(source, idr, |rx, screen| {
+                        let leg = participants
+                            .iter()
+                            .find(|p| p.id == rx)
+                            .and_then(|p| p.lines.iter().find(|l| l.media == Media::Video))
+                            .map(|l| l.leg);
+                        if let Some(id) = leg {
+                            receivers.push(Receiver {
+                                id,
+                                csrc: CsrcRewrite::TipScreen(screen),
+                            });
+                        }
+                    });
+                }
+            }
+        }
+        let _: Result<usize, DropReason> = self.forwarder.emit(data, &v, &self.receivers, out);
+    }
+
+    /// Time passed: TIP retransmissions and deadlines, switching hold times.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut TxBatch) {
+        for p in &mut self.participants {
+            for l in &mut p.lines {
+                if l.tip.poll_timeout().is_some_and(|t| t <= now) {
+                    l.tip.handle_timeout(now);
+                }
+            }
+        }
+        self.after_input(now, out);
+    }
+
+    /// When [`Meeting::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.participants
+            .iter()
+            .flat_map(|p| p.lines.iter())
+            .filter_map(|l| l.tip.poll_timeout())
+            .min()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<MeetingEvent> {
+        self.events.pop_front()
+    }
+
+    /// Drains the negotiations, applies switching, sends what is pending.
+    fn after_input(&mut self, now: Instant, out: &mut TxBatch) {
+        let mut failed = Vec::new();
+        for p in &mut self.participants {
+            for l in &mut p.lines {
+                while let Some(e) = l.tip.poll_event() {
+                    match e {
+                        TipEvent::PeerMediaOptions { appended_byte, .. } => {
+                            l.appended_byte = appended_byte
+                        }
+                        TipEvent::Established => {
+                            self.events.push_back(MeetingEvent::LineEstablished {
+                                participant: p.id,
+                                media: l.media,
+                            })
+                        }
+                        TipEvent::Failed(f) => {
+                            failed.push((p.id, f.log_line(&l.tip.config().called_num)))
+                        }
+                        _ => {}
+                    }
+                }
+                flush_tip(l, &mut self.scratch, out);
+            }
+        }
+        for (id, log_line) in failed {
+            self.events.push_back(MeetingEvent::ParticipantFailed {
+                participant: id,
+                log_line,
+            });
+            self.remove_participant(id);
+        }
+        if self.next_tick.is_none_or(|t| now >= t) || self.layouts_dirty {
+            self.next_tick = Some(now + SWITCH_TICK);
+            let changed = self.switching.update(now);
+            self.loudest = self.switching.loudest_audio(now);
+            let speaker = self.switching.speaker();
+            if speaker != self.speaker {
+                self.speaker = speaker;
+                self.events.push_back(MeetingEvent::SpeakerChanged(speaker));
+            }
+            if changed || self.layouts_dirty {
+                self.layouts_dirty = false;
+                self.apply_layouts(now, out);
+            }
+        }
+    }
+
+    fn apply_layouts(&mut self, now: Instant, out: &mut TxBatch) {
+        self.refresh.clear();
+        for p in &self.participants {
+            let layout = self.switching.layout(p.id);
+            self.displays.set_layout(p.id, &layout, &mut self.refresh);
+        }
+        for source in std::mem::take(&mut self.refresh) {
+            let Some(p) = self
+                .participants
+                .iter_mut()
+                .find(|p| p.id == source.participant)
+            else {
+                continue;
+            };
+            let target = p
+                .video_ssrc
+                .get(usize::from(source.position) - 1)
+                .copied()
+                .flatten();
+            if let (Some(target), Some(l)) =
+                (target, p.lines.iter_mut().find(|l| l.media == Media::Video))
+            {
+                l.tip.send_refresh(now, target, RefreshKind::RequireIdr);
+            }
+        }
+        // The REFRESH requests just queued go out now.
+        for p in &mut self.participants {
+            for l in p.lines.iter_mut().filter(|l| l.media == Media::Video) {
+                flush_tip(l, &mut self.scratch, out);
+            }
+        }
+    }
+}
+
+/// Protects a line's pending TIP packets with its per-hop key and queues them to its leg.
+fn flush_tip(l: &mut Line, scratch: &mut [u8], out: &mut TxBatch) {
+    while let Some(plain) = l.tip.poll_transmit() {
+        scratch[..plain.len()].copy_from_slice(&plain);
+        if let Ok(n) = l.hop.outbound.protect_rtcp(scratch, plain.len())
+            && out.has_room(1)
+        {
+            out.next_slot()[..n].copy_from_slice(&scratch[..n]);
+            let slot = out.commit_slot(n);
+            out.push(l.leg, slot);
+        }
+    }
+}
