@@ -19,4 +19,6 @@ pub mod meeting;
 pub mod ports;
 pub mod rtp;
 pub mod srtp;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tip;

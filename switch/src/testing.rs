@@ -1,0 +1,520 @@
+//! A socketless meeting simulator: TIP endpoints with 1 or 3 screens that negotiate TIP over
+//! per-hop SRTCP, announce their keys in EKT, send EKT-keyed audio (activity byte) and
+//! video (IDR flag, REFRESH answered a few frames later), and check every packet they
+//! receive (decrypted with the sender's key, payload intact, never their own media).
+//! For tests, benches and the load generator (feature `testing`).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use ekt::kek::EktCipher;
+use ekt::{ParameterSet, Spi, SrtpProfile};
+
+use crate::forward::{TipCsrc, TxBatch};
+use crate::meeting::switching::{Mode, SwitchingConfig};
+use crate::meeting::{HopKeys, LegId, LineSetup, Meeting, MeetingEvent};
+use crate::srtp::{MasterKey, SrtpContext, Suite, TipEktSender};
+use crate::tip::muxctrl::{self, MuxCtrl};
+use crate::tip::negotiation::{GroupParams, LineConfig, Media};
+use crate::tip::simple::encode_ack;
+use crate::tip::{TipPacket, mediaopts};
+
+/// The per-hop suite of the simulated lines.
+pub const HOP: Suite = Suite::AesCm128HmacSha1_80;
+/// The audio line's group SPI.
+pub const AUDIO_SPI: u16 = 0x0101;
+/// The video line's group SPI.
+pub const VIDEO_SPI: u16 = 0x0103;
+/// The group master salt.
+pub const SALT: [u8; 14] = [0x5a; 14];
+
+/// The group parameters of `spi` (KEK derived from the SPI).
+pub fn group(spi: u16) -> GroupParams {
+    GroupParams {
+        spi,
+        salt: SALT,
+        kek: [spi as u8; 16],
+    }
+}
+
+/// The EKT parameter set of `spi`.
+pub fn params(spi: u16) -> ParameterSet {
+    ParameterSet::new(
+        EktCipher::AesEcb128,
+        &[spi as u8; 16],
+        SrtpProfile::AesCm128HmacSha1_80,
+        &SALT,
+    )
+    .unwrap()
+}
+
+/// A per-hop context keyed from `seed`.
+pub fn hop_ctx(seed: u8) -> SrtpContext {
+    SrtpContext::new(HOP, &MasterKey::new(HOP, &[seed; 16], &[seed; 14]).unwrap())
+}
+
+/// The master key a simulated source uses.
+pub fn sender_key(ssrc: u32) -> [u8; 16] {
+    let b = ssrc.to_be_bytes();
+    [
+        b[0], b[1], b[2], b[3], 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    ]
+}
+
+/// One media line of a simulated endpoint.
+#[allow(missing_docs)]
+pub struct EpLine {
+    pub leg: LegId,
+    pub media: Media,
+    pub control_ssrc: u32,
+    /// Endpoint -> switch per-hop context, and switch -> endpoint.
+    pub hop_tx: SrtpContext,
+    pub hop_rx: SrtpContext,
+    pub established: bool,
+    /// Sources on this line: (position, ssrc, sender).
+    pub sources: Vec<(u8, u32, TipEktSender, u16)>,
+    /// Refresh requested per ssrc: frames until the IDR (an encoder takes a few frames).
+    pub refresh: HashMap<u32, u8>,
+}
+
+/// A simulated TIP endpoint.
+#[allow(missing_docs)]
+pub struct Endpoint {
+    pub id: u32,
+    pub lines: Vec<EpLine>,
+    /// What arrived: (media, sender ssrc, seq, CSRC, when).
+    pub received: Vec<(Media, u32, u16, u32, Instant)>,
+    /// Per sender ssrc: the receiving SRTP context (keyed with the sender's key).
+    pub rx: HashMap<u32, SrtpContext>,
+}
+
+fn seed(leg: LegId, dir: u8) -> u8 {
+    (leg as u8).wrapping_mul(7).wrapping_add(dir)
+}
+
+impl Endpoint {
+    /// An endpoint with 1 or 3 screens; its legs are `id * 10` (audio) and `id * 10 + 1`.
+    pub fn new(id: u32, screens: u8) -> Self {
+        let positions: &[u8] = if screens == 3 { &[1, 2, 3] } else { &[1] };
+        let lines = [Media::Audio, Media::Video]
+            .into_iter()
+            .enumerate()
+            .map(|(i, media)| {
+                let leg = id * 10 + i as u32;
+                let spi = if media == Media::Audio {
+                    AUDIO_SPI
+                } else {
+                    VIDEO_SPI
+                };
+                let sources = positions
+                    .iter()
+                    .map(|&pos| {
+                        let ssrc = id << 16 | (i as u32) << 8 | u32::from(pos);
+                        let tx =
+                            TipEktSender::new(&sender_key(ssrc), &params(spi), Spi(spi)).unwrap();
+                        (pos, ssrc, tx, 0u16)
+                    })
+                    .collect();
+                EpLine {
+                    leg,
+                    media,
+                    control_ssrc: 0xc000_0000 | leg,
+                    hop_tx: hop_ctx(seed(leg, 1)),
+                    hop_rx: hop_ctx(seed(leg, 2)),
+                    established: false,
+                    sources,
+                    refresh: HashMap::new(),
+                }
+            })
+            .collect();
+        Self {
+            id,
+            lines,
+            received: Vec::new(),
+            rx: HashMap::new(),
+        }
+    }
+
+    /// The meeting-side setup of its lines.
+    pub fn setup(&self, called: &str) -> Vec<LineSetup> {
+        self.lines
+            .iter()
+            .map(|l| {
+                let mut config = LineConfig::new(l.media, 0x5000_0000 | l.leg, called);
+                config.group = Some(group(if l.media == Media::Audio {
+                    AUDIO_SPI
+                } else {
+                    VIDEO_SPI
+                }));
+                config.positions = if l.sources.len() == 3 { 0b1110 } else { 0b10 };
+                LineSetup {
+                    leg: l.leg,
+                    hop: HopKeys {
+                        inbound: hop_ctx(seed(l.leg, 1)),
+                        outbound: hop_ctx(seed(l.leg, 2)),
+                    },
+                    config,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Protects a per-hop RTCP packet from the endpoint.
+pub fn protect_hop(line: &mut EpLine, plain: &[u8]) -> Vec<u8> {
+    let mut buf = plain.to_vec();
+    buf.resize(plain.len() + 64, 0);
+    let n = line.hop_tx.protect_rtcp(&mut buf, plain.len()).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// A meeting and its endpoints in virtual time.
+#[allow(missing_docs)]
+pub struct Sim {
+    pub now: Instant,
+    pub meeting: Meeting,
+    pub endpoints: Vec<Endpoint>,
+    pub out: TxBatch,
+    /// (ssrc, seq) of packets flagged as the first packet of an IDR.
+    pub idr: HashSet<(u32, u16)>,
+    pub events: Vec<MeetingEvent>,
+}
+
+impl Sim {
+    /// Delivers the meeting's outputs to the endpoints until nothing is left; endpoints
+    /// answer TIP and check every media packet they receive.
+    pub fn deliver_outputs(&mut self) {
+        let now = self.now;
+        loop {
+            let outputs: Vec<(LegId, Vec<u8>)> =
+                self.out.iter().map(|(l, b)| (l, b.to_vec())).collect();
+            self.out.clear();
+            while let Some(e) = self.meeting.poll_event() {
+                self.events.push(e);
+            }
+            if outputs.is_empty() {
+                return;
+            }
+            let mut replies = Vec::new();
+            for (leg, bytes) in outputs {
+                let ep = self
+                    .endpoints
+                    .iter_mut()
+                    .find(|e| e.lines.iter().any(|l| l.leg == leg))
+                    .unwrap();
+                let own: HashSet<u32> = ep
+                    .lines
+                    .iter()
+                    .flat_map(|l| l.sources.iter().map(|s| s.1))
+                    .collect();
+                let line = ep.lines.iter_mut().find(|l| l.leg == leg).unwrap();
+                if bytes[1] >= 192 && bytes[1] <= 223 {
+                    // Per-hop TIP from the switch, or a forwarded EKT SDES packet.
+                    let mut b = bytes.clone();
+                    if let Ok(n) = line.hop_rx.unprotect_rtcp(&mut b) {
+                        for p in crate::rtp::rtcp_packets(&b[..n]) {
+                            let Ok(tip) = TipPacket::decode(p) else {
+                                continue;
+                            };
+                            if let Some((subtype, _, ntp)) = tip.request_id() {
+                                let mut ack = [0u8; 20];
+                                encode_ack(subtype, line.control_ssrc, ntp, &mut ack).unwrap();
+                                replies.push((leg, protect_hop(line, &ack)));
+                            }
+                            match tip {
+                                TipPacket::MuxCtrl(_) => {
+                                    let flag = if line.media == Media::Audio {
+                                        mediaopts::ACTIVITY_METRIC
+                                    } else {
+                                        mediaopts::REFRESH_FLAG
+                                    };
+                                    let h = crate::tip::AppHeader {
+                                        subtype: mediaopts::SUBTYPE,
+                                        ssrc: line.control_ssrc,
+                                        ntp: 9,
+                                    };
+                                    let streams: Vec<_> = line
+                                        .sources
+                                        .iter()
+                                        .map(|s| mediaopts::StreamOptions {
+                                            ssrc: s.1,
+                                            xmit: mediaopts::EKT | flag,
+                                            rcv: mediaopts::EKT,
+                                        })
+                                        .collect();
+                                    let m = mediaopts::MediaOpts::new(h, &streams).unwrap();
+                                    let mut buf = vec![0u8; m.encoded_len()];
+                                    m.encode(&mut buf).unwrap();
+                                    replies.push((leg, protect_hop(line, &buf)));
+                                }
+                                TipPacket::Spimap(s) => {
+                                    assert_eq!(
+                                        (s.spi, s.kek),
+                                        (group(s.spi).spi, group(s.spi).kek)
+                                    );
+                                    line.established = true;
+                                }
+                                TipPacket::Refresh(r) => {
+                                    line.refresh.entry(r.target).or_insert(3);
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    continue;
+                }
+                // Forwarded media: decrypt with the sender's key.
+                let ssrc = u32::from_be_bytes(bytes[8..12].try_into().unwrap());
+                assert!(
+                    !own.contains(&ssrc),
+                    "endpoint {} received its own media",
+                    ep.id
+                );
+                let spi = if line.media == Media::Audio {
+                    AUDIO_SPI
+                } else {
+                    VIDEO_SPI
+                };
+                let rx = ep.rx.entry(ssrc).or_insert_with(|| {
+                    SrtpContext::new(
+                        HOP,
+                        &MasterKey::new(HOP, &sender_key(ssrc), &params(spi).master_salt()[..14])
+                            .unwrap(),
+                    )
+                });
+                let mut b = bytes.clone();
+                let (len, x) = rx
+                    .unprotect_rtp_tip(&mut b, false)
+                    .expect("forwarded media decrypts with the sender's key");
+                assert_eq!(x, None);
+                let seq = u16::from_be_bytes([b[2], b[3]]);
+                let csrc = u32::from_be_bytes(b[12..16].try_into().unwrap());
+                assert_eq!(
+                    &b[16..len],
+                    &payload(ssrc, seq, line.media)[..],
+                    "payload intact"
+                );
+                ep.received.push((line.media, ssrc, seq, csrc, now));
+            }
+            for (leg, bytes) in replies {
+                self.meeting
+                    .handle_datagram(self.now, leg, &bytes, &mut self.out);
+            }
+        }
+    }
+
+    /// A datagram from an endpoint on `leg`.
+    pub fn send(&mut self, leg: LegId, bytes: &[u8]) {
+        self.meeting
+            .handle_datagram(self.now, leg, bytes, &mut self.out);
+        self.deliver_outputs();
+    }
+
+    /// Advances virtual time, running the meeting's timers.
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.meeting.poll_timeout().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            self.meeting.handle_timeout(self.now, &mut self.out);
+            self.deliver_outputs();
+        }
+        self.now = end;
+        self.meeting.handle_timeout(self.now, &mut self.out);
+        self.deliver_outputs();
+    }
+
+    /// One 20 ms tick of media: audio from every source with `levels[endpoint]`, and a
+    /// video frame (two packets) from every video source every other tick.
+    /// One 20 ms tick of media from every established line.
+    pub fn media_tick(&mut self, levels: &[u8], video: bool) {
+        let mut packets = Vec::new();
+        for (ei, ep) in self.endpoints.iter_mut().enumerate() {
+            for line in ep.lines.iter_mut().filter(|l| l.established) {
+                let media = line.media;
+                if media == Media::Video && !video {
+                    continue;
+                }
+                for (pos, ssrc, tx, seq) in &mut line.sources {
+                    let refresh = match line.refresh.get_mut(ssrc) {
+                        Some(0) => line.refresh.remove(ssrc).is_some(),
+                        Some(n) => {
+                            *n -= 1;
+                            false
+                        }
+                        None => false,
+                    };
+                    let count = if media == Media::Video { 2 } else { 1 };
+                    for k in 0..count {
+                        *seq = seq.wrapping_add(1);
+                        let mut buf = vec![0u8; 1500];
+                        let csrc = TipCsrc {
+                            clock_id: 0x777,
+                            output: *pos,
+                            source: *pos,
+                            sink: *pos,
+                        }
+                        .to_u32();
+                        buf[0] = 0x81;
+                        buf[1] = if media == Media::Audio { 96 } else { 112 };
+                        buf[2..4].copy_from_slice(&seq.to_be_bytes());
+                        buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                        buf[12..16].copy_from_slice(&csrc.to_be_bytes());
+                        let p = payload(*ssrc, *seq, media);
+                        buf[16..16 + p.len()].copy_from_slice(&p);
+                        let (x, full) = match media {
+                            Media::Audio => (levels[ei] + *pos, *seq % 3 == 1),
+                            // An IDR on request, and every 50 frames anyway.
+                            Media::Video => {
+                                (u8::from(k == 0 && (refresh || *seq % 100 == 1)), k == 0)
+                            }
+                        };
+                        if media == Media::Video && x == 1 {
+                            self.idr.insert((*ssrc, *seq));
+                        }
+                        let n = tx
+                            .protect_rtp(&mut buf, 16 + p.len(), Some(x), full)
+                            .unwrap();
+                        buf.truncate(n);
+                        packets.push((line.leg, buf));
+                    }
+                }
+            }
+        }
+        for (leg, p) in packets {
+            self.send(leg, &p);
+        }
+        self.advance(Duration::from_millis(20));
+    }
+}
+
+/// The payload a simulated source sends for `seq`.
+pub fn payload(ssrc: u32, seq: u16, media: Media) -> Vec<u8> {
+    let n = if media == Media::Audio { 40 } else { 200 };
+    (0..n)
+        .map(|i| (ssrc as u8) ^ (seq as u8) ^ (i as u8))
+        .collect()
+}
+
+impl Sim {
+    /// A meeting with the group parameters of both lines and `endpoints` `(id, screens)`
+    /// joined (TIP not yet run: see [`Sim::negotiate`]).
+    pub fn new(mode: Mode, endpoints: &[(u32, u8)]) -> Self {
+        let mut meeting = Meeting::new(
+            SwitchingConfig {
+                mode,
+                ..SwitchingConfig::default()
+            },
+            256,
+        );
+        let registry = meeting.forwarder_mut().registry_mut();
+        registry
+            .insert(Spi(AUDIO_SPI), params(AUDIO_SPI))
+            .expect("fresh registry");
+        registry
+            .insert(Spi(VIDEO_SPI), params(VIDEO_SPI))
+            .expect("fresh registry");
+        let mut sim = Self {
+            now: Instant::now(),
+            meeting,
+            endpoints: endpoints
+                .iter()
+                .map(|&(id, screens)| Endpoint::new(id, screens))
+                .collect(),
+            out: TxBatch::new(1024, 4096),
+            idr: HashSet::new(),
+            events: Vec::new(),
+        };
+        for i in 0..sim.endpoints.len() {
+            let (id, screens) = (
+                sim.endpoints[i].id,
+                sim.endpoints[i].lines[0].sources.len() as u8,
+            );
+            let setup = sim.endpoints[i].setup("4000");
+            sim.meeting.add_participant(sim.now, id, screens, setup);
+        }
+        sim.deliver_outputs();
+        sim
+    }
+
+    /// Every endpoint sends its MUXCTRL on each line; time runs until TIP is through.
+    /// Returns how many lines are established.
+    pub fn negotiate(&mut self) -> usize {
+        for i in 0..self.endpoints.len() {
+            for li in 0..self.endpoints[i].lines.len() {
+                let line = &mut self.endpoints[i].lines[li];
+                let m = MuxCtrl {
+                    ssrc: line.control_ssrc,
+                    version: 8,
+                    profile: muxctrl::PROFILE_SECURE,
+                    options: 0,
+                    num_xmit: line.sources.len() as u8,
+                    num_rcv: line.sources.len() as u8,
+                    ntp: 1,
+                    conf_id: 0,
+                    xmit_positions: 0,
+                    rcv_positions: 0,
+                    shared_positions: 0,
+                };
+                let mut b = [0u8; 40];
+                m.encode(&mut b).expect("40 bytes");
+                let p = protect_hop(line, &b);
+                let leg = line.leg;
+                self.send(leg, &p);
+            }
+        }
+        self.advance(Duration::from_millis(300));
+        self.events
+            .iter()
+            .filter(|e| matches!(e, MeetingEvent::LineEstablished { .. }))
+            .count()
+    }
+
+    /// Video packets of `wire_len` bytes from `(endpoint index, position)`, continuing its
+    /// sequence: every other packet with a full EKT tag, none flagged IDR. Not sent: for
+    /// benches that time the meeting alone.
+    pub fn video_packets(
+        &mut self,
+        endpoint: usize,
+        position: u8,
+        count: usize,
+        wire_len: usize,
+    ) -> Vec<(LegId, Vec<u8>)> {
+        let line = self.endpoints[endpoint]
+            .lines
+            .iter_mut()
+            .find(|l| l.media == Media::Video)
+            .expect("video line");
+        let leg = line.leg;
+        let (_, ssrc, tx, seq) = line
+            .sources
+            .iter_mut()
+            .find(|s| s.0 == position)
+            .expect("position");
+        (0..count)
+            .map(|k| {
+                *seq = seq.wrapping_add(1);
+                let full = k % 2 == 0;
+                let mut buf = vec![0u8; 1500];
+                let csrc = TipCsrc {
+                    clock_id: 0x777,
+                    output: position,
+                    source: position,
+                    sink: position,
+                }
+                .to_u32();
+                buf[0] = 0x81;
+                buf[1] = 112;
+                buf[2..4].copy_from_slice(&seq.to_be_bytes());
+                buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                buf[12..16].copy_from_slice(&csrc.to_be_bytes());
+                let rtp_len = wire_len - 1 - if full { 34 } else { 11 };
+                let n = tx
+                    .protect_rtp(&mut buf, rtp_len, Some(0), full)
+                    .expect("room");
+                buf.truncate(n);
+                (leg, buf)
+            })
+            .collect()
+    }
+}
