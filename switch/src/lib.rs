@@ -4,6 +4,7 @@
 //! - [`forward`]: the forwarding fast path: verify, strip the appended byte, rewrite CSRC,
 //!   re-sign, without running the payload cipher.
 //! - [`demux`]: DTLS / RTP / RTCP on one port (RFC 7983).
+//! - [`dtls`]: DTLS-SRTP per media line (RFC 5764), sans-IO.
 //! - [`ports`]: media port allocation.
 //! - [`meeting`]: voice-activated switching and refresh-point display switching.
 //! - [`rtp`]: RTP/RTCP header views.
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod demux;
+pub mod dtls;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
