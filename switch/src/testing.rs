@@ -5,14 +5,17 @@
 //! For tests, benches and the load generator (feature `testing`).
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ekt::kek::EktCipher;
 use ekt::{ParameterSet, Spi, SrtpProfile};
 
+use crate::dtls::{DtlsEvent, DtlsIdentity, DtlsSession, DtlsSettings, Role};
 use crate::forward::{TipCsrc, TxBatch};
 use crate::meeting::switching::{Mode, SwitchingConfig};
-use crate::meeting::{HopKeys, LegId, LineSetup, Meeting, MeetingEvent};
+use crate::meeting::{HopKeying, HopKeys, LegId, LineSetup, Meeting, MeetingEvent};
 use crate::srtp::{MasterKey, SrtpContext, Suite, TipEktSender};
 use crate::tip::muxctrl::{self, MuxCtrl};
 use crate::tip::negotiation::{GroupParams, LineConfig, Media};
@@ -71,6 +74,8 @@ pub struct EpLine {
     pub hop_tx: SrtpContext,
     pub hop_rx: SrtpContext,
     pub established: bool,
+    /// DTLS mode: the endpoint's (active) handshake with the switch.
+    pub dtls: Option<DtlsSession>,
     /// Sources on this line: (position, ssrc, sender).
     pub sources: Vec<(u8, u32, TipEktSender, u16)>,
     /// Refresh requested per ssrc: frames until the IDR (an encoder takes a few frames).
@@ -122,6 +127,7 @@ impl Endpoint {
                     hop_tx: hop_ctx(seed(leg, 1)),
                     hop_rx: hop_ctx(seed(leg, 2)),
                     established: false,
+                    dtls: None,
                     sources,
                     refresh: HashMap::new(),
                 }
@@ -137,6 +143,18 @@ impl Endpoint {
 
     /// The meeting-side setup of its lines.
     pub fn setup(&self, called: &str) -> Vec<LineSetup> {
+        self.setup_with(called, None, Instant::now())
+    }
+
+    /// The meeting-side setup of its lines; with `dtls` (the switch's identity) each line
+    /// is keyed by a DTLS-SRTP handshake instead of SDES, and the endpoint starts its own
+    /// (active) side.
+    pub fn setup_with(
+        &self,
+        called: &str,
+        dtls: Option<(&Arc<DtlsIdentity>, &Arc<DtlsIdentity>)>,
+        now: Instant,
+    ) -> Vec<LineSetup> {
         self.lines
             .iter()
             .map(|l| {
@@ -147,17 +165,39 @@ impl Endpoint {
                     VIDEO_SPI
                 }));
                 config.positions = if l.sources.len() == 3 { 0b1110 } else { 0b10 };
-                LineSetup {
-                    leg: l.leg,
-                    hop: HopKeys {
+                let keying = match dtls {
+                    None => HopKeying::Sdes(Box::new(HopKeys {
                         inbound: hop_ctx(seed(l.leg, 1)),
                         outbound: hop_ctx(seed(l.leg, 2)),
-                    },
+                    })),
+                    Some((switch_id, endpoint_id)) => HopKeying::Dtls(Box::new(DtlsSession::new(
+                        now,
+                        switch_id.clone(),
+                        DtlsSettings::default(),
+                        Role::Passive,
+                        switch_addr(l.leg),
+                        endpoint_addr(l.leg),
+                        Some(endpoint_id.fingerprint()),
+                    ))),
+                };
+                LineSetup {
+                    leg: l.leg,
+                    keying,
                     config,
                 }
             })
             .collect()
     }
+}
+
+/// The switch's address for a leg (the simulation has no sockets; DTLS wants addresses).
+fn switch_addr(leg: LegId) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 20000 + leg as u16))
+}
+
+/// An endpoint's address for a leg.
+fn endpoint_addr(leg: LegId) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 2], 30000 + leg as u16))
 }
 
 /// Protects a per-hop RTCP packet from the endpoint.
@@ -209,6 +249,16 @@ impl Sim {
                     .flat_map(|l| l.sources.iter().map(|s| s.1))
                     .collect();
                 let line = ep.lines.iter_mut().find(|l| l.leg == leg).unwrap();
+                if (20..=63).contains(&bytes[0]) {
+                    // DTLS from the switch (RFC 7983).
+                    if let Some(d) = &mut line.dtls {
+                        d.handle_datagram(now, &bytes);
+                        while let Some(dg) = d.poll_transmit() {
+                            replies.push((leg, dg));
+                        }
+                    }
+                    continue;
+                }
                 if bytes[1] >= 192 && bytes[1] <= 223 {
                     // Per-hop TIP from the switch, or a forwarded EKT SDES packet.
                     let mut b = bytes.clone();
@@ -300,6 +350,25 @@ impl Sim {
             for (leg, bytes) in replies {
                 self.meeting
                     .handle_datagram(self.now, leg, &bytes, &mut self.out);
+            }
+            self.pump_endpoint_dtls_events();
+        }
+    }
+
+    /// Endpoint DTLS events: a completed handshake gives the per-hop keys.
+    fn pump_endpoint_dtls_events(&mut self) {
+        for ep in &mut self.endpoints {
+            for l in &mut ep.lines {
+                let Some(d) = &mut l.dtls else { continue };
+                while let Some(e) = d.poll_event() {
+                    match e {
+                        DtlsEvent::Connected(k) => {
+                            l.hop_tx = SrtpContext::new(k.suite, &k.outbound);
+                            l.hop_rx = SrtpContext::new(k.suite, &k.inbound);
+                        }
+                        DtlsEvent::Failed(f) => panic!("endpoint DTLS failed: {f:?}"),
+                    }
+                }
             }
         }
     }
@@ -400,6 +469,12 @@ impl Sim {
     /// A meeting with the group parameters of both lines and `endpoints` `(id, screens)`
     /// joined (TIP not yet run: see [`Sim::negotiate`]).
     pub fn new(mode: Mode, endpoints: &[(u32, u8)]) -> Self {
+        Self::with_keying(mode, endpoints, false)
+    }
+
+    /// As [`Sim::new`]; with `dtls`, every line is keyed by a real DTLS-SRTP handshake
+    /// (switch passive, endpoint active, fingerprints as SDP would carry them).
+    pub fn with_keying(mode: Mode, endpoints: &[(u32, u8)], dtls: bool) -> Self {
         let mut meeting = Meeting::new(
             SwitchingConfig {
                 mode,
@@ -425,16 +500,56 @@ impl Sim {
             idr: HashSet::new(),
             events: Vec::new(),
         };
+        let identities = dtls.then(|| {
+            let id = || Arc::new(DtlsIdentity::generate().expect("ECDSA identity"));
+            (id(), id())
+        });
         for i in 0..sim.endpoints.len() {
             let (id, screens) = (
                 sim.endpoints[i].id,
                 sim.endpoints[i].lines[0].sources.len() as u8,
             );
-            let setup = sim.endpoints[i].setup("4000");
+            let setup = sim.endpoints[i].setup_with(
+                "4000",
+                identities.as_ref().map(|(s, e)| (s, e)),
+                sim.now,
+            );
+            if let Some((switch_id, endpoint_id)) = &identities {
+                for l in &mut sim.endpoints[i].lines {
+                    l.dtls = Some(DtlsSession::new(
+                        sim.now,
+                        endpoint_id.clone(),
+                        DtlsSettings::default(),
+                        Role::Active,
+                        endpoint_addr(l.leg),
+                        switch_addr(l.leg),
+                        Some(switch_id.fingerprint()),
+                    ));
+                }
+            }
             sim.meeting.add_participant(sim.now, id, screens, setup);
         }
         sim.deliver_outputs();
+        sim.pump_endpoint_dtls();
         sim
+    }
+
+    /// Sends what the endpoints' DTLS sessions have to send and adopts their per-hop keys
+    /// when they connect.
+    fn pump_endpoint_dtls(&mut self) {
+        self.pump_endpoint_dtls_events();
+        let mut datagrams = Vec::new();
+        for ep in &mut self.endpoints {
+            for l in &mut ep.lines {
+                if let Some(d) = &mut l.dtls {
+                    datagrams
+                        .extend(std::iter::from_fn(|| d.poll_transmit()).map(|dg| (l.leg, dg)));
+                }
+            }
+        }
+        for (leg, dg) in datagrams {
+            self.send(leg, &dg);
+        }
     }
 
     /// Every endpoint sends its MUXCTRL on each line; time runs until TIP is through.

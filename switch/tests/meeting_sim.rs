@@ -177,3 +177,75 @@ fn three_endpoints_negotiate_switch_and_receive_what_was_sent() {
     sim.send(leg, &stolen);
     assert_eq!(sim.meeting.stats().ssrc_on_wrong_leg, 1);
 }
+
+#[test]
+fn lines_keyed_by_dtls_srtp_negotiate_and_carry_media() {
+    let mut sim = Sim::with_keying(Mode::Site, &[(1, 3), (2, 1), (3, 1)], true);
+    // Per-hop keys come from the handshakes; TIP runs over them.
+    assert_eq!(sim.negotiate(), 6, "{:?}", sim.events);
+    for _ in 0..50 {
+        sim.media_tick(&[5, 60, 5], true);
+    }
+    let a_sees_b = sim.endpoints[0]
+        .received
+        .iter()
+        .filter(|r| r.0 == Media::Video && r.1 >> 16 == 2)
+        .count();
+    assert!(a_sees_b > 10, "A received {a_sees_b} video packets from B");
+    assert_eq!(sim.meeting.forwarder().stats().dropped_total(), 0);
+    assert_eq!(sim.meeting.stats().hop_auth_failed, 0);
+}
+
+#[test]
+fn a_line_whose_handshake_never_completes_fails_its_participant() {
+    use std::sync::Arc;
+    use std::time::Instant;
+    use switch::dtls::{DtlsIdentity, DtlsSession, DtlsSettings, Role};
+    use switch::forward::TxBatch;
+    use switch::meeting::switching::SwitchingConfig;
+    use switch::meeting::{HopKeying, LineSetup, Meeting};
+    use switch::tip::negotiation::LineConfig;
+
+    let now = Instant::now();
+    let mut meeting = Meeting::new(SwitchingConfig::default(), 8);
+    let id = Arc::new(DtlsIdentity::generate().unwrap());
+    let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let session = DtlsSession::new(
+        now,
+        id,
+        DtlsSettings::default(),
+        Role::Passive,
+        addr(1),
+        addr(2),
+        Some([3; 32]),
+    );
+    let line = LineSetup {
+        leg: 7,
+        keying: HopKeying::Dtls(Box::new(session)),
+        config: LineConfig::new(Media::Audio, 1, "4100"),
+    };
+    meeting.add_participant(now, 9, 1, vec![line]);
+    let mut out = TxBatch::new(8, 8);
+    // Plaintext RTCP before the handshake is dropped quietly.
+    meeting.handle_datagram(now, 7, &[0x80, 0xc9, 0, 1, 0, 0, 0, 5], &mut out);
+    assert_eq!(meeting.stats().before_keys, 1);
+    assert!(out.is_empty());
+    let deadline = meeting.poll_timeout().unwrap();
+    assert_eq!(deadline, now + Duration::from_secs(10));
+    meeting.handle_timeout(deadline, &mut out);
+    let event = std::iter::from_fn(|| meeting.poll_event())
+        .find(|e| matches!(e, MeetingEvent::ParticipantFailed { .. }));
+    let Some(MeetingEvent::ParticipantFailed {
+        participant,
+        log_line,
+    }) = event
+    else {
+        panic!("no failure")
+    };
+    assert_eq!(participant, 9);
+    assert!(
+        log_line.starts_with("DTLS-SRTP failed for call : called num = 4100"),
+        "{log_line}"
+    );
+    assert_eq!(meeting.participant_ids().count(), 0);
+}

@@ -22,6 +22,7 @@ use super::displays::Displays;
 use super::switching::{Switching, SwitchingConfig};
 use super::{CENTER, ParticipantId, SourceId};
 use crate::demux::{PacketKind as Demux, classify};
+use crate::dtls::{DtlsEvent, DtlsSession};
 use crate::forward::{CsrcRewrite, DropReason, Forwarder, PacketKind, Receiver, TipCsrc, TxBatch};
 use crate::srtp::SrtpContext;
 use crate::tip::negotiation::{Event as TipEvent, LineConfig, Media, Negotiation};
@@ -42,12 +43,20 @@ pub struct HopKeys {
     pub outbound: SrtpContext,
 }
 
+/// Where a line's per-hop keys come from.
+pub enum HopKeying {
+    /// `a=crypto` (SDES) from the SDP: known at once.
+    Sdes(Box<HopKeys>),
+    /// A DTLS-SRTP handshake on the line's port; TIP starts when it completes.
+    Dtls(Box<DtlsSession>),
+}
+
 /// A media line being added.
 pub struct LineSetup {
     /// Its leg.
     pub leg: LegId,
-    /// Per-hop keys (from DTLS-SRTP or SDES).
-    pub hop: HopKeys,
+    /// Per-hop keys, or the handshake that will make them.
+    pub keying: HopKeying,
     /// The TIP negotiation parameters.
     pub config: LineConfig,
 }
@@ -55,8 +64,11 @@ pub struct LineSetup {
 struct Line {
     leg: LegId,
     media: Media,
-    hop: HopKeys,
-    tip: Negotiation,
+    /// Until the per-hop keys exist (DTLS), TIP waits with its configuration.
+    hop: Option<HopKeys>,
+    dtls: Option<Box<DtlsSession>>,
+    waiting_config: Option<LineConfig>,
+    tip: Option<Negotiation>,
     /// The peer's control SSRC (from its MUXCTRL): its SRTCP is per-hop.
     peer_control_ssrc: Option<u32>,
     appended_byte: bool,
@@ -100,6 +112,8 @@ pub struct MeetingStats {
     pub ssrc_on_wrong_leg: u64,
     /// Per-hop SRTCP that failed to unprotect.
     pub hop_auth_failed: u64,
+    /// RTCP before the line had per-hop keys (dropped quietly).
+    pub before_keys: u64,
     /// DTLS, STUN and other kinds the meeting does not take (yet).
     pub not_media: u64,
 }
@@ -180,13 +194,27 @@ impl Meeting {
         self.remove_participant(id);
         let lines = lines
             .into_iter()
-            .map(|l| Line {
-                leg: l.leg,
-                media: l.config.media,
-                hop: l.hop,
-                tip: Negotiation::new(l.config, now),
-                peer_control_ssrc: None,
-                appended_byte: false,
+            .map(|l| {
+                let media = l.config.media;
+                let (hop, dtls, tip, waiting_config) = match l.keying {
+                    HopKeying::Sdes(keys) => (
+                        Some(*keys),
+                        None,
+                        Some(Negotiation::new(l.config, now)),
+                        None,
+                    ),
+                    HopKeying::Dtls(session) => (None, Some(session), None, Some(l.config)),
+                };
+                Line {
+                    leg: l.leg,
+                    media,
+                    hop,
+                    dtls,
+                    waiting_config,
+                    tip,
+                    peer_control_ssrc: None,
+                    appended_byte: false,
+                }
             })
             .collect();
         self.participants.push(Participant {
@@ -239,6 +267,10 @@ impl Meeting {
         match classify(data) {
             Demux::Rtp => self.handle_media(now, pi, li, data, out),
             Demux::Rtcp => self.handle_rtcp(now, pi, li, data, out),
+            Demux::Dtls => match &mut self.participants[pi].lines[li].dtls {
+                Some(d) => d.handle_datagram(now, data),
+                None => self.stats.not_media += 1,
+            },
             _ => self.stats.not_media += 1,
         }
         self.after_input(now, out);
@@ -257,9 +289,14 @@ impl Meeting {
         if !per_hop {
             return self.handle_media(now, pi, li, data, out);
         }
+        let (Some(hop), Some(tip)) = (&mut line.hop, &mut line.tip) else {
+            // Plaintext or early RTCP before the handshake gave keys: dropped quietly.
+            self.stats.before_keys += 1;
+            return;
+        };
         let buf = &mut self.scratch[..data.len()];
         buf.copy_from_slice(data);
-        match line.hop.inbound.unprotect_rtcp(buf) {
+        match hop.inbound.unprotect_rtcp(buf) {
             Ok(n) => {
                 if let Some(m) = crate::rtp::rtcp_packets(&buf[..n])
                     .find_map(|p| crate::tip::muxctrl::MuxCtrl::decode(p).ok())
@@ -267,7 +304,7 @@ impl Meeting {
                     line.peer_control_ssrc = Some(m.ssrc);
                 }
                 // Receiver reports end here (per hop); TIP requests drive the negotiation.
-                line.tip.handle_packet(now, &buf[..n]);
+                tip.handle_packet(now, &buf[..n]);
             }
             Err(_) => self.stats.hop_auth_failed += 1,
         }
@@ -358,12 +395,23 @@ impl Meeting {
         let _: Result<usize, DropReason> = self.forwarder.emit(data, &v, &self.receivers, out);
     }
 
-    /// Time passed: TIP retransmissions and deadlines, switching hold times.
+    /// Time passed: DTLS and TIP retransmissions and deadlines, switching hold times.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut TxBatch) {
         for p in &mut self.participants {
             for l in &mut p.lines {
-                if l.tip.poll_timeout().is_some_and(|t| t <= now) {
-                    l.tip.handle_timeout(now);
+                if let Some(d) = l
+                    .dtls
+                    .as_mut()
+                    .filter(|d| d.poll_timeout().is_some_and(|t| t <= now))
+                {
+                    d.handle_timeout(now);
+                }
+                if let Some(tip) = l
+                    .tip
+                    .as_mut()
+                    .filter(|t| t.poll_timeout().is_some_and(|t| t <= now))
+                {
+                    tip.handle_timeout(now);
                 }
             }
         }
@@ -372,10 +420,15 @@ impl Meeting {
 
     /// When [`Meeting::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.participants
-            .iter()
-            .flat_map(|p| p.lines.iter())
-            .filter_map(|l| l.tip.poll_timeout())
+        let lines = self.participants.iter().flat_map(|p| p.lines.iter());
+        lines
+            .flat_map(|l| {
+                [
+                    l.dtls.as_ref().and_then(|d| d.poll_timeout()),
+                    l.tip.as_ref().and_then(|t| t.poll_timeout()),
+                ]
+            })
+            .flatten()
             .min()
     }
 
@@ -389,7 +442,9 @@ impl Meeting {
         let mut failed = Vec::new();
         for p in &mut self.participants {
             for l in &mut p.lines {
-                while let Some(e) = l.tip.poll_event() {
+                drive_dtls(now, l, p.id, out, &mut failed);
+                let Some(tip) = &mut l.tip else { continue };
+                while let Some(e) = tip.poll_event() {
                     match e {
                         TipEvent::PeerMediaOptions { appended_byte, .. } => {
                             l.appended_byte = appended_byte
@@ -401,7 +456,7 @@ impl Meeting {
                             })
                         }
                         TipEvent::Failed(f) => {
-                            failed.push((p.id, f.log_line(&l.tip.config().called_num)))
+                            failed.push((p.id, f.log_line(&tip.config().called_num)))
                         }
                         _ => {}
                     }
@@ -451,10 +506,13 @@ impl Meeting {
                 .get(usize::from(source.position) - 1)
                 .copied()
                 .flatten();
-            if let (Some(target), Some(l)) =
-                (target, p.lines.iter_mut().find(|l| l.media == Media::Video))
-            {
-                l.tip.send_refresh(now, target, RefreshKind::RequireIdr);
+            let tip = p
+                .lines
+                .iter_mut()
+                .find(|l| l.media == Media::Video)
+                .and_then(|l| l.tip.as_mut());
+            if let (Some(target), Some(tip)) = (target, tip) {
+                tip.send_refresh(now, target, RefreshKind::RequireIdr);
             }
         }
         // The REFRESH requests just queued go out now.
@@ -466,11 +524,56 @@ impl Meeting {
     }
 }
 
+/// Runs a line's DTLS: its datagrams go out unprotected; when it connects, the per-hop
+/// keys are made and TIP starts; when it fails, the participant fails.
+fn drive_dtls(
+    now: Instant,
+    l: &mut Line,
+    id: ParticipantId,
+    out: &mut TxBatch,
+    failed: &mut Vec<(ParticipantId, String)>,
+) {
+    let Some(d) = &mut l.dtls else { return };
+    while let Some(datagram) = d.poll_transmit() {
+        if out.has_room(1) && datagram.len() <= crate::forward::SLOT_SIZE {
+            out.next_slot()[..datagram.len()].copy_from_slice(&datagram);
+            let slot = out.commit_slot(datagram.len());
+            out.push(l.leg, slot);
+        }
+    }
+    while let Some(e) = d.poll_event() {
+        match e {
+            DtlsEvent::Connected(keys) => {
+                l.hop = Some(HopKeys {
+                    inbound: SrtpContext::new(keys.suite, &keys.inbound),
+                    outbound: SrtpContext::new(keys.suite, &keys.outbound),
+                });
+                if let Some(config) = l.waiting_config.take() {
+                    l.tip = Some(Negotiation::new(config, now));
+                }
+            }
+            DtlsEvent::Failed(f) => {
+                let called = l
+                    .waiting_config
+                    .as_ref()
+                    .map_or("", |c| c.called_num.as_str());
+                failed.push((
+                    id,
+                    format!("DTLS-SRTP failed for call : called num = {called}: {f:?}"),
+                ));
+            }
+        }
+    }
+}
+
 /// Protects a line's pending TIP packets with its per-hop key and queues them to its leg.
 fn flush_tip(l: &mut Line, scratch: &mut [u8], out: &mut TxBatch) {
-    while let Some(plain) = l.tip.poll_transmit() {
+    let (Some(tip), Some(hop)) = (&mut l.tip, &mut l.hop) else {
+        return;
+    };
+    while let Some(plain) = tip.poll_transmit() {
         scratch[..plain.len()].copy_from_slice(&plain);
-        if let Ok(n) = l.hop.outbound.protect_rtcp(scratch, plain.len())
+        if let Ok(n) = hop.outbound.protect_rtcp(scratch, plain.len())
             && out.has_room(1)
         {
             out.next_slot()[..n].copy_from_slice(&scratch[..n]);
