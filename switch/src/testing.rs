@@ -200,6 +200,199 @@ fn endpoint_addr(leg: LegId) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 2], 30000 + leg as u16))
 }
 
+impl Endpoint {
+    /// A datagram from the switch on `leg`: DTLS is handshaken, per-hop TIP is answered
+    /// (ACKs, MEDIAOPTS after MUXCTRL, IDR some frames after REFRESH), media is decrypted
+    /// with the sender's key and checked. Returns the datagrams to send back.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        bytes: &[u8],
+    ) -> Vec<(LegId, Vec<u8>)> {
+        let mut replies = Vec::new();
+        let own: HashSet<u32> = self
+            .lines
+            .iter()
+            .flat_map(|l| l.sources.iter().map(|s| s.1))
+            .collect();
+        let Some(line) = self.lines.iter_mut().find(|l| l.leg == leg) else {
+            return replies;
+        };
+        if (20..=63).contains(&bytes[0]) {
+            // DTLS from the switch (RFC 7983).
+            if let Some(d) = &mut line.dtls {
+                d.handle_datagram(now, bytes);
+                while let Some(dg) = d.poll_transmit() {
+                    replies.push((leg, dg));
+                }
+            }
+            return replies;
+        }
+        if bytes[1] >= 192 && bytes[1] <= 223 {
+            // Per-hop TIP from the switch, or a forwarded EKT SDES packet.
+            let mut b = bytes.to_vec();
+            if let Ok(n) = line.hop_rx.unprotect_rtcp(&mut b) {
+                for p in crate::rtp::rtcp_packets(&b[..n]) {
+                    let Ok(tip) = TipPacket::decode(p) else {
+                        return replies;
+                    };
+                    if let Some((subtype, _, ntp)) = tip.request_id() {
+                        let mut ack = [0u8; 20];
+                        encode_ack(subtype, line.control_ssrc, ntp, &mut ack).unwrap();
+                        replies.push((leg, protect_hop(line, &ack)));
+                    }
+                    match tip {
+                        TipPacket::MuxCtrl(_) => {
+                            let flag = if line.media == Media::Audio {
+                                mediaopts::ACTIVITY_METRIC
+                            } else {
+                                mediaopts::REFRESH_FLAG
+                            };
+                            let h = crate::tip::AppHeader {
+                                subtype: mediaopts::SUBTYPE,
+                                ssrc: line.control_ssrc,
+                                ntp: 9,
+                            };
+                            let streams: Vec<_> = line
+                                .sources
+                                .iter()
+                                .map(|s| mediaopts::StreamOptions {
+                                    ssrc: s.1,
+                                    xmit: mediaopts::EKT | flag,
+                                    rcv: mediaopts::EKT,
+                                })
+                                .collect();
+                            let m = mediaopts::MediaOpts::new(h, &streams).unwrap();
+                            let mut buf = vec![0u8; m.encoded_len()];
+                            m.encode(&mut buf).unwrap();
+                            replies.push((leg, protect_hop(line, &buf)));
+                        }
+                        TipPacket::Spimap(s) => {
+                            assert_eq!((s.spi, s.kek), (group(s.spi).spi, group(s.spi).kek));
+                            line.established = true;
+                        }
+                        TipPacket::Refresh(r) => {
+                            line.refresh.entry(r.target).or_insert(3);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            return replies;
+        }
+        // Forwarded media: decrypt with the sender's key.
+        let ssrc = u32::from_be_bytes(bytes[8..12].try_into().unwrap());
+        assert!(
+            !own.contains(&ssrc),
+            "endpoint {} received its own media",
+            self.id
+        );
+        let spi = if line.media == Media::Audio {
+            AUDIO_SPI
+        } else {
+            VIDEO_SPI
+        };
+        let rx = self.rx.entry(ssrc).or_insert_with(|| {
+            SrtpContext::new(
+                HOP,
+                &MasterKey::new(HOP, &sender_key(ssrc), &params(spi).master_salt()[..14]).unwrap(),
+            )
+        });
+        let mut b = bytes.to_vec();
+        let (len, x) = rx
+            .unprotect_rtp_tip(&mut b, false)
+            .expect("forwarded media decrypts with the sender's key");
+        assert_eq!(x, None);
+        let seq = u16::from_be_bytes([b[2], b[3]]);
+        let csrc = u32::from_be_bytes(b[12..16].try_into().unwrap());
+        assert_eq!(
+            &b[16..len],
+            &payload(ssrc, seq, line.media)[..],
+            "payload intact"
+        );
+        self.received.push((line.media, ssrc, seq, csrc, now));
+        replies
+    }
+
+    /// Takes the DTLS events of every line: a completed handshake gives the per-hop keys.
+    pub fn dtls_events(&mut self) {
+        for l in &mut self.lines {
+            let Some(d) = &mut l.dtls else { continue };
+            while let Some(e) = d.poll_event() {
+                match e {
+                    DtlsEvent::Connected(k) => {
+                        l.hop_tx = SrtpContext::new(k.suite, &k.outbound);
+                        l.hop_rx = SrtpContext::new(k.suite, &k.inbound);
+                    }
+                    DtlsEvent::Failed(f) => panic!("endpoint DTLS failed: {f:?}"),
+                }
+            }
+        }
+    }
+
+    /// One 20 ms tick of this endpoint's media on its established lines; video frames
+    /// when `video`. First packets of IDRs are recorded in `idr`.
+    pub fn media_tick(
+        &mut self,
+        level: u8,
+        video: bool,
+        idr: &mut HashSet<(u32, u16)>,
+    ) -> Vec<(LegId, Vec<u8>)> {
+        let mut packets = Vec::new();
+        for line in self.lines.iter_mut().filter(|l| l.established) {
+            let media = line.media;
+            if media == Media::Video && !video {
+                continue;
+            }
+            for (pos, ssrc, tx, seq) in &mut line.sources {
+                let refresh = match line.refresh.get_mut(ssrc) {
+                    Some(0) => line.refresh.remove(ssrc).is_some(),
+                    Some(n) => {
+                        *n -= 1;
+                        false
+                    }
+                    None => false,
+                };
+                let count = if media == Media::Video { 2 } else { 1 };
+                for k in 0..count {
+                    *seq = seq.wrapping_add(1);
+                    let mut buf = vec![0u8; 1500];
+                    let csrc = TipCsrc {
+                        clock_id: 0x777,
+                        output: *pos,
+                        source: *pos,
+                        sink: *pos,
+                    }
+                    .to_u32();
+                    buf[0] = 0x81;
+                    buf[1] = if media == Media::Audio { 96 } else { 112 };
+                    buf[2..4].copy_from_slice(&seq.to_be_bytes());
+                    buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                    buf[12..16].copy_from_slice(&csrc.to_be_bytes());
+                    let p = payload(*ssrc, *seq, media);
+                    buf[16..16 + p.len()].copy_from_slice(&p);
+                    let (x, full) = match media {
+                        // Every third audio packet carries the full tag, the first one too.
+                        Media::Audio => (level + *pos, *seq % 3 == 1),
+                        // An IDR on request, and every 50 frames anyway.
+                        Media::Video => (u8::from(k == 0 && (refresh || *seq % 100 == 1)), k == 0),
+                    };
+                    if media == Media::Video && x == 1 {
+                        idr.insert((*ssrc, *seq));
+                    }
+                    let n = tx
+                        .protect_rtp(&mut buf, 16 + p.len(), Some(x), full)
+                        .expect("room");
+                    buf.truncate(n);
+                    packets.push((line.leg, buf));
+                }
+            }
+        }
+        packets
+    }
+}
+
 /// Protects a per-hop RTCP packet from the endpoint.
 pub fn protect_hop(line: &mut EpLine, plain: &[u8]) -> Vec<u8> {
     let mut buf = plain.to_vec();
@@ -242,110 +435,8 @@ impl Sim {
                     .endpoints
                     .iter_mut()
                     .find(|e| e.lines.iter().any(|l| l.leg == leg))
-                    .unwrap();
-                let own: HashSet<u32> = ep
-                    .lines
-                    .iter()
-                    .flat_map(|l| l.sources.iter().map(|s| s.1))
-                    .collect();
-                let line = ep.lines.iter_mut().find(|l| l.leg == leg).unwrap();
-                if (20..=63).contains(&bytes[0]) {
-                    // DTLS from the switch (RFC 7983).
-                    if let Some(d) = &mut line.dtls {
-                        d.handle_datagram(now, &bytes);
-                        while let Some(dg) = d.poll_transmit() {
-                            replies.push((leg, dg));
-                        }
-                    }
-                    continue;
-                }
-                if bytes[1] >= 192 && bytes[1] <= 223 {
-                    // Per-hop TIP from the switch, or a forwarded EKT SDES packet.
-                    let mut b = bytes.clone();
-                    if let Ok(n) = line.hop_rx.unprotect_rtcp(&mut b) {
-                        for p in crate::rtp::rtcp_packets(&b[..n]) {
-                            let Ok(tip) = TipPacket::decode(p) else {
-                                continue;
-                            };
-                            if let Some((subtype, _, ntp)) = tip.request_id() {
-                                let mut ack = [0u8; 20];
-                                encode_ack(subtype, line.control_ssrc, ntp, &mut ack).unwrap();
-                                replies.push((leg, protect_hop(line, &ack)));
-                            }
-                            match tip {
-                                TipPacket::MuxCtrl(_) => {
-                                    let flag = if line.media == Media::Audio {
-                                        mediaopts::ACTIVITY_METRIC
-                                    } else {
-                                        mediaopts::REFRESH_FLAG
-                                    };
-                                    let h = crate::tip::AppHeader {
-                                        subtype: mediaopts::SUBTYPE,
-                                        ssrc: line.control_ssrc,
-                                        ntp: 9,
-                                    };
-                                    let streams: Vec<_> = line
-                                        .sources
-                                        .iter()
-                                        .map(|s| mediaopts::StreamOptions {
-                                            ssrc: s.1,
-                                            xmit: mediaopts::EKT | flag,
-                                            rcv: mediaopts::EKT,
-                                        })
-                                        .collect();
-                                    let m = mediaopts::MediaOpts::new(h, &streams).unwrap();
-                                    let mut buf = vec![0u8; m.encoded_len()];
-                                    m.encode(&mut buf).unwrap();
-                                    replies.push((leg, protect_hop(line, &buf)));
-                                }
-                                TipPacket::Spimap(s) => {
-                                    assert_eq!(
-                                        (s.spi, s.kek),
-                                        (group(s.spi).spi, group(s.spi).kek)
-                                    );
-                                    line.established = true;
-                                }
-                                TipPacket::Refresh(r) => {
-                                    line.refresh.entry(r.target).or_insert(3);
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                    continue;
-                }
-                // Forwarded media: decrypt with the sender's key.
-                let ssrc = u32::from_be_bytes(bytes[8..12].try_into().unwrap());
-                assert!(
-                    !own.contains(&ssrc),
-                    "endpoint {} received its own media",
-                    ep.id
-                );
-                let spi = if line.media == Media::Audio {
-                    AUDIO_SPI
-                } else {
-                    VIDEO_SPI
-                };
-                let rx = ep.rx.entry(ssrc).or_insert_with(|| {
-                    SrtpContext::new(
-                        HOP,
-                        &MasterKey::new(HOP, &sender_key(ssrc), &params(spi).master_salt()[..14])
-                            .unwrap(),
-                    )
-                });
-                let mut b = bytes.clone();
-                let (len, x) = rx
-                    .unprotect_rtp_tip(&mut b, false)
-                    .expect("forwarded media decrypts with the sender's key");
-                assert_eq!(x, None);
-                let seq = u16::from_be_bytes([b[2], b[3]]);
-                let csrc = u32::from_be_bytes(b[12..16].try_into().unwrap());
-                assert_eq!(
-                    &b[16..len],
-                    &payload(ssrc, seq, line.media)[..],
-                    "payload intact"
-                );
-                ep.received.push((line.media, ssrc, seq, csrc, now));
+                    .expect("a known leg");
+                replies.extend(ep.handle_datagram(now, leg, &bytes));
             }
             for (leg, bytes) in replies {
                 self.meeting
@@ -358,18 +449,7 @@ impl Sim {
     /// Endpoint DTLS events: a completed handshake gives the per-hop keys.
     fn pump_endpoint_dtls_events(&mut self) {
         for ep in &mut self.endpoints {
-            for l in &mut ep.lines {
-                let Some(d) = &mut l.dtls else { continue };
-                while let Some(e) = d.poll_event() {
-                    match e {
-                        DtlsEvent::Connected(k) => {
-                            l.hop_tx = SrtpContext::new(k.suite, &k.outbound);
-                            l.hop_rx = SrtpContext::new(k.suite, &k.inbound);
-                        }
-                        DtlsEvent::Failed(f) => panic!("endpoint DTLS failed: {f:?}"),
-                    }
-                }
-            }
+            ep.dtls_events();
         }
     }
 
@@ -393,62 +473,13 @@ impl Sim {
         self.deliver_outputs();
     }
 
-    /// One 20 ms tick of media: audio from every source with `levels[endpoint]`, and a
-    /// video frame (two packets) from every video source every other tick.
-    /// One 20 ms tick of media from every established line.
+    /// One 20 ms tick of media from every established line: audio from every source with
+    /// `levels[endpoint]`, and a video frame (two packets) from every video source when
+    /// `video`.
     pub fn media_tick(&mut self, levels: &[u8], video: bool) {
         let mut packets = Vec::new();
         for (ei, ep) in self.endpoints.iter_mut().enumerate() {
-            for line in ep.lines.iter_mut().filter(|l| l.established) {
-                let media = line.media;
-                if media == Media::Video && !video {
-                    continue;
-                }
-                for (pos, ssrc, tx, seq) in &mut line.sources {
-                    let refresh = match line.refresh.get_mut(ssrc) {
-                        Some(0) => line.refresh.remove(ssrc).is_some(),
-                        Some(n) => {
-                            *n -= 1;
-                            false
-                        }
-                        None => false,
-                    };
-                    let count = if media == Media::Video { 2 } else { 1 };
-                    for k in 0..count {
-                        *seq = seq.wrapping_add(1);
-                        let mut buf = vec![0u8; 1500];
-                        let csrc = TipCsrc {
-                            clock_id: 0x777,
-                            output: *pos,
-                            source: *pos,
-                            sink: *pos,
-                        }
-                        .to_u32();
-                        buf[0] = 0x81;
-                        buf[1] = if media == Media::Audio { 96 } else { 112 };
-                        buf[2..4].copy_from_slice(&seq.to_be_bytes());
-                        buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
-                        buf[12..16].copy_from_slice(&csrc.to_be_bytes());
-                        let p = payload(*ssrc, *seq, media);
-                        buf[16..16 + p.len()].copy_from_slice(&p);
-                        let (x, full) = match media {
-                            Media::Audio => (levels[ei] + *pos, *seq % 3 == 1),
-                            // An IDR on request, and every 50 frames anyway.
-                            Media::Video => {
-                                (u8::from(k == 0 && (refresh || *seq % 100 == 1)), k == 0)
-                            }
-                        };
-                        if media == Media::Video && x == 1 {
-                            self.idr.insert((*ssrc, *seq));
-                        }
-                        let n = tx
-                            .protect_rtp(&mut buf, 16 + p.len(), Some(x), full)
-                            .unwrap();
-                        buf.truncate(n);
-                        packets.push((line.leg, buf));
-                    }
-                }
-            }
+            packets.extend(ep.media_tick(levels[ei], video, &mut self.idr));
         }
         for (leg, p) in packets {
             self.send(leg, &p);
