@@ -8,9 +8,11 @@
 //! - [`ports`]: media port allocation.
 //! - [`meeting`]: voice-activated switching and refresh-point display switching.
 //! - [`rtp`]: RTP/RTCP header views.
+//! - [`udp`]: the media worker: sockets, recvmmsg/sendmmsg batches (all `unsafe` is in
+//!   `udp::sys`).
 //! - [`tip`]: TIP control packets (RTCP APP "xcts"); SPIMAP so far, the rest with issue 3.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod demux;
 pub mod dtls;
@@ -24,3 +26,4 @@ pub mod srtp;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tip;
+pub mod udp;

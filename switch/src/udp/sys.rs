@@ -1,0 +1,316 @@
+//! Batched datagram I/O on Linux: recvmmsg(2), sendmmsg(2) and poll(2). The only module of
+//! the crate allowed `unsafe`; every block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// Datagrams per recvmmsg/sendmmsg call (quinn-udp uses 32 on Linux).
+pub const BATCH: usize = 32;
+/// Largest datagram received; larger ones are truncated and dropped by the caller.
+pub const MAX_DATAGRAM: usize = 2048;
+
+fn to_sockaddr(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr type
+            // (POSIX); we write exactly one sockaddr_in at its start.
+            unsafe {
+                std::ptr::write(
+                    (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
+                    sin,
+                )
+            };
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above, for one sockaddr_in6.
+            unsafe {
+                std::ptr::write(
+                    (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>(),
+                    sin6,
+                )
+            };
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+fn from_sockaddr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and len covers it.
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in6, and len covers it.
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Preallocated buffers for one recvmmsg call; reused for every call, so receiving
+/// allocates nothing.
+pub(crate) struct RecvBatch {
+    bufs: Box<[[u8; MAX_DATAGRAM]]>,
+    names: Box<[libc::sockaddr_storage]>,
+    iovs: Box<[libc::iovec]>,
+    msgs: Box<[libc::mmsghdr]>,
+    count: usize,
+}
+
+// SAFETY: the raw pointers inside `iovs` and `msgs` only ever point into this struct's own
+// boxed buffers (set right before each call); moving the struct between threads moves them
+// along, and nothing else shares them.
+unsafe impl Send for RecvBatch {}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RecvBatch {
+    /// Buffers for [`BATCH`] datagrams.
+    pub(crate) fn new() -> Self {
+        Self {
+            bufs: vec![[0u8; MAX_DATAGRAM]; BATCH].into_boxed_slice(),
+            // SAFETY: sockaddr_storage is a plain C struct; all-zero bytes are a valid value.
+            names: (0..BATCH)
+                .map(|_| unsafe { mem::zeroed::<libc::sockaddr_storage>() })
+                .collect(),
+            iovs: (0..BATCH)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
+            // SAFETY: mmsghdr is a plain C struct; all-zero bytes (null pointers, zero
+            // lengths) are a valid value, and `recv` sets every field before use.
+            msgs: (0..BATCH)
+                .map(|_| unsafe { mem::zeroed::<libc::mmsghdr>() })
+                .collect(),
+            count: 0,
+        }
+    }
+
+    /// Receives up to [`BATCH`] datagrams from the non-blocking socket `fd`; returns how
+    /// many (0 when none is waiting).
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        for i in 0..BATCH {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: MAX_DATAGRAM,
+            };
+            let hdr = &mut self.msgs[i].msg_hdr;
+            hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_iov = &mut self.iovs[i];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = std::ptr::null_mut();
+            hdr.msg_controllen = 0;
+            hdr.msg_flags = 0;
+            self.msgs[i].msg_len = 0;
+        }
+        // SAFETY: `msgs` holds BATCH initialised headers whose name and iov pointers point
+        // into `names`, `iovs` and `bufs`, all alive and exclusively borrowed for the call;
+        // the lengths given match the buffers.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            self.count = 0;
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        self.count = n as usize;
+        Ok(self.count)
+    }
+
+    /// Datagram `i` of the last call: sender and bytes; `None` if truncated or from an
+    /// unknown address family.
+    pub(crate) fn get(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
+        if i >= self.count || self.msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            return None;
+        }
+        let from = from_sockaddr(&self.names[i], self.msgs[i].msg_hdr.msg_namelen)?;
+        Some((from, &self.bufs[i][..self.msgs[i].msg_len as usize]))
+    }
+}
+
+/// Sends `datagrams` to `to` from the non-blocking socket `fd` with sendmmsg, [`BATCH`] per
+/// call; returns how many were sent (the rest would block, and are dropped by the caller).
+pub(crate) fn send_batch<'a>(
+    fd: RawFd,
+    to: SocketAddr,
+    datagrams: impl Iterator<Item = &'a [u8]>,
+) -> io::Result<usize> {
+    // SAFETY: all-zero bytes are a valid sockaddr_storage.
+    let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let namelen = to_sockaddr(to, &mut name);
+    let mut iovs = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; BATCH];
+    // SAFETY: all-zero bytes are a valid mmsghdr.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+    let mut sent = 0;
+    let mut datagrams = datagrams.peekable();
+    while datagrams.peek().is_some() {
+        let mut n = 0;
+        while n < BATCH {
+            let Some(d) = datagrams.next() else { break };
+            // sendmmsg only reads the buffers; the *mut is what iovec's type demands.
+            iovs[n] = libc::iovec {
+                iov_base: d.as_ptr() as *mut libc::c_void,
+                iov_len: d.len(),
+            };
+            n += 1;
+        }
+        for i in 0..n {
+            let hdr = &mut msgs[i].msg_hdr;
+            hdr.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = namelen;
+            hdr.msg_iov = &mut iovs[i];
+            hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the first n headers point at `name` and `iovs`, which point at the
+        // caller's datagrams; all outlive the call, and sendmmsg only reads through them.
+        let r =
+            unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(sent)
+            } else {
+                Err(e)
+            };
+        }
+        sent += r as usize;
+        if (r as usize) < n {
+            return Ok(sent);
+        }
+    }
+    Ok(sent)
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes (poll(2)); marks the
+/// readable ones in `revents`' counterpart (`fds[i].revents`).
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd for the whole call,
+    // and its length is what we pass.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    #[test]
+    fn send_and_receive_a_batch_over_loopback() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 10 + usize::from(i)]).collect();
+        let sent = send_batch(
+            a.as_raw_fd(),
+            b.local_addr().unwrap(),
+            payloads.iter().map(Vec::as_slice),
+        )
+        .unwrap();
+        assert_eq!(sent, 40);
+        let mut fds = [libc::pollfd {
+            fd: b.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        assert_eq!(poll(&mut fds, 1000).unwrap(), 1);
+        let mut batch = RecvBatch::new();
+        let mut got = Vec::new();
+        while got.len() < 40 {
+            let n = batch.recv(b.as_raw_fd()).unwrap();
+            assert!(n > 0);
+            for i in 0..n {
+                let (from, bytes) = batch.get(i).unwrap();
+                assert_eq!(from, a.local_addr().unwrap());
+                got.push(bytes.to_vec());
+            }
+        }
+        assert_eq!(got, payloads);
+        assert_eq!(
+            batch.recv(b.as_raw_fd()).unwrap(),
+            0,
+            "nothing left: WouldBlock is 0"
+        );
+        assert!(batch.get(0).is_none());
+    }
+
+    #[test]
+    fn socket_addresses_round_trip() {
+        for addr in ["127.0.0.1:5004", "[::1]:6000", "[fe80::1%2]:7"] {
+            let a: SocketAddr = addr.parse().unwrap();
+            // SAFETY: all-zero bytes are a valid sockaddr_storage.
+            let mut s: libc::sockaddr_storage = unsafe { mem::zeroed() };
+            let len = to_sockaddr(a, &mut s);
+            assert_eq!(from_sockaddr(&s, len), Some(a));
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! One media worker thread.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::sys::{self, RecvBatch};
+use crate::forward::TxBatch;
+use crate::meeting::{LegId, Meeting, MeetingEvent};
+
+/// Identifies a meeting within the switch.
+pub type MeetingId = u64;
+
+/// The longest a worker sleeps without a timer: it re-checks its command channel.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+/// Work run on a meeting in its worker's thread.
+pub type MeetingTask = Box<dyn FnOnce(&mut Meeting, Instant) + Send>;
+
+/// A change to what a worker runs.
+pub enum Command {
+    /// Run this meeting.
+    AddMeeting(MeetingId, Box<Meeting>),
+    /// Stop running a meeting (its legs go with it).
+    RemoveMeeting(MeetingId),
+    /// A media line's socket (bound, any port) and its peer's address from the SDP.
+    AddLeg {
+        /// The meeting it belongs to.
+        meeting: MeetingId,
+        /// Its leg in the meeting.
+        leg: LegId,
+        /// The socket.
+        socket: UdpSocket,
+        /// Only datagrams from this address are taken; outputs go there.
+        remote: SocketAddr,
+    },
+    /// Close a leg's socket.
+    RemoveLeg(LegId),
+    /// Run `f` on a meeting, on the worker's thread (add or remove participants, ...).
+    Run(MeetingId, MeetingTask),
+}
+
+/// A worker's counters (read from any thread).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Datagrams received.
+    pub packets_in: AtomicU64,
+    /// Bytes received.
+    pub bytes_in: AtomicU64,
+    /// Datagrams sent.
+    pub packets_out: AtomicU64,
+    /// Bytes sent.
+    pub bytes_out: AtomicU64,
+    /// Datagrams from an address that is not the leg's peer (dropped).
+    pub foreign_source: AtomicU64,
+    /// Datagrams that did not fit the send queue or the socket (dropped).
+    pub send_dropped: AtomicU64,
+    /// Socket errors other than would-block.
+    pub socket_errors: AtomicU64,
+    /// recvmmsg calls (datagrams in / calls = the batch size achieved).
+    pub recv_calls: AtomicU64,
+}
+
+/// A running worker.
+pub struct MediaWorker {
+    commands: Sender<Command>,
+    wake: UdpSocket,
+    wake_addr: SocketAddr,
+    stats: Arc<WorkerStats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MediaWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaWorker")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Leg {
+    meeting: MeetingId,
+    id: LegId,
+    socket: UdpSocket,
+    remote: SocketAddr,
+}
+
+struct State {
+    meetings: HashMap<MeetingId, Box<Meeting>>,
+    legs: Vec<Leg>,
+    stats: Arc<WorkerStats>,
+    events: Sender<(MeetingId, MeetingEvent)>,
+    tx: TxBatch,
+    rx: RecvBatch,
+    pollfds: Vec<libc::pollfd>,
+}
+
+impl MediaWorker {
+    /// Starts a worker thread named `name`; meeting events go to `events`.
+    pub fn spawn(name: &str, events: Sender<(MeetingId, MeetingEvent)>) -> io::Result<Self> {
+        let wake_rx = UdpSocket::bind("127.0.0.1:0")?;
+        wake_rx.set_nonblocking(true)?;
+        let wake_addr = wake_rx.local_addr()?;
+        let wake = UdpSocket::bind("127.0.0.1:0")?;
+        let (commands, rx) = channel();
+        let stats = Arc::new(WorkerStats::default());
+        let state = State {
+            meetings: HashMap::new(),
+            legs: Vec::new(),
+            stats: stats.clone(),
+            events,
+            tx: TxBatch::new(1024, 4096),
+            rx: RecvBatch::new(),
+            pollfds: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || run(state, rx, wake_rx))?;
+        Ok(Self {
+            commands,
+            wake,
+            wake_addr,
+            stats,
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends a command and wakes the worker.
+    pub fn send(&self, command: Command) {
+        if self.commands.send(command).is_ok() {
+            let _ = self.wake.send_to(&[1], self.wake_addr);
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+}
+
+impl Drop for MediaWorker {
+    /// Stops the thread: closing the channel ends its loop.
+    fn drop(&mut self) {
+        let (dead, _) = channel();
+        self.commands = dead;
+        let _ = self.wake.send_to(&[0], self.wake_addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(c) => s.apply(c),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        let now = Instant::now();
+        let next = s.meetings.values().filter_map(|m| m.poll_timeout()).min();
+        let sleep = next.map_or(MAX_SLEEP, |t| {
+            t.saturating_duration_since(now).min(MAX_SLEEP)
+        });
+        s.pollfds.clear();
+        s.pollfds.push(libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        for l in &s.legs {
+            s.pollfds.push(libc::pollfd {
+                fd: l.socket.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // Round up so a timer 0.4 ms away is not busy-polled at 0 ms.
+        let timeout_ms = i32::try_from(sleep.as_micros().div_ceil(1000)).unwrap_or(100);
+        if sys::poll(&mut s.pollfds, timeout_ms).is_err() {
+            s.stats.socket_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if s.pollfds[0].revents != 0 {
+            let mut b = [0u8; 16];
+            while wake.recv(&mut b).is_ok() {}
+        }
+        for i in 0..s.legs.len() {
+            if s.pollfds.get(i + 1).is_some_and(|p| p.revents != 0) {
+                s.read_leg(i);
+            }
+        }
+        let now = Instant::now();
+        for m in s.meetings.values_mut() {
+            if m.poll_timeout().is_some_and(|t| t <= now) {
+                m.handle_timeout(now, &mut s.tx);
+            }
+        }
+        flush(&s.legs, &mut s.tx, &s.stats);
+        s.forward_events();
+    }
+}
+
+impl State {
+    fn apply(&mut self, c: Command) {
+        match c {
+            Command::AddMeeting(id, m) => {
+                self.meetings.insert(id, m);
+            }
+            Command::RemoveMeeting(id) => {
+                self.meetings.remove(&id);
+                self.legs.retain(|l| l.meeting != id);
+            }
+            Command::AddLeg {
+                meeting,
+                leg,
+                socket,
+                remote,
+            } => {
+                if socket.set_nonblocking(true).is_ok() {
+                    self.legs.retain(|l| l.id != leg);
+                    self.legs.push(Leg {
+                        meeting,
+                        id: leg,
+                        socket,
+                        remote,
+                    });
+                }
+            }
+            Command::RemoveLeg(leg) => self.legs.retain(|l| l.id != leg),
+            Command::Run(id, f) => {
+                if let Some(m) = self.meetings.get_mut(&id) {
+                    f(m, Instant::now());
+                    flush(&self.legs, &mut self.tx, &self.stats);
+                    self.forward_events();
+                }
+            }
+        }
+    }
+
+    /// Drains a readable socket, a batch at a time.
+    fn read_leg(&mut self, i: usize) {
+        let (fd, remote, leg, meeting) = {
+            let l = &self.legs[i];
+            (l.socket.as_raw_fd(), l.remote, l.id, l.meeting)
+        };
+        loop {
+            let n = match self.rx.recv(fd) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(_) => {
+                    self.stats.socket_errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            self.stats.recv_calls.fetch_add(1, Ordering::Relaxed);
+            let now = Instant::now();
+            let Some(m) = self.meetings.get_mut(&meeting) else {
+                return;
+            };
+            for k in 0..n {
+                let Some((from, data)) = self.rx.get(k) else {
+                    continue;
+                };
+                self.stats.packets_in.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .bytes_in
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                if from != remote {
+                    self.stats.foreign_source.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                m.handle_datagram(now, leg, data, &mut self.tx);
+                if !self.tx.has_room(64) {
+                    flush(&self.legs, &mut self.tx, &self.stats);
+                }
+            }
+            flush(&self.legs, &mut self.tx, &self.stats);
+            if n < sys::BATCH {
+                return;
+            }
+        }
+    }
+
+    fn forward_events(&mut self) {
+        for (id, m) in &mut self.meetings {
+            while let Some(e) = m.poll_event() {
+                let _ = self.events.send((*id, e));
+            }
+        }
+    }
+}
+
+/// Sends everything queued, one sendmmsg run per leg. (It scans the batch once per leg: a
+/// worker has a few hundred legs at most and a batch a few thousand datagrams; issue 6
+/// measures it.)
+fn flush(legs: &[Leg], tx: &mut TxBatch, stats: &WorkerStats) {
+    if tx.is_empty() {
+        return;
+    }
+    for l in legs {
+        let datagrams = tx.iter().filter(|(r, _)| *r == l.id).map(|(_, b)| b);
+        let queued = tx.iter().filter(|(r, _)| *r == l.id).count();
+        if queued == 0 {
+            continue;
+        }
+        match sys::send_batch(l.socket.as_raw_fd(), l.remote, datagrams) {
+            Ok(sent) => {
+                let bytes: usize = tx
+                    .iter()
+                    .filter(|(r, _)| *r == l.id)
+                    .take(sent)
+                    .map(|(_, b)| b.len())
+                    .sum();
+                stats.packets_out.fetch_add(sent as u64, Ordering::Relaxed);
+                stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+                stats
+                    .send_dropped
+                    .fetch_add((queued - sent) as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                stats.socket_errors.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .send_dropped
+                    .fetch_add(queued as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    tx.clear();
+}
