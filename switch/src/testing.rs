@@ -315,6 +315,31 @@ impl Endpoint {
         replies
     }
 
+    /// Its MUXCTRL on every line, protected per hop: how a TIP endpoint opens negotiation.
+    pub fn muxctrls(&mut self) -> Vec<(LegId, Vec<u8>)> {
+        self.lines
+            .iter_mut()
+            .map(|line| {
+                let m = MuxCtrl {
+                    ssrc: line.control_ssrc,
+                    version: 8,
+                    profile: muxctrl::PROFILE_SECURE,
+                    options: 0,
+                    num_xmit: line.sources.len() as u8,
+                    num_rcv: line.sources.len() as u8,
+                    ntp: 1,
+                    conf_id: 0,
+                    xmit_positions: 0,
+                    rcv_positions: 0,
+                    shared_positions: 0,
+                };
+                let mut b = [0u8; 40];
+                m.encode(&mut b).expect("40 bytes");
+                (line.leg, protect_hop(line, &b))
+            })
+            .collect()
+    }
+
     /// Takes the DTLS events of every line: a completed handshake gives the per-hop keys.
     pub fn dtls_events(&mut self) {
         for l in &mut self.lines {
@@ -586,28 +611,12 @@ impl Sim {
     /// Every endpoint sends its MUXCTRL on each line; time runs until TIP is through.
     /// Returns how many lines are established.
     pub fn negotiate(&mut self) -> usize {
-        for i in 0..self.endpoints.len() {
-            for li in 0..self.endpoints[i].lines.len() {
-                let line = &mut self.endpoints[i].lines[li];
-                let m = MuxCtrl {
-                    ssrc: line.control_ssrc,
-                    version: 8,
-                    profile: muxctrl::PROFILE_SECURE,
-                    options: 0,
-                    num_xmit: line.sources.len() as u8,
-                    num_rcv: line.sources.len() as u8,
-                    ntp: 1,
-                    conf_id: 0,
-                    xmit_positions: 0,
-                    rcv_positions: 0,
-                    shared_positions: 0,
-                };
-                let mut b = [0u8; 40];
-                m.encode(&mut b).expect("40 bytes");
-                let p = protect_hop(line, &b);
-                let leg = line.leg;
-                self.send(leg, &p);
-            }
+        let mut datagrams = Vec::new();
+        for ep in &mut self.endpoints {
+            datagrams.extend(ep.muxctrls());
+        }
+        for (leg, d) in datagrams {
+            self.send(leg, &d);
         }
         self.advance(Duration::from_millis(300));
         self.events
