@@ -340,6 +340,40 @@ impl Endpoint {
             .collect()
     }
 
+    /// Its lines' DTLS: takes the events (adopting per-hop keys on completion) and returns
+    /// the datagrams to send.
+    pub fn dtls_pump(&mut self) -> Vec<(LegId, Vec<u8>)> {
+        self.dtls_events();
+        let mut datagrams = Vec::new();
+        for l in &mut self.lines {
+            if let Some(d) = &mut l.dtls {
+                datagrams.extend(std::iter::from_fn(|| d.poll_transmit()).map(|dg| (l.leg, dg)));
+            }
+        }
+        datagrams
+    }
+
+    /// Starts an active DTLS handshake on every line toward the switch's `switch_id`, as
+    /// `endpoint_id`.
+    pub fn start_dtls(
+        &mut self,
+        now: Instant,
+        switch_id: &Arc<DtlsIdentity>,
+        endpoint_id: &Arc<DtlsIdentity>,
+    ) {
+        for l in &mut self.lines {
+            l.dtls = Some(DtlsSession::new(
+                now,
+                endpoint_id.clone(),
+                DtlsSettings::default(),
+                Role::Active,
+                endpoint_addr(l.leg),
+                switch_addr(l.leg),
+                Some(switch_id.fingerprint()),
+            ));
+        }
+    }
+
     /// Takes the DTLS events of every line: a completed handshake gives the per-hop keys.
     pub fn dtls_events(&mut self) {
         for l in &mut self.lines {
@@ -571,17 +605,8 @@ impl Sim {
                 sim.now,
             );
             if let Some((switch_id, endpoint_id)) = &identities {
-                for l in &mut sim.endpoints[i].lines {
-                    l.dtls = Some(DtlsSession::new(
-                        sim.now,
-                        endpoint_id.clone(),
-                        DtlsSettings::default(),
-                        Role::Active,
-                        endpoint_addr(l.leg),
-                        switch_addr(l.leg),
-                        Some(switch_id.fingerprint()),
-                    ));
-                }
+                let now = sim.now;
+                sim.endpoints[i].start_dtls(now, switch_id, endpoint_id);
             }
             sim.meeting.add_participant(sim.now, id, screens, setup);
         }
@@ -593,15 +618,9 @@ impl Sim {
     /// Sends what the endpoints' DTLS sessions have to send and adopts their per-hop keys
     /// when they connect.
     fn pump_endpoint_dtls(&mut self) {
-        self.pump_endpoint_dtls_events();
         let mut datagrams = Vec::new();
         for ep in &mut self.endpoints {
-            for l in &mut ep.lines {
-                if let Some(d) = &mut l.dtls {
-                    datagrams
-                        .extend(std::iter::from_fn(|| d.poll_transmit()).map(|dg| (l.leg, dg)));
-                }
-            }
+            datagrams.extend(ep.dtls_pump());
         }
         for (leg, dg) in datagrams {
             self.send(leg, &dg);

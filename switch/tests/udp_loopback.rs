@@ -3,15 +3,18 @@
 //! SRTCP, keys travel in EKT, audio and video flow through the worker's recvmmsg/sendmmsg
 //! loop into the meeting and out again. Every packet an endpoint receives is decrypted
 //! with its sender's key and its payload checked (the simulator asserts it); no one gets
-//! their own media; a datagram from a foreign address is dropped.
+//! their own media; a datagram from a foreign address is dropped. Once with per-hop keys
+//! from SDES, once from DTLS-SRTP handshakes over the same sockets.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 use ekt::Spi;
+use switch::dtls::DtlsIdentity;
 use switch::meeting::switching::SwitchingConfig;
 use switch::meeting::{LegId, Meeting, MeetingEvent};
 use switch::testing::{AUDIO_SPI, Endpoint, VIDEO_SPI, params};
@@ -19,7 +22,16 @@ use switch::tip::negotiation::Media;
 use switch::udp::{Command, MediaWorker};
 
 #[test]
-fn three_endpoints_over_real_udp_sockets() {
+fn three_endpoints_over_real_udp_sockets_keyed_by_sdes() {
+    run_over_udp(false);
+}
+
+#[test]
+fn three_endpoints_over_real_udp_sockets_keyed_by_dtls_srtp() {
+    run_over_udp(true);
+}
+
+fn run_over_udp(dtls: bool) {
     let (events_tx, events) = channel();
     let worker = MediaWorker::spawn("media-test", events_tx).unwrap();
 
@@ -40,16 +52,16 @@ fn three_endpoints_over_real_udp_sockets() {
         Endpoint::new(2, 1),
         Endpoint::new(3, 1),
     ];
+    let identities = dtls.then(|| {
+        let id = || Arc::new(DtlsIdentity::generate().unwrap());
+        (id(), id())
+    });
     // Per leg: the endpoint's socket and the switch's address.
     let mut sockets: HashMap<LegId, (UdpSocket, SocketAddr)> = HashMap::new();
     let mut legs = Vec::new();
     for ep in &endpoints {
-        meeting.add_participant(
-            now,
-            ep.id,
-            ep.lines[0].sources.len() as u8,
-            ep.setup("4000"),
-        );
+        let setup = ep.setup_with("4000", identities.as_ref().map(|(s, e)| (s, e)), now);
+        meeting.add_participant(now, ep.id, ep.lines[0].sources.len() as u8, setup);
         for l in &ep.lines {
             let switch_side = UdpSocket::bind("127.0.0.1:0").unwrap();
             let endpoint_side = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -76,9 +88,11 @@ fn three_endpoints_over_real_udp_sockets() {
             s.send_to(&d, to).unwrap();
         }
     };
-    for ep in &mut endpoints {
-        let m = ep.muxctrls();
-        send(&sockets, m);
+    let mut muxctrl_sent = false;
+    if let Some((switch_id, endpoint_id)) = &identities {
+        for ep in &mut endpoints {
+            ep.start_dtls(now, switch_id, endpoint_id);
+        }
     }
     let mut idr = HashSet::new();
     let mut buf = [0u8; 2048];
@@ -87,6 +101,23 @@ fn three_endpoints_over_real_udp_sockets() {
     let mut tick = 0u32;
     while start.elapsed() < Duration::from_millis(2500) {
         let now = Instant::now();
+        for ep in &mut endpoints {
+            let d = ep.dtls_pump();
+            send(&sockets, d);
+        }
+        // TIP starts once the per-hop keys exist (at once with SDES).
+        let keyed = endpoints.iter().all(|e| {
+            e.lines
+                .iter()
+                .all(|l| l.dtls.as_ref().is_none_or(|d| d.is_connected()))
+        });
+        if keyed && !muxctrl_sent {
+            muxctrl_sent = true;
+            for ep in &mut endpoints {
+                let m = ep.muxctrls();
+                send(&sockets, m);
+            }
+        }
         for ep in &mut endpoints {
             for li in 0..ep.lines.len() {
                 let leg = ep.lines[li].leg;
