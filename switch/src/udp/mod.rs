@@ -9,8 +9,10 @@
 //! a leg, run a closure on a meeting) arrive over a channel; meeting events go out over
 //! another.
 
+mod pool;
 mod sys;
 mod worker;
 
+pub use pool::WorkerPool;
 pub use sys::{BATCH, MAX_DATAGRAM};
 pub use worker::{Command, MediaWorker, MeetingId, MeetingTask, WorkerStats};
