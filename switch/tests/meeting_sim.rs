@@ -249,3 +249,44 @@ fn a_line_whose_handshake_never_completes_fails_its_participant() {
     );
     assert_eq!(meeting.participant_ids().count(), 0);
 }
+
+#[test]
+fn keyframe_requests_go_to_the_source_the_receiver_is_shown() {
+    let mut sim = Sim::new(Mode::Site, &[(1, 3), (2, 1), (3, 1)]);
+    assert_eq!(sim.negotiate(), 6);
+    for _ in 0..50 {
+        sim.media_tick(&[5, 60, 5], true);
+    }
+    let b_video = sim.endpoints[1].lines[1].sources[0].1;
+    let c_video = sim.endpoints[2].lines[1].sources[0].1;
+    assert!(
+        sim.endpoints[1].lines[1].refresh.is_empty()
+            && sim.endpoints[2].lines[1].refresh.is_empty()
+    );
+    // A (shown B) asks for a keyframe of B with a PLI, and of C (not shown) with a FIR.
+    let a_video = &mut sim.endpoints[0].lines[1];
+    let ctrl = a_video.control_ssrc.to_be_bytes();
+    let mut pli = vec![0x81, 206, 0, 2];
+    pli.extend(ctrl);
+    pli.extend(b_video.to_be_bytes());
+    let mut fir = vec![0x84, 206, 0, 4];
+    fir.extend(ctrl);
+    fir.extend([0, 0, 0, 0]);
+    fir.extend(c_video.to_be_bytes());
+    fir.extend([1, 0, 0, 0]);
+    let (leg, pli, fir) = (
+        a_video.leg,
+        switch::testing::protect_hop(a_video, &pli),
+        switch::testing::protect_hop(a_video, &fir),
+    );
+    sim.send(leg, &pli);
+    sim.send(leg, &fir);
+    assert!(
+        sim.endpoints[1].lines[1].refresh.contains_key(&b_video),
+        "B got a REFRESH for its camera"
+    );
+    assert!(
+        sim.endpoints[2].lines[1].refresh.is_empty(),
+        "C is not shown to A: no REFRESH"
+    );
+}

@@ -134,6 +134,8 @@ pub struct Meeting {
     refresh: Vec<SourceId>,
     /// The audio sources mixed in, as of the last tick.
     loudest: Vec<SourceId>,
+    /// (receiver, video SSRC it wants refreshed), to route to the source it is shown.
+    keyframe_requests: Vec<(ParticipantId, u32)>,
     next_tick: Option<Instant>,
     layouts_dirty: bool,
 }
@@ -163,6 +165,7 @@ impl Meeting {
             receivers: Vec::with_capacity(64),
             refresh: Vec::new(),
             loudest: Vec::new(),
+            keyframe_requests: Vec::new(),
             next_tick: None,
             layouts_dirty: false,
         }
@@ -303,8 +306,15 @@ impl Meeting {
                 {
                     line.peer_control_ssrc = Some(m.ssrc);
                 }
-                // Receiver reports end here (per hop); TIP requests drive the negotiation.
+                // Receiver reports end here (per hop); TIP requests drive the negotiation;
+                // keyframe requests (RFC 4585 PLI, RFC 5104 FIR) go to the shown source.
                 tip.handle_packet(now, &buf[..n]);
+                let from = self.participants[pi].id;
+                for p in crate::rtp::rtcp_packets(&buf[..n]) {
+                    if let Some(target) = keyframe_request_target(p) {
+                        self.keyframe_requests.push((from, target));
+                    }
+                }
             }
             Err(_) => self.stats.hop_auth_failed += 1,
         }
@@ -458,12 +468,16 @@ impl Meeting {
                         TipEvent::Failed(f) => {
                             failed.push((p.id, f.log_line(&tip.config().called_num)))
                         }
+                        TipEvent::RefreshRequested { target, .. } => {
+                            self.keyframe_requests.push((p.id, target))
+                        }
                         _ => {}
                     }
                 }
                 flush_tip(l, &mut self.scratch, out);
             }
         }
+        self.route_keyframe_requests(now, out);
         for (id, log_line) in failed {
             self.events.push_back(MeetingEvent::ParticipantFailed {
                 participant: id,
@@ -483,6 +497,44 @@ impl Meeting {
             if changed || self.layouts_dirty {
                 self.layouts_dirty = false;
                 self.apply_layouts(now, out);
+            }
+        }
+    }
+
+    /// A receiver's keyframe request goes to the source it is currently shown, as a TIP
+    /// REFRESH; requests for anything it is not shown are dropped.
+    fn route_keyframe_requests(&mut self, now: Instant, out: &mut TxBatch) {
+        for (receiver, target) in std::mem::take(&mut self.keyframe_requests) {
+            let Some(&owner) = self.ssrc_owner.get(&target) else {
+                continue;
+            };
+            let Some(source) = self.participants.iter().find(|p| p.id == owner) else {
+                continue;
+            };
+            let Some(pos) = source.video_ssrc.iter().position(|s| *s == Some(target)) else {
+                continue;
+            };
+            let shown = SourceId {
+                participant: owner,
+                position: pos as u8 + 1,
+            };
+            let screens = super::positions(3);
+            if !screens
+                .iter()
+                .any(|&scr| self.displays.shown(receiver, scr) == Some(shown))
+            {
+                continue;
+            }
+            let p = self
+                .participants
+                .iter_mut()
+                .find(|p| p.id == owner)
+                .expect("found above");
+            if let Some(l) = p.lines.iter_mut().find(|l| l.media == Media::Video) {
+                if let Some(tip) = &mut l.tip {
+                    tip.send_refresh(now, target, RefreshKind::RequireIdr);
+                }
+                flush_tip(l, &mut self.scratch, out);
             }
         }
     }
@@ -521,6 +573,23 @@ impl Meeting {
                 flush_tip(l, &mut self.scratch, out);
             }
         }
+    }
+}
+
+/// The media SSRC a PLI (RFC 4585 §6.3.1: PT 206, FMT 1) or FIR (RFC 5104 §4.3.1: PT 206,
+/// FMT 4, first FCI entry) asks a keyframe of.
+fn keyframe_request_target(p: &[u8]) -> Option<u32> {
+    let be32 = |i: usize| {
+        p.get(i..i + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if p.len() < 12 || p[1] != 206 {
+        return None;
+    }
+    match p[0] & 0x1f {
+        1 => be32(8),
+        4 => be32(12),
+        _ => None,
     }
 }
 
