@@ -8,17 +8,16 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ekt::kek::EktCipher;
-use ekt::{ParameterSet, Spi, SrtpProfile};
+use ekt::Spi;
 use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use switch::forward::{CsrcRewrite, Forwarder, Receiver, TxBatch};
 use switch::meeting::switching::Mode;
 use switch::srtp::{HmacSha1Key, MasterKey, SrtpContext, Suite, TipEktSender};
 use switch::testing::Sim;
+use switch::testing::{SALT, params};
 
-const KEK: [u8; 16] = [0x0f; 16];
-const SALT: [u8; 14] = [0x5a; 14];
-const SPI: Spi = Spi(0x0101);
+/// The group parameter set of `switch::testing` (KEK and salt there).
+const SPI: Spi = Spi(switch::testing::AUDIO_SPI);
 const SENDER_KEY: [u8; 16] = [0x42; 16];
 const SSRC: u32 = 0x0bad_cafe;
 /// Packets per pass: 256 x 1200 B = 300 KB, L2-resident.
@@ -39,20 +38,10 @@ fn receivers(screens: &[u8]) -> Vec<Receiver> {
         .collect()
 }
 
-fn group_params() -> ParameterSet {
-    ParameterSet::new(
-        EktCipher::AesEcb128,
-        &KEK,
-        SrtpProfile::AesCm128HmacSha1_80,
-        &SALT,
-    )
-    .unwrap()
-}
-
 /// TIP EKT packets of `wire_len` bytes: the first of each ten with a full tag, the rest
 /// short, each with the appended byte.
 fn tip_packets(wire_len: usize) -> Vec<Vec<u8>> {
-    let mut tx = TipEktSender::new(&SENDER_KEY, &group_params(), SPI).unwrap();
+    let mut tx = TipEktSender::new(&SENDER_KEY, &params(SPI.0), SPI).unwrap();
     (0..=PASS)
         .map(|i| {
             let full = i % 10 == 0;
@@ -69,7 +58,7 @@ fn tip_packets(wire_len: usize) -> Vec<Vec<u8>> {
 
 fn tip_forwarder(first: &[u8]) -> Forwarder {
     let mut f = Forwarder::new(4);
-    f.registry_mut().insert(SPI, group_params()).unwrap();
+    f.registry_mut().insert(SPI, params(SPI.0)).unwrap();
     f.verify(first, true).unwrap();
     f
 }

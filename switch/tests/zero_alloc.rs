@@ -5,10 +5,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use ekt::kek::EktCipher;
-use ekt::{ParameterSet, Spi, SrtpProfile};
+use ekt::Spi;
 use switch::forward::{CsrcRewrite, Forwarder, Inbound, Receiver, TxBatch};
 use switch::srtp::{MasterKey, SrtpContext, Suite, TipEktSender};
+use switch::testing::params;
 
 struct Counting;
 
@@ -40,22 +40,11 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const KEK: [u8; 16] = [0x0f; 16];
-const SALT: [u8; 14] = [0x5a; 14];
-const SPI: Spi = Spi(0x0101);
-
-fn group_params() -> ParameterSet {
-    ParameterSet::new(
-        EktCipher::AesEcb128,
-        &KEK,
-        SrtpProfile::AesCm128HmacSha1_80,
-        &SALT,
-    )
-    .unwrap()
-}
+/// The group parameter set of `switch::testing` (KEK and salt there).
+const SPI: Spi = Spi(switch::testing::AUDIO_SPI);
 
 fn tip_packets(mk: &[u8; 16], ssrc: u32, first_seq: u16, count: usize, isn: u16) -> Vec<Vec<u8>> {
-    let mut tx = TipEktSender::new(mk, &group_params(), SPI).unwrap();
+    let mut tx = TipEktSender::new(mk, &params(SPI.0), SPI).unwrap();
     tx.set_isn(isn);
     (0..count)
         .map(|i| {
@@ -97,7 +86,7 @@ fn keyed_packets(suite: Suite, ssrc: u32, count: usize) -> Vec<Vec<u8>> {
 #[test]
 fn forwarding_allocates_nothing_per_packet() {
     let mut f = Forwarder::new(8);
-    f.registry_mut().insert(SPI, group_params()).unwrap();
+    f.registry_mut().insert(SPI, params(SPI.0)).unwrap();
     for (i, suite) in [Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm]
         .into_iter()
         .enumerate()

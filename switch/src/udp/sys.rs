@@ -183,13 +183,24 @@ impl RecvBatch {
     }
 }
 
+/// What [`send_batch`] did with the datagrams it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// Datagrams the kernel took.
+    pub(crate) datagrams: usize,
+    /// Their bytes.
+    pub(crate) bytes: usize,
+    /// Datagrams not sent (the socket would block, or an error): the caller drops them.
+    pub(crate) unsent: usize,
+}
+
 /// Sends `datagrams` to `to` from the non-blocking socket `fd` with sendmmsg, [`BATCH`] per
-/// call; returns how many were sent (the rest would block, and are dropped by the caller).
+/// call, in one pass over them.
 pub(crate) fn send_batch<'a>(
     fd: RawFd,
     to: SocketAddr,
     datagrams: impl Iterator<Item = &'a [u8]>,
-) -> io::Result<usize> {
+) -> io::Result<Sent> {
     // SAFETY: all-zero bytes are a valid sockaddr_storage.
     let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let namelen = to_sockaddr(to, &mut name);
@@ -199,7 +210,7 @@ pub(crate) fn send_batch<'a>(
     }; BATCH];
     // SAFETY: all-zero bytes are a valid mmsghdr.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
-    let mut sent = 0;
+    let mut out = Sent::default();
     let mut datagrams = datagrams.peekable();
     while datagrams.peek().is_some() {
         let mut n = 0;
@@ -225,18 +236,19 @@ pub(crate) fn send_batch<'a>(
             unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
         if r < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(sent)
-            } else {
-                Err(e)
-            };
+            if e.kind() != io::ErrorKind::WouldBlock {
+                return Err(e);
+            }
         }
-        sent += r as usize;
-        if (r as usize) < n {
-            return Ok(sent);
+        let taken = r.max(0) as usize;
+        out.datagrams += taken;
+        out.bytes += iovs[..taken].iter().map(|v| v.iov_len).sum::<usize>();
+        if taken < n {
+            out.unsent += n - taken + datagrams.count();
+            break;
         }
     }
-    Ok(sent)
+    Ok(out)
 }
 
 /// Waits until one of `fds` is readable or `timeout_ms` passes (poll(2)); marks the
@@ -276,7 +288,15 @@ mod tests {
             payloads.iter().map(Vec::as_slice),
         )
         .unwrap();
-        assert_eq!(sent, 40);
+        let bytes = payloads.iter().map(Vec::len).sum();
+        assert_eq!(
+            sent,
+            Sent {
+                datagrams: 40,
+                bytes,
+                unsent: 0
+            }
+        );
         let mut fds = [libc::pollfd {
             fd: b.as_raw_fd(),
             events: libc::POLLIN,

@@ -307,25 +307,20 @@ fn flush(legs: &[Leg], tx: &mut TxBatch, stats: &WorkerStats) {
     }
     for l in legs {
         let datagrams = tx.iter().filter(|(r, _)| *r == l.id).map(|(_, b)| b);
-        let queued = tx.iter().filter(|(r, _)| *r == l.id).count();
-        if queued == 0 {
-            continue;
-        }
         match sys::send_batch(l.socket.as_raw_fd(), l.remote, datagrams) {
             Ok(sent) => {
-                let bytes: usize = tx
-                    .iter()
-                    .filter(|(r, _)| *r == l.id)
-                    .take(sent)
-                    .map(|(_, b)| b.len())
-                    .sum();
-                stats.packets_out.fetch_add(sent as u64, Ordering::Relaxed);
-                stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+                stats
+                    .packets_out
+                    .fetch_add(sent.datagrams as u64, Ordering::Relaxed);
+                stats
+                    .bytes_out
+                    .fetch_add(sent.bytes as u64, Ordering::Relaxed);
                 stats
                     .send_dropped
-                    .fetch_add((queued - sent) as u64, Ordering::Relaxed);
+                    .fetch_add(sent.unsent as u64, Ordering::Relaxed);
             }
             Err(_) => {
+                let queued = tx.iter().filter(|(r, _)| *r == l.id).count();
                 stats.socket_errors.fetch_add(1, Ordering::Relaxed);
                 stats
                     .send_dropped
