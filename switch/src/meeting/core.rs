@@ -276,7 +276,7 @@ impl Meeting {
             },
             _ => self.stats.not_media += 1,
         }
-        self.after_input(now, out);
+        self.after_input(now, out, Some((pi, li)));
     }
 
     fn handle_rtcp(&mut self, now: Instant, pi: usize, li: usize, data: &[u8], out: &mut TxBatch) {
@@ -425,7 +425,7 @@ impl Meeting {
                 }
             }
         }
-        self.after_input(now, out);
+        self.after_input(now, out, None);
     }
 
     /// When [`Meeting::handle_timeout`] must run next.
@@ -448,33 +448,28 @@ impl Meeting {
     }
 
     /// Drains the negotiations, applies switching, sends what is pending.
-    fn after_input(&mut self, now: Instant, out: &mut TxBatch) {
+    /// `touched`: the line a datagram arrived on, the only one that can have new DTLS or TIP
+    /// output; `None` after timers, which may touch any line.
+    fn after_input(&mut self, now: Instant, out: &mut TxBatch, touched: Option<(usize, usize)>) {
         let mut failed = Vec::new();
-        for p in &mut self.participants {
-            for l in &mut p.lines {
-                drive_dtls(now, l, p.id, out, &mut failed);
-                let Some(tip) = &mut l.tip else { continue };
-                while let Some(e) = tip.poll_event() {
-                    match e {
-                        TipEvent::PeerMediaOptions { appended_byte, .. } => {
-                            l.appended_byte = appended_byte
-                        }
-                        TipEvent::Established => {
-                            self.events.push_back(MeetingEvent::LineEstablished {
-                                participant: p.id,
-                                media: l.media,
-                            })
-                        }
-                        TipEvent::Failed(f) => {
-                            failed.push((p.id, f.log_line(&tip.config().called_num)))
-                        }
-                        TipEvent::RefreshRequested { target, .. } => {
-                            self.keyframe_requests.push((p.id, target))
-                        }
-                        _ => {}
+        let mut work = Drained {
+            events: &mut self.events,
+            keyframe_requests: &mut self.keyframe_requests,
+            failed: &mut failed,
+            scratch: &mut self.scratch,
+            out,
+        };
+        match touched {
+            Some((pi, li)) => {
+                let p = &mut self.participants[pi];
+                drain_line(now, p.id, &mut p.lines[li], &mut work);
+            }
+            None => {
+                for p in &mut self.participants {
+                    for l in &mut p.lines {
+                        drain_line(now, p.id, l, &mut work);
                     }
                 }
-                flush_tip(l, &mut self.scratch, out);
             }
         }
         self.route_keyframe_requests(now, out);
@@ -591,6 +586,35 @@ fn keyframe_request_target(p: &[u8]) -> Option<u32> {
         4 => be32(12),
         _ => None,
     }
+}
+
+/// Where draining a line's DTLS and TIP puts its results.
+struct Drained<'a> {
+    events: &'a mut VecDeque<MeetingEvent>,
+    keyframe_requests: &'a mut Vec<(ParticipantId, u32)>,
+    failed: &'a mut Vec<(ParticipantId, String)>,
+    scratch: &'a mut [u8],
+    out: &'a mut TxBatch,
+}
+
+/// Runs a line's DTLS, takes its TIP events and sends its pending TIP packets.
+fn drain_line(now: Instant, id: ParticipantId, l: &mut Line, w: &mut Drained<'_>) {
+    drive_dtls(now, l, id, w.out, w.failed);
+    if let Some(tip) = &mut l.tip {
+        while let Some(e) = tip.poll_event() {
+            match e {
+                TipEvent::PeerMediaOptions { appended_byte, .. } => l.appended_byte = appended_byte,
+                TipEvent::Established => w.events.push_back(MeetingEvent::LineEstablished {
+                    participant: id,
+                    media: l.media,
+                }),
+                TipEvent::Failed(f) => w.failed.push((id, f.log_line(&tip.config().called_num))),
+                TipEvent::RefreshRequested { target, .. } => w.keyframe_requests.push((id, target)),
+                _ => {}
+            }
+        }
+    }
+    flush_tip(l, w.scratch, w.out);
 }
 
 /// Runs a line's DTLS: its datagrams go out unprotected; when it connects, the per-hop
