@@ -15,7 +15,7 @@ use ekt::{ParameterSet, Spi, SrtpProfile};
 use crate::dtls::{DtlsEvent, DtlsIdentity, DtlsSession, DtlsSettings, Role};
 use crate::forward::{TipCsrc, TxBatch};
 use crate::meeting::switching::{Mode, SwitchingConfig};
-use crate::meeting::{HopKeying, HopKeys, LegId, LineSetup, Meeting, MeetingEvent};
+use crate::meeting::{HopKeying, HopKeys, LegId, LineSetup, Meeting, MeetingEvent, RtcpLeg};
 use crate::srtp::{MasterKey, SrtpContext, Suite, TipEktSender};
 use crate::tip::muxctrl::{self, MuxCtrl};
 use crate::tip::negotiation::{GroupParams, LineConfig, Media};
@@ -68,6 +68,8 @@ pub fn sender_key(ssrc: u32) -> [u8; 16] {
 #[allow(missing_docs)]
 pub struct EpLine {
     pub leg: LegId,
+    /// Without rtcp-mux: the line's RTCP leg (`leg + 5`).
+    pub rtcp_leg: Option<LegId>,
     pub media: Media,
     pub control_ssrc: u32,
     /// Endpoint -> switch per-hop context, and switch -> endpoint.
@@ -76,6 +78,8 @@ pub struct EpLine {
     pub established: bool,
     /// DTLS mode: the endpoint's (active) handshake with the switch.
     pub dtls: Option<DtlsSession>,
+    /// DTLS mode without rtcp-mux: the RTCP leg's own association (RFC 5764 §4.1).
+    pub rtcp_dtls: Option<DtlsSession>,
     /// Sources on this line: (position, ssrc, sender).
     pub sources: Vec<(u8, u32, TipEktSender, u16)>,
     /// Refresh requested per ssrc: frames until the IDR (an encoder takes a few frames).
@@ -91,6 +95,8 @@ pub struct Endpoint {
     pub received: Vec<(Media, u32, u16, u32, Instant)>,
     /// Per sender ssrc: the receiving SRTP context (keyed with the sender's key).
     pub rx: HashMap<u32, SrtpContext>,
+    /// End-to-end SRTCP (not per-hop) that arrived: (leg, bytes).
+    pub end_to_end_rtcp: Vec<(LegId, Vec<u8>)>,
 }
 
 fn seed(leg: LegId, dir: u8) -> u8 {
@@ -122,12 +128,14 @@ impl Endpoint {
                     .collect();
                 EpLine {
                     leg,
+                    rtcp_leg: None,
                     media,
                     control_ssrc: 0xc000_0000 | leg,
                     hop_tx: hop_ctx(seed(leg, 1)),
                     hop_rx: hop_ctx(seed(leg, 2)),
                     established: false,
                     dtls: None,
+                    rtcp_dtls: None,
                     sources,
                     refresh: HashMap::new(),
                 }
@@ -138,7 +146,16 @@ impl Endpoint {
             lines,
             received: Vec::new(),
             rx: HashMap::new(),
+            end_to_end_rtcp: Vec::new(),
         }
+    }
+
+    /// The same endpoint without rtcp-mux: each line's RTCP has its own leg, `leg + 5`.
+    pub fn without_rtcp_mux(mut self) -> Self {
+        for l in &mut self.lines {
+            l.rtcp_leg = Some(l.leg + 5);
+        }
+        self
     }
 
     /// The meeting-side setup of its lines.
@@ -165,25 +182,34 @@ impl Endpoint {
                     VIDEO_SPI
                 }));
                 config.positions = if l.sources.len() == 3 { 0b1110 } else { 0b10 };
-                let keying = match dtls {
+                let passive = |leg: LegId| {
+                    dtls.map(|(switch_id, endpoint_id)| {
+                        Box::new(DtlsSession::new(
+                            now,
+                            switch_id.clone(),
+                            DtlsSettings::default(),
+                            Role::Passive,
+                            switch_addr(leg),
+                            endpoint_addr(leg),
+                            Some(endpoint_id.fingerprint()),
+                        ))
+                    })
+                };
+                let keying = match passive(l.leg) {
                     None => HopKeying::Sdes(Box::new(HopKeys {
                         inbound: hop_ctx(seed(l.leg, 1)),
                         outbound: hop_ctx(seed(l.leg, 2)),
                     })),
-                    Some((switch_id, endpoint_id)) => HopKeying::Dtls(Box::new(DtlsSession::new(
-                        now,
-                        switch_id.clone(),
-                        DtlsSettings::default(),
-                        Role::Passive,
-                        switch_addr(l.leg),
-                        endpoint_addr(l.leg),
-                        Some(endpoint_id.fingerprint()),
-                    ))),
+                    Some(session) => HopKeying::Dtls(session),
                 };
                 LineSetup {
                     leg: l.leg,
                     keying,
                     config,
+                    rtcp: l.rtcp_leg.map(|leg| RtcpLeg {
+                        leg,
+                        dtls: passive(leg),
+                    }),
                 }
             })
             .collect()
@@ -216,12 +242,23 @@ impl Endpoint {
             .iter()
             .flat_map(|l| l.sources.iter().map(|s| s.1))
             .collect();
-        let Some(line) = self.lines.iter_mut().find(|l| l.leg == leg) else {
+        let Some(line) = self
+            .lines
+            .iter_mut()
+            .find(|l| l.leg == leg || l.rtcp_leg == Some(leg))
+        else {
             return replies;
         };
+        let on_rtcp_leg = line.rtcp_leg == Some(leg);
+        let rtcp_leg = line.rtcp_leg.unwrap_or(line.leg);
         if (20..=63).contains(&bytes[0]) {
             // DTLS from the switch (RFC 7983).
-            if let Some(d) = &mut line.dtls {
+            let session = if on_rtcp_leg {
+                &mut line.rtcp_dtls
+            } else {
+                &mut line.dtls
+            };
+            if let Some(d) = session {
                 d.handle_datagram(now, bytes);
                 while let Some(dg) = d.poll_transmit() {
                     replies.push((leg, dg));
@@ -229,54 +266,63 @@ impl Endpoint {
             }
             return replies;
         }
-        if bytes[1] >= 192 && bytes[1] <= 223 {
+        let is_rtcp = bytes[1] >= 192 && bytes[1] <= 223;
+        assert!(
+            line.rtcp_leg.is_none() || is_rtcp == on_rtcp_leg,
+            "endpoint {}: {} arrived on the wrong leg {leg}",
+            self.id,
+            if is_rtcp { "RTCP" } else { "RTP" },
+        );
+        if is_rtcp {
             // Per-hop TIP from the switch, or a forwarded EKT SDES packet.
             let mut b = bytes.to_vec();
-            if let Ok(n) = line.hop_rx.unprotect_rtcp(&mut b) {
-                for p in crate::rtp::rtcp_packets(&b[..n]) {
-                    let Ok(tip) = TipPacket::decode(p) else {
-                        return replies;
-                    };
-                    if let Some((subtype, _, ntp)) = tip.request_id() {
-                        let mut ack = [0u8; 20];
-                        encode_ack(subtype, line.control_ssrc, ntp, &mut ack).unwrap();
-                        replies.push((leg, protect_hop(line, &ack)));
+            let Ok(n) = line.hop_rx.unprotect_rtcp(&mut b) else {
+                self.end_to_end_rtcp.push((leg, bytes.to_vec()));
+                return replies;
+            };
+            for p in crate::rtp::rtcp_packets(&b[..n]) {
+                let Ok(tip) = TipPacket::decode(p) else {
+                    return replies;
+                };
+                if let Some((subtype, _, ntp)) = tip.request_id() {
+                    let mut ack = [0u8; 20];
+                    encode_ack(subtype, line.control_ssrc, ntp, &mut ack).unwrap();
+                    replies.push((rtcp_leg, protect_hop(line, &ack)));
+                }
+                match tip {
+                    TipPacket::MuxCtrl(_) => {
+                        let flag = if line.media == Media::Audio {
+                            mediaopts::ACTIVITY_METRIC
+                        } else {
+                            mediaopts::REFRESH_FLAG
+                        };
+                        let h = crate::tip::AppHeader {
+                            subtype: mediaopts::SUBTYPE,
+                            ssrc: line.control_ssrc,
+                            ntp: 9,
+                        };
+                        let streams: Vec<_> = line
+                            .sources
+                            .iter()
+                            .map(|s| mediaopts::StreamOptions {
+                                ssrc: s.1,
+                                xmit: mediaopts::EKT | flag,
+                                rcv: mediaopts::EKT,
+                            })
+                            .collect();
+                        let m = mediaopts::MediaOpts::new(h, &streams).unwrap();
+                        let mut buf = vec![0u8; m.encoded_len()];
+                        m.encode(&mut buf).unwrap();
+                        replies.push((rtcp_leg, protect_hop(line, &buf)));
                     }
-                    match tip {
-                        TipPacket::MuxCtrl(_) => {
-                            let flag = if line.media == Media::Audio {
-                                mediaopts::ACTIVITY_METRIC
-                            } else {
-                                mediaopts::REFRESH_FLAG
-                            };
-                            let h = crate::tip::AppHeader {
-                                subtype: mediaopts::SUBTYPE,
-                                ssrc: line.control_ssrc,
-                                ntp: 9,
-                            };
-                            let streams: Vec<_> = line
-                                .sources
-                                .iter()
-                                .map(|s| mediaopts::StreamOptions {
-                                    ssrc: s.1,
-                                    xmit: mediaopts::EKT | flag,
-                                    rcv: mediaopts::EKT,
-                                })
-                                .collect();
-                            let m = mediaopts::MediaOpts::new(h, &streams).unwrap();
-                            let mut buf = vec![0u8; m.encoded_len()];
-                            m.encode(&mut buf).unwrap();
-                            replies.push((leg, protect_hop(line, &buf)));
-                        }
-                        TipPacket::Spimap(s) => {
-                            assert_eq!((s.spi, s.kek), (group(s.spi).spi, group(s.spi).kek));
-                            line.established = true;
-                        }
-                        TipPacket::Refresh(r) => {
-                            line.refresh.entry(r.target).or_insert(3);
-                        }
-                        _ => {}
+                    TipPacket::Spimap(s) => {
+                        assert_eq!((s.spi, s.kek), (group(s.spi).spi, group(s.spi).kek));
+                        line.established = true;
                     }
+                    TipPacket::Refresh(r) => {
+                        line.refresh.entry(r.target).or_insert(3);
+                    }
+                    _ => {}
                 }
             }
             return replies;
@@ -315,6 +361,28 @@ impl Endpoint {
         replies
     }
 
+    /// An end-to-end SRTCP packet (RR + SDES CNAME, WIRE.md section 7) from the first
+    /// source of its `media` line, with the full EKT tag: how a sender announces its key
+    /// on RTCP.
+    pub fn ekt_sdes(&mut self, media: Media) -> (LegId, Vec<u8>) {
+        let line = self
+            .lines
+            .iter_mut()
+            .find(|l| l.media == media)
+            .expect("line");
+        let (_, ssrc, tx, _) = &mut line.sources[0];
+        let s = ssrc.to_be_bytes();
+        let plain = [
+            0x80, 0xc9, 0, 1, s[0], s[1], s[2], s[3], 0x81, 0xca, 0, 3, s[0], s[1], s[2], s[3], 1,
+            3, b'a', b'b', b'c', 0, 0, 0,
+        ];
+        let mut buf = vec![0u8; 200];
+        buf[..plain.len()].copy_from_slice(&plain);
+        let n = tx.protect_rtcp(&mut buf, plain.len(), true).expect("room");
+        buf.truncate(n);
+        (line.rtcp_leg.unwrap_or(line.leg), buf)
+    }
+
     /// Its MUXCTRL on every line, protected per hop: how a TIP endpoint opens negotiation.
     pub fn muxctrls(&mut self) -> Vec<(LegId, Vec<u8>)> {
         self.lines
@@ -335,7 +403,7 @@ impl Endpoint {
                 };
                 let mut b = [0u8; 40];
                 m.encode(&mut b).expect("40 bytes");
-                (line.leg, protect_hop(line, &b))
+                (line.rtcp_leg.unwrap_or(line.leg), protect_hop(line, &b))
             })
             .collect()
     }
@@ -346,8 +414,11 @@ impl Endpoint {
         self.dtls_events();
         let mut datagrams = Vec::new();
         for l in &mut self.lines {
-            if let Some(d) = &mut l.dtls {
-                datagrams.extend(std::iter::from_fn(|| d.poll_transmit()).map(|dg| (l.leg, dg)));
+            let rtcp_leg = l.rtcp_leg.unwrap_or(l.leg);
+            for (d, leg) in [(&mut l.dtls, l.leg), (&mut l.rtcp_dtls, rtcp_leg)] {
+                if let Some(d) = d {
+                    datagrams.extend(std::iter::from_fn(|| d.poll_transmit()).map(|dg| (leg, dg)));
+                }
             }
         }
         datagrams
@@ -361,30 +432,38 @@ impl Endpoint {
         switch_id: &Arc<DtlsIdentity>,
         endpoint_id: &Arc<DtlsIdentity>,
     ) {
-        for l in &mut self.lines {
-            l.dtls = Some(DtlsSession::new(
+        let active = |leg: LegId| {
+            DtlsSession::new(
                 now,
                 endpoint_id.clone(),
                 DtlsSettings::default(),
                 Role::Active,
-                endpoint_addr(l.leg),
-                switch_addr(l.leg),
+                endpoint_addr(leg),
+                switch_addr(leg),
                 Some(switch_id.fingerprint()),
-            ));
+            )
+        };
+        for l in &mut self.lines {
+            l.dtls = Some(active(l.leg));
+            l.rtcp_dtls = l.rtcp_leg.map(active);
         }
     }
 
     /// Takes the DTLS events of every line: a completed handshake gives the per-hop keys.
     pub fn dtls_events(&mut self) {
         for l in &mut self.lines {
-            let Some(d) = &mut l.dtls else { continue };
-            while let Some(e) = d.poll_event() {
-                match e {
-                    DtlsEvent::Connected(k) => {
-                        l.hop_tx = SrtpContext::new(k.suite, &k.outbound);
-                        l.hop_rx = SrtpContext::new(k.suite, &k.inbound);
+            let separate = l.rtcp_leg.is_some();
+            for (d, keys_rtcp) in [(&mut l.dtls, !separate), (&mut l.rtcp_dtls, true)] {
+                let Some(d) = d else { continue };
+                while let Some(e) = d.poll_event() {
+                    match e {
+                        DtlsEvent::Connected(k) if keys_rtcp => {
+                            l.hop_tx = SrtpContext::new(k.suite, &k.outbound);
+                            l.hop_rx = SrtpContext::new(k.suite, &k.inbound);
+                        }
+                        DtlsEvent::Connected(_) => {}
+                        DtlsEvent::Failed(f) => panic!("endpoint DTLS failed: {f:?}"),
                     }
-                    DtlsEvent::Failed(f) => panic!("endpoint DTLS failed: {f:?}"),
                 }
             }
         }
@@ -493,7 +572,11 @@ impl Sim {
                 let ep = self
                     .endpoints
                     .iter_mut()
-                    .find(|e| e.lines.iter().any(|l| l.leg == leg))
+                    .find(|e| {
+                        e.lines
+                            .iter()
+                            .any(|l| l.leg == leg || l.rtcp_leg == Some(leg))
+                    })
                     .expect("a known leg");
                 replies.extend(ep.handle_datagram(now, leg, &bytes));
             }
@@ -565,6 +648,11 @@ impl Sim {
     /// As [`Sim::new`]; with `dtls`, every line is keyed by a real DTLS-SRTP handshake
     /// (switch passive, endpoint active, fingerprints as SDP would carry them).
     pub fn with_keying(mode: Mode, endpoints: &[(u32, u8)], dtls: bool) -> Self {
+        Self::with_options(mode, endpoints, dtls, true)
+    }
+
+    /// As [`Sim::with_keying`]; without `rtcp_mux`, every line's RTCP has its own leg.
+    pub fn with_options(mode: Mode, endpoints: &[(u32, u8)], dtls: bool, rtcp_mux: bool) -> Self {
         let mut meeting = Meeting::new(
             SwitchingConfig {
                 mode,
@@ -584,7 +672,10 @@ impl Sim {
             meeting,
             endpoints: endpoints
                 .iter()
-                .map(|&(id, screens)| Endpoint::new(id, screens))
+                .map(|&(id, screens)| {
+                    let ep = Endpoint::new(id, screens);
+                    if rtcp_mux { ep } else { ep.without_rtcp_mux() }
+                })
                 .collect(),
             out: TxBatch::new(1024, 4096),
             idr: HashSet::new(),

@@ -4,7 +4,8 @@
 //! loop into the meeting and out again. Every packet an endpoint receives is decrypted
 //! with its sender's key and its payload checked (the simulator asserts it); no one gets
 //! their own media; a datagram from a foreign address is dropped. Once with per-hop keys
-//! from SDES, once from DTLS-SRTP handshakes over the same sockets.
+//! from SDES, once from DTLS-SRTP handshakes over the same sockets, and once without
+//! rtcp-mux: a second socket per line for RTCP, with its own DTLS association.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
@@ -23,15 +24,20 @@ use switch::udp::{Command, MediaWorker};
 
 #[test]
 fn three_endpoints_over_real_udp_sockets_keyed_by_sdes() {
-    run_over_udp(false);
+    run_over_udp(false, true);
 }
 
 #[test]
 fn three_endpoints_over_real_udp_sockets_keyed_by_dtls_srtp() {
-    run_over_udp(true);
+    run_over_udp(true, true);
 }
 
-fn run_over_udp(dtls: bool) {
+#[test]
+fn three_endpoints_without_rtcp_mux_over_a_second_socket_per_line() {
+    run_over_udp(true, false);
+}
+
+fn run_over_udp(dtls: bool, rtcp_mux: bool) {
     let (events_tx, events) = channel();
     let worker = MediaWorker::spawn("media-test", events_tx).unwrap();
 
@@ -47,11 +53,13 @@ fn run_over_udp(dtls: bool) {
         .registry_mut()
         .insert(Spi(VIDEO_SPI), params(VIDEO_SPI))
         .unwrap();
-    let mut endpoints = vec![
-        Endpoint::new(1, 3),
-        Endpoint::new(2, 1),
-        Endpoint::new(3, 1),
-    ];
+    let mut endpoints: Vec<Endpoint> = [(1, 3), (2, 1), (3, 1)]
+        .into_iter()
+        .map(|(id, screens)| {
+            let ep = Endpoint::new(id, screens);
+            if rtcp_mux { ep } else { ep.without_rtcp_mux() }
+        })
+        .collect();
     let identities = dtls.then(|| {
         let id = || Arc::new(DtlsIdentity::generate().unwrap());
         (id(), id())
@@ -62,13 +70,18 @@ fn run_over_udp(dtls: bool) {
     for ep in &endpoints {
         let setup = ep.setup_with("4000", identities.as_ref().map(|(s, e)| (s, e)), now);
         meeting.add_participant(now, ep.id, ep.lines[0].sources.len() as u8, setup);
-        for l in &ep.lines {
+        for leg in ep
+            .lines
+            .iter()
+            .flat_map(|l| [Some(l.leg), l.rtcp_leg])
+            .flatten()
+        {
             let switch_side = UdpSocket::bind("127.0.0.1:0").unwrap();
             let endpoint_side = UdpSocket::bind("127.0.0.1:0").unwrap();
             endpoint_side.set_nonblocking(true).unwrap();
             let switch_addr = switch_side.local_addr().unwrap();
-            legs.push((l.leg, switch_side, endpoint_side.local_addr().unwrap()));
-            sockets.insert(l.leg, (endpoint_side, switch_addr));
+            legs.push((leg, switch_side, endpoint_side.local_addr().unwrap()));
+            sockets.insert(leg, (endpoint_side, switch_addr));
         }
     }
     worker.send(Command::AddMeeting(1, Box::new(meeting)));
@@ -107,9 +120,11 @@ fn run_over_udp(dtls: bool) {
         }
         // TIP starts once the per-hop keys exist (at once with SDES).
         let keyed = endpoints.iter().all(|e| {
-            e.lines
-                .iter()
-                .all(|l| l.dtls.as_ref().is_none_or(|d| d.is_connected()))
+            e.lines.iter().all(|l| {
+                [&l.dtls, &l.rtcp_dtls]
+                    .iter()
+                    .all(|d| d.as_ref().is_none_or(|d| d.is_connected()))
+            })
         });
         if keyed && !muxctrl_sent {
             muxctrl_sent = true;
@@ -119,8 +134,13 @@ fn run_over_udp(dtls: bool) {
             }
         }
         for ep in &mut endpoints {
-            for li in 0..ep.lines.len() {
-                let leg = ep.lines[li].leg;
+            let legs: Vec<LegId> = ep
+                .lines
+                .iter()
+                .flat_map(|l| [Some(l.leg), l.rtcp_leg])
+                .flatten()
+                .collect();
+            for leg in legs {
                 while let Ok((n, _)) = sockets[&leg].0.recv_from(&mut buf) {
                     let replies = ep.handle_datagram(now, leg, &buf[..n]);
                     send(&sockets, replies);
@@ -187,4 +207,6 @@ fn run_over_udp(dtls: bool) {
         stats.packets_out.load(Ordering::Relaxed),
     );
     assert!(pin > 300 && pout > 300, "in {pin}, out {pout}");
+    // Without rtcp-mux the simulator asserted that every RTCP datagram came on an RTCP
+    // leg and every RTP one on an RTP leg; TIP ran over the RTCP legs' own DTLS keys.
 }

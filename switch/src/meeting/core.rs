@@ -14,6 +14,11 @@
 //! - end-to-end SRTCP (the EKT SDES packet) goes to every other participant's line of the
 //!   same media; per-hop SRTCP (from the peer's control SSRC) ends here and feeds TIP;
 //! - no one receives their own media.
+//!
+//! A line whose offer had no `a=rtcp-mux` has a second leg for RTCP (RFC 3550 §11: the
+//! next port). Its RTCP (TIP, forwarded SRTCP) travels there; RTP arriving on it, or RTCP
+//! on the RTP leg, is dropped and counted. Keyed by DTLS, each leg runs its own
+//! association (RFC 5764 §4.1) and the RTCP leg's keys protect the per-hop SRTCP.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -59,10 +64,25 @@ pub struct LineSetup {
     pub keying: HopKeying,
     /// The TIP negotiation parameters.
     pub config: LineConfig,
+    /// A separate RTCP leg (the offer had no `a=rtcp-mux`); `None` multiplexes RTCP on `leg`.
+    pub rtcp: Option<RtcpLeg>,
+}
+
+/// A line's separate RTCP port.
+pub struct RtcpLeg {
+    /// Its leg.
+    pub leg: LegId,
+    /// With DTLS keying, the RTCP port's own association (RFC 5764 §4.1), whose keys
+    /// protect the per-hop SRTCP; `None` with SDES keying.
+    pub dtls: Option<Box<DtlsSession>>,
 }
 
 struct Line {
     leg: LegId,
+    /// The separate RTCP leg, if any: where per-hop and end-to-end RTCP travel.
+    rtcp_leg: Option<LegId>,
+    /// The RTCP leg's DTLS association (keys the per-hop SRTCP when present).
+    rtcp_dtls: Option<Box<DtlsSession>>,
     media: Media,
     /// Until the per-hop keys exist (DTLS), TIP waits with its configuration.
     hop: Option<HopKeys>,
@@ -116,6 +136,8 @@ pub struct MeetingStats {
     pub before_keys: u64,
     /// DTLS, STUN and other kinds the meeting does not take (yet).
     pub not_media: u64,
+    /// RTP on a line's RTCP leg, or RTCP on its RTP leg when RTCP has its own.
+    pub wrong_leg_kind: u64,
 }
 
 /// One meeting.
@@ -208,8 +230,14 @@ impl Meeting {
                     ),
                     HopKeying::Dtls(session) => (None, Some(session), None, Some(l.config)),
                 };
+                let (rtcp_leg, rtcp_dtls) = match l.rtcp {
+                    Some(r) => (Some(r.leg), r.dtls),
+                    None => (None, None),
+                };
                 Line {
                     leg: l.leg,
+                    rtcp_leg,
+                    rtcp_dtls,
                     media,
                     hop,
                     dtls,
@@ -254,26 +282,45 @@ impl Meeting {
         self.participants.iter().map(|p| p.id)
     }
 
-    fn find_leg(&self, leg: LegId) -> Option<(usize, usize)> {
-        self.participants
-            .iter()
-            .enumerate()
-            .find_map(|(i, p)| p.lines.iter().position(|l| l.leg == leg).map(|j| (i, j)))
+    /// The participant and line a leg belongs to, and whether it is the line's RTCP leg.
+    fn find_leg(&self, leg: LegId) -> Option<(usize, usize, bool)> {
+        self.participants.iter().enumerate().find_map(|(i, p)| {
+            p.lines.iter().enumerate().find_map(|(j, l)| {
+                if l.leg == leg {
+                    Some((i, j, false))
+                } else if l.rtcp_leg == Some(leg) {
+                    Some((i, j, true))
+                } else {
+                    None
+                }
+            })
+        })
     }
 
     /// A datagram that arrived on `leg`.
     pub fn handle_datagram(&mut self, now: Instant, leg: LegId, data: &[u8], out: &mut TxBatch) {
-        let Some((pi, li)) = self.find_leg(leg) else {
+        let Some((pi, li, on_rtcp_leg)) = self.find_leg(leg) else {
             self.stats.unknown_leg += 1;
             return;
         };
+        let line = &mut self.participants[pi].lines[li];
+        let rtcp_has_own_leg = line.rtcp_leg.is_some();
         match classify(data) {
+            Demux::Rtp if on_rtcp_leg => self.stats.wrong_leg_kind += 1,
+            Demux::Rtcp if rtcp_has_own_leg && !on_rtcp_leg => self.stats.wrong_leg_kind += 1,
             Demux::Rtp => self.handle_media(now, pi, li, data, out),
             Demux::Rtcp => self.handle_rtcp(now, pi, li, data, out),
-            Demux::Dtls => match &mut self.participants[pi].lines[li].dtls {
-                Some(d) => d.handle_datagram(now, data),
-                None => self.stats.not_media += 1,
-            },
+            Demux::Dtls => {
+                let session = if on_rtcp_leg {
+                    &mut line.rtcp_dtls
+                } else {
+                    &mut line.dtls
+                };
+                match session {
+                    Some(d) => d.handle_datagram(now, data),
+                    None => self.stats.not_media += 1,
+                }
+            }
             _ => self.stats.not_media += 1,
         }
         self.after_input(now, out, Some((pi, li)));
@@ -345,7 +392,7 @@ impl Meeting {
             for p in self.participants.iter().filter(|p| p.id != from) {
                 for l in p.lines.iter().filter(|l| l.media == media) {
                     self.receivers.push(Receiver {
-                        id: l.leg,
+                        id: l.rtcp_leg.unwrap_or(l.leg),
                         csrc: CsrcRewrite::Keep,
                     });
                 }
@@ -409,12 +456,13 @@ impl Meeting {
     pub fn handle_timeout(&mut self, now: Instant, out: &mut TxBatch) {
         for p in &mut self.participants {
             for l in &mut p.lines {
-                if let Some(d) = l
-                    .dtls
-                    .as_mut()
-                    .filter(|d| d.poll_timeout().is_some_and(|t| t <= now))
+                for d in [l.dtls.as_mut(), l.rtcp_dtls.as_mut()]
+                    .into_iter()
+                    .flatten()
                 {
-                    d.handle_timeout(now);
+                    if d.poll_timeout().is_some_and(|t| t <= now) {
+                        d.handle_timeout(now);
+                    }
                 }
                 if let Some(tip) = l
                     .tip
@@ -435,6 +483,7 @@ impl Meeting {
             .flat_map(|l| {
                 [
                     l.dtls.as_ref().and_then(|d| d.poll_timeout()),
+                    l.rtcp_dtls.as_ref().and_then(|d| d.poll_timeout()),
                     l.tip.as_ref().and_then(|t| t.poll_timeout()),
                 ]
             })
@@ -617,8 +666,9 @@ fn drain_line(now: Instant, id: ParticipantId, l: &mut Line, w: &mut Drained<'_>
     flush_tip(l, w.scratch, w.out);
 }
 
-/// Runs a line's DTLS: its datagrams go out unprotected; when it connects, the per-hop
-/// keys are made and TIP starts; when it fails, the participant fails.
+/// Runs a line's DTLS associations: their datagrams go out unprotected; when the one that
+/// keys the per-hop SRTCP connects (the RTCP leg's if there is one), the per-hop keys are
+/// made and TIP starts; when either fails, the participant fails.
 fn drive_dtls(
     now: Instant,
     l: &mut Line,
@@ -626,34 +676,44 @@ fn drive_dtls(
     out: &mut TxBatch,
     failed: &mut Vec<(ParticipantId, String)>,
 ) {
-    let Some(d) = &mut l.dtls else { return };
-    while let Some(datagram) = d.poll_transmit() {
-        if out.has_room(1) && datagram.len() <= crate::forward::SLOT_SIZE {
-            out.next_slot()[..datagram.len()].copy_from_slice(&datagram);
-            let slot = out.commit_slot(datagram.len());
-            out.push(l.leg, slot);
-        }
-    }
-    while let Some(e) = d.poll_event() {
-        match e {
-            DtlsEvent::Connected(keys) => {
-                l.hop = Some(HopKeys {
-                    inbound: SrtpContext::new(keys.suite, &keys.inbound),
-                    outbound: SrtpContext::new(keys.suite, &keys.outbound),
-                });
-                if let Some(config) = l.waiting_config.take() {
-                    l.tip = Some(Negotiation::new(config, now));
-                }
+    let rtcp_leg = l.rtcp_leg;
+    for (session, leg, keys_rtcp) in [
+        (&mut l.dtls, l.leg, rtcp_leg.is_none()),
+        (&mut l.rtcp_dtls, rtcp_leg.unwrap_or(l.leg), true),
+    ] {
+        let Some(d) = session else { continue };
+        while let Some(datagram) = d.poll_transmit() {
+            if out.has_room(1) && datagram.len() <= crate::forward::SLOT_SIZE {
+                out.next_slot()[..datagram.len()].copy_from_slice(&datagram);
+                let slot = out.commit_slot(datagram.len());
+                out.push(leg, slot);
             }
-            DtlsEvent::Failed(f) => {
-                let called = l
-                    .waiting_config
-                    .as_ref()
-                    .map_or("", |c| c.called_num.as_str());
-                failed.push((
-                    id,
-                    format!("DTLS-SRTP failed for call : called num = {called}: {f:?}"),
-                ));
+        }
+        while let Some(e) = d.poll_event() {
+            match e {
+                // The RTP leg's association of a non-muxed line: its keys would protect
+                // per-hop RTP, which this switch never sends (media keys are end to end).
+                DtlsEvent::Connected(_) if !keys_rtcp => {}
+                DtlsEvent::Connected(keys) => {
+                    l.hop = Some(HopKeys {
+                        inbound: SrtpContext::new(keys.suite, &keys.inbound),
+                        outbound: SrtpContext::new(keys.suite, &keys.outbound),
+                    });
+                    if let Some(config) = l.waiting_config.take() {
+                        l.tip = Some(Negotiation::new(config, now));
+                    }
+                }
+                DtlsEvent::Failed(f) => {
+                    let called = l
+                        .waiting_config
+                        .as_ref()
+                        .or(l.tip.as_ref().map(|t| t.config()))
+                        .map_or("", |c| c.called_num.as_str());
+                    failed.push((
+                        id,
+                        format!("DTLS-SRTP failed for call : called num = {called}: {f:?}"),
+                    ));
+                }
             }
         }
     }
@@ -671,7 +731,7 @@ fn flush_tip(l: &mut Line, scratch: &mut [u8], out: &mut TxBatch) {
         {
             out.next_slot()[..n].copy_from_slice(&scratch[..n]);
             let slot = out.commit_slot(n);
-            out.push(l.leg, slot);
+            out.push(l.rtcp_leg.unwrap_or(l.leg), slot);
         }
     }
 }

@@ -7,7 +7,9 @@ mod core;
 pub mod displays;
 pub mod switching;
 
-pub use self::core::{HopKeying, HopKeys, LegId, LineSetup, Meeting, MeetingEvent, MeetingStats};
+pub use self::core::{
+    HopKeying, HopKeys, LegId, LineSetup, Meeting, MeetingEvent, MeetingStats, RtcpLeg,
+};
 
 /// A participant of the meeting (one endpoint, one SIP call).
 pub type ParticipantId = u32;
