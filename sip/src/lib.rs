@@ -1,2 +1,9 @@
-//! SIP trunk signalling: transports, transactions, dialogs and SDP (issue 4).
+//! SIP trunk signalling for mswitch (ARCHITECTURE.md "Signalling"): the call controller
+//! (Unified CM) reaches the switch over UDP, TCP or mutually authenticated TLS, and the
+//! switch talks to nothing else. Sans-IO cores, thin tokio drivers.
+//!
+//! - [`framing`]: Content-Length framing of streams; [`message`]: parsing, checks, responses.
 #![forbid(unsafe_code)]
+
+pub mod framing;
+pub mod message;
