@@ -3,7 +3,9 @@
 //! switch talks to nothing else. Sans-IO cores, thin tokio drivers.
 //!
 //! - [`framing`]: Content-Length framing of streams; [`message`]: parsing, checks, responses.
+//! - [`tls`]: mutual TLS with the trunk peer's subject checked both ways.
 #![forbid(unsafe_code)]
 
 pub mod framing;
 pub mod message;
+pub mod tls;
