@@ -4,8 +4,11 @@
 //!
 //! - [`framing`]: Content-Length framing of streams; [`message`]: parsing, checks, responses.
 //! - [`tls`]: mutual TLS with the trunk peer's subject checked both ways.
+//! - [`sdp`]: offer/answer as typed media lines; [`security`]: the Device Security modes.
 #![forbid(unsafe_code)]
 
 pub mod framing;
 pub mod message;
+pub mod sdp;
+pub mod security;
 pub mod tls;
