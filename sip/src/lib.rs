@@ -4,6 +4,7 @@
 //!
 //! - [`framing`]: Content-Length framing of streams; [`message`]: parsing, checks, responses.
 //! - [`tls`]: mutual TLS with the trunk peer's subject checked both ways.
+//! - [`transaction`]: RFC 3261 §17 state machines, timers A-K.
 //! - [`sdp`]: offer/answer as typed media lines; [`security`]: the Device Security modes.
 #![forbid(unsafe_code)]
 
@@ -12,3 +13,4 @@ pub mod message;
 pub mod sdp;
 pub mod security;
 pub mod tls;
+pub mod transaction;
