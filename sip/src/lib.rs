@@ -5,6 +5,7 @@
 //! - [`framing`]: Content-Length framing of streams; [`message`]: parsing, checks, responses.
 //! - [`tls`]: mutual TLS with the trunk peer's subject checked both ways.
 //! - [`transaction`]: RFC 3261 §17 state machines, timers A-K.
+//! - [`ua`]: the trunk user agent: peers, TDoS filter, dialogs, session timers, PRACK.
 //! - [`sdp`]: offer/answer as typed media lines; [`security`]: the Device Security modes.
 #![forbid(unsafe_code)]
 
@@ -14,3 +15,4 @@ pub mod sdp;
 pub mod security;
 pub mod tls;
 pub mod transaction;
+pub mod ua;
