@@ -6,9 +6,11 @@
 //! - [`tls`]: mutual TLS with the trunk peer's subject checked both ways.
 //! - [`transaction`]: RFC 3261 §17 state machines, timers A-K.
 //! - [`ua`]: the trunk user agent: peers, TDoS filter, dialogs, session timers, PRACK.
+//! - [`driver`]: the tokio driver: UDP, TCP and TLS listeners, connections both ways.
 //! - [`sdp`]: offer/answer as typed media lines; [`security`]: the Device Security modes.
 #![forbid(unsafe_code)]
 
+pub mod driver;
 pub mod framing;
 pub mod message;
 pub mod sdp;

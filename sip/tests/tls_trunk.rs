@@ -5,65 +5,13 @@
 
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, date_time_ymd,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+mod common;
+
+use common::Ca;
+use rustls::pki_types::ServerName;
 use sip::tls::{self, TlsPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let issuer = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
-        Self { issuer }
-    }
-
-    fn der(&self) -> CertificateDer<'static> {
-        self.issuer.as_ref().der().clone()
-    }
-
-    /// A leaf with CN `cn` and DNS SANs `sans`, usable as TLS client and server.
-    fn leaf(
-        &self,
-        cn: &str,
-        sans: &[&str],
-        expired: bool,
-    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        let mut p =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        if expired {
-            p.not_before = date_time_ymd(2020, 1, 1);
-            p.not_after = date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        (
-            cert.der().clone(),
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-    }
-
-    fn policy(&self, cn: &str, sans: &[&str], expired: bool) -> TlsPolicy {
-        let (cert, key) = self.leaf(cn, sans, expired);
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der()).unwrap();
-        TlsPolicy::new(tls::identity(vec![cert], key).unwrap(), roots)
-    }
-}
 
 /// Runs a handshake: `server` expects a client named `expect_client`, `client` expects a
 /// server named `expect_server`. Returns (server result, client result) as log lines.

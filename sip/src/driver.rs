@@ -1,0 +1,495 @@
+//! The trunk's tokio driver: it owns the UDP socket, the TCP and TLS listeners and the
+//! stream connections, and moves bytes between them and the sans-IO [`Agent`].
+//!
+//! - Either side may open a stream (seeds-switch.md R4); a stream to a remote address is
+//!   reused for everything sent there, whoever opened it.
+//! - A connection from an address that is not a trunk peer is closed at accept, before
+//!   any TLS state exists (R14), and counted.
+//! - TLS is mutual both ways ([`crate::tls`]): an inbound connection must present the
+//!   certificate of the peer it comes from (its `subject`, else its IP address as CN or
+//!   SAN); an outbound one presents ours and checks theirs the same way.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::framing::{Frame, PONG, StreamFramer};
+use crate::tls::{self, TlsPolicy};
+use crate::ua::{Agent, AgentConfig, AgentEvent, CallHandle, Remote, Transport};
+
+/// Where the trunk listens, and with what.
+#[derive(Debug, Clone)]
+pub struct TrunkConfig {
+    /// UDP (5060); `None` disables it.
+    pub udp: Option<SocketAddr>,
+    /// TCP (5060).
+    pub tcp: Option<SocketAddr>,
+    /// TLS (5061); needs `tls`.
+    pub tls_listen: Option<SocketAddr>,
+    /// Our certificate and trust store; required for TLS in either direction.
+    pub tls: Option<TlsPolicy>,
+    /// The agent (peers, timers). Its `local` addresses are filled from the listeners.
+    pub agent: AgentConfig,
+}
+
+/// Counters of the driver.
+#[derive(Debug, Default)]
+pub struct TrunkStats {
+    /// Connections from addresses that are not trunk peers, closed at accept.
+    pub refused_not_peer: AtomicU64,
+    /// TLS handshakes refused (certificate or subject), in or out.
+    pub tls_refused: AtomicU64,
+    /// Streams closed for a framing error (too large, bad Content-Length).
+    pub framing_errors: AtomicU64,
+    /// Outbound connections that could not be made.
+    pub connect_failures: AtomicU64,
+}
+
+enum Command {
+    Ring(CallHandle),
+    Accept(CallHandle, Vec<u8>),
+    Reject(CallHandle, u16, Option<String>),
+    AnswerReoffer(CallHandle, Option<Vec<u8>>),
+    Hangup(CallHandle),
+    CallOut(String, Vec<u8>, oneshot::Sender<CallHandle>),
+}
+
+enum Inbound {
+    Message(Remote, Vec<u8>),
+    Connected(Remote, mpsc::UnboundedSender<Vec<u8>>),
+    Closed(Remote),
+    ConnectFailed(Remote),
+}
+
+/// A running trunk: events come out, decisions go in.
+pub struct Trunk {
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<AgentEvent>,
+    stats: Arc<TrunkStats>,
+    local: Vec<(Transport, SocketAddr)>,
+}
+
+impl std::fmt::Debug for Trunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trunk")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trunk {
+    /// Binds the listeners and starts the driver on the current tokio runtime.
+    pub async fn start(mut config: TrunkConfig) -> io::Result<Self> {
+        let udp = match config.udp {
+            Some(a) => Some(UdpSocket::bind(a).await?),
+            None => None,
+        };
+        let tcp = match config.tcp {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let tls_listener = match (config.tls_listen, &config.tls) {
+            (Some(a), Some(_)) => Some(TcpListener::bind(a).await?),
+            (Some(_), None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a TLS listener needs a certificate and trust store",
+                ));
+            }
+            (None, _) => None,
+        };
+        let mut local = Vec::new();
+        if let Some(s) = &udp {
+            local.push((Transport::Udp, s.local_addr()?));
+        }
+        if let Some(s) = &tcp {
+            local.push((Transport::Tcp, s.local_addr()?));
+        }
+        if let Some(s) = &tls_listener {
+            local.push((Transport::Tls, s.local_addr()?));
+        }
+        config.agent.local = local.clone();
+        // One acceptor and one connector per peer: each checks that peer's subject.
+        let mut acceptors = Vec::new();
+        let mut connectors = Vec::new();
+        for p in &config.agent.peers {
+            let subject = p.subject.clone().unwrap_or_else(|| p.addr.ip().to_string());
+            match &config.tls {
+                Some(policy) => {
+                    let server = policy.server_config(&subject).map_err(io::Error::other)?;
+                    let client = policy.client_config(&subject).map_err(io::Error::other)?;
+                    acceptors.push(Some(tokio_rustls::TlsAcceptor::from(server)));
+                    connectors.push(Some(tokio_rustls::TlsConnector::from(client)));
+                }
+                None => {
+                    acceptors.push(None);
+                    connectors.push(None);
+                }
+            }
+        }
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (inbound_tx, inbound) = mpsc::unbounded_channel();
+        let stats = Arc::new(TrunkStats::default());
+        let max = config.agent.max_message;
+        let driver = Driver {
+            agent: Agent::new(Instant::now(), config.agent),
+            udp,
+            streams: HashMap::new(),
+            pending: HashMap::new(),
+            inbound_tx,
+            events: events_tx,
+            stats: stats.clone(),
+            acceptors: Arc::new(acceptors),
+            connectors: Arc::new(connectors),
+            max,
+        };
+        tokio::spawn(driver.run(tcp, tls_listener, inbound, commands_rx));
+        Ok(Self {
+            commands,
+            events,
+            stats,
+            local,
+        })
+    }
+
+    /// The next event; `None` when the driver stopped.
+    pub async fn next_event(&mut self) -> Option<AgentEvent> {
+        self.events.recv().await
+    }
+
+    /// Where a transport listens.
+    pub fn local_addr(&self, t: Transport) -> Option<SocketAddr> {
+        self.local.iter().find(|(x, _)| *x == t).map(|(_, a)| *a)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &TrunkStats {
+        &self.stats
+    }
+
+    /// See [`Agent::ring`].
+    pub fn ring(&self, call: CallHandle) {
+        let _ = self.commands.send(Command::Ring(call));
+    }
+
+    /// See [`Agent::accept`].
+    pub fn accept(&self, call: CallHandle, sdp: Vec<u8>) {
+        let _ = self.commands.send(Command::Accept(call, sdp));
+    }
+
+    /// See [`Agent::reject`].
+    pub fn reject(&self, call: CallHandle, status: u16, warning: Option<String>) {
+        let _ = self.commands.send(Command::Reject(call, status, warning));
+    }
+
+    /// See [`Agent::answer_reoffer`].
+    pub fn answer_reoffer(&self, call: CallHandle, sdp: Option<Vec<u8>>) {
+        let _ = self.commands.send(Command::AnswerReoffer(call, sdp));
+    }
+
+    /// See [`Agent::hangup`].
+    pub fn hangup(&self, call: CallHandle) {
+        let _ = self.commands.send(Command::Hangup(call));
+    }
+
+    /// See [`Agent::call_out`].
+    pub async fn call_out(&self, user: &str, sdp: Vec<u8>) -> Option<CallHandle> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::CallOut(user.to_owned(), sdp, tx))
+            .ok()?;
+        rx.await.ok()
+    }
+}
+
+struct Driver {
+    agent: Agent,
+    udp: Option<UdpSocket>,
+    /// Open streams by remote: the writer task's queue.
+    streams: HashMap<Remote, mpsc::UnboundedSender<Vec<u8>>>,
+    /// Bytes for streams being opened.
+    pending: HashMap<Remote, Vec<Vec<u8>>>,
+    inbound_tx: mpsc::UnboundedSender<Inbound>,
+    events: mpsc::UnboundedSender<AgentEvent>,
+    stats: Arc<TrunkStats>,
+    acceptors: Arc<Vec<Option<tokio_rustls::TlsAcceptor>>>,
+    connectors: Arc<Vec<Option<tokio_rustls::TlsConnector>>>,
+    max: usize,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        tcp: Option<TcpListener>,
+        tls: Option<TcpListener>,
+        mut inbound: mpsc::UnboundedReceiver<Inbound>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let deadline = self
+                .agent
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                r = recv_udp(&self.udp, &mut buf) => {
+                    if let Ok((n, from)) = r {
+                        let data = &buf[..n];
+                        // RFC 5626 keep-alives over UDP carry no message.
+                        if !data.iter().all(|b| b.is_ascii_whitespace()) {
+                            let remote = Remote { transport: Transport::Udp, addr: from };
+                            self.agent.handle_message(Instant::now(), remote, data);
+                        }
+                    }
+                }
+                r = accept(&tcp) => {
+                    if let Ok((stream, from)) = r {
+                        self.accepted(stream, from, Transport::Tcp);
+                    }
+                }
+                r = accept(&tls) => {
+                    if let Ok((stream, from)) = r {
+                        self.accepted(stream, from, Transport::Tls);
+                    }
+                }
+                Some(i) = inbound.recv() => self.inbound(i),
+                c = commands.recv() => match c {
+                    Some(c) => self.command(c),
+                    None => return,
+                },
+                () = sleep_until(deadline) => self.agent.handle_timeout(Instant::now()),
+            }
+            self.flush().await;
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        let now = Instant::now();
+        match c {
+            Command::Ring(h) => self.agent.ring(now, h),
+            Command::Accept(h, sdp) => self.agent.accept(now, h, sdp),
+            Command::Reject(h, s, w) => self.agent.reject(now, h, s, w.as_deref()),
+            Command::AnswerReoffer(h, sdp) => self.agent.answer_reoffer(now, h, sdp),
+            Command::Hangup(h) => self.agent.hangup(now, h),
+            Command::CallOut(user, sdp, reply) => {
+                let _ = reply.send(self.agent.call_out(now, &user, sdp));
+            }
+        }
+    }
+
+    fn inbound(&mut self, i: Inbound) {
+        let now = Instant::now();
+        match i {
+            Inbound::Message(from, bytes) => self.agent.handle_message(now, from, &bytes),
+            Inbound::Connected(remote, writer) => {
+                for b in self.pending.remove(&remote).unwrap_or_default() {
+                    let _ = writer.send(b);
+                }
+                self.streams.insert(remote, writer);
+            }
+            Inbound::Closed(remote) => {
+                self.streams.remove(&remote);
+            }
+            Inbound::ConnectFailed(remote) => {
+                self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                self.pending.remove(&remote);
+                self.agent.transport_failed(now, remote);
+            }
+        }
+    }
+
+    /// A new inbound stream: closed at once unless from a trunk peer (nothing is
+    /// allocated for it); TLS is handshaken with that peer's subject check.
+    fn accepted(&mut self, stream: TcpStream, from: SocketAddr, transport: Transport) {
+        let Some(peer) = self.agent.peer_for(from.ip()) else {
+            self.stats.refused_not_peer.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%from, "SIP connection from an address that is not a trunk peer: closed");
+            return;
+        };
+        let remote = Remote {
+            transport,
+            addr: from,
+        };
+        let inbound = self.inbound_tx.clone();
+        let stats = self.stats.clone();
+        let max = self.max;
+        match transport {
+            Transport::Tls => {
+                let Some(acceptor) = self.acceptors.get(peer).cloned().flatten() else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    match acceptor.accept(stream).await {
+                        Ok(s) => serve(s, remote, inbound, stats, max).await,
+                        Err(e) => tls_refused(&stats, &e, from),
+                    }
+                });
+            }
+            _ => {
+                tokio::spawn(serve(stream, remote, inbound, stats, max));
+            }
+        }
+    }
+
+    /// Sends what the agent has to send.
+    async fn flush(&mut self) {
+        let now = Instant::now();
+        while let Some(t) = self.agent.poll_transmit(now) {
+            match t.to.transport {
+                Transport::Udp => {
+                    if let Some(s) = &self.udp {
+                        let _ = s.send_to(&t.bytes, t.to.addr).await;
+                    }
+                }
+                _ => self.send_stream(t.to, t.bytes),
+            }
+        }
+        while let Some(e) = self.agent.poll_event(now) {
+            if let AgentEvent::Log(line) = &e {
+                tracing::warn!("{line}");
+            }
+            let _ = self.events.send(e);
+        }
+    }
+
+    fn send_stream(&mut self, to: Remote, bytes: Vec<u8>) {
+        if let Some(w) = self.streams.get(&to) {
+            if w.send(bytes.clone()).is_ok() {
+                return;
+            }
+            self.streams.remove(&to);
+        }
+        if let Some(q) = self.pending.get_mut(&to) {
+            q.push(bytes);
+            return;
+        }
+        // Open it: our certificate is presented, the peer's subject checked.
+        self.pending.insert(to, vec![bytes]);
+        let connector = self
+            .agent
+            .peer_for(to.addr.ip())
+            .and_then(|p| self.connectors.get(p).cloned().flatten());
+        let inbound = self.inbound_tx.clone();
+        let stats = self.stats.clone();
+        let max = self.max;
+        tokio::spawn(async move {
+            let tcp = match TcpStream::connect(to.addr).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(remote = %to.addr, "{}: {e}", crate::ua::LOG_NO_CM);
+                    let _ = inbound.send(Inbound::ConnectFailed(to));
+                    return;
+                }
+            };
+            match (to.transport, connector) {
+                (Transport::Tls, Some(c)) => {
+                    let name = rustls::pki_types::ServerName::from(to.addr.ip());
+                    match c.connect(name, tcp).await {
+                        Ok(s) => serve(s, to, inbound, stats, max).await,
+                        Err(e) => {
+                            tls_refused(&stats, &e, to.addr);
+                            let _ = inbound.send(Inbound::ConnectFailed(to));
+                        }
+                    }
+                }
+                (Transport::Tls, None) => {
+                    let _ = inbound.send(Inbound::ConnectFailed(to));
+                }
+                _ => serve(tcp, to, inbound, stats, max).await,
+            }
+        });
+    }
+}
+
+fn tls_refused(stats: &TrunkStats, e: &io::Error, from: SocketAddr) {
+    stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+    let line = tls::handshake_error(e).map_or(tls::LOG_NO_MATCHING_CERT, tls::refusal_log_line);
+    tracing::warn!(remote = %from, error = %e, "{line}");
+}
+
+/// Runs one stream: frames in, queued bytes out, keep-alive pings answered.
+async fn serve<S>(
+    stream: S,
+    remote: Remote,
+    inbound: mpsc::UnboundedSender<Inbound>,
+    stats: Arc<TrunkStats>,
+    max: usize,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    if inbound
+        .send(Inbound::Connected(remote, tx.clone()))
+        .is_err()
+    {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut framer = StreamFramer::new(max);
+    let mut buf = vec![0u8; 16384];
+    'read: loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_frame() {
+                Ok(Some(Frame::Message(m))) => {
+                    if inbound.send(Inbound::Message(remote, m)).is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(Some(Frame::Ping)) => {
+                    let _ = tx.send(PONG.to_vec());
+                }
+                Ok(Some(Frame::Pong)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    stats.framing_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(remote = %remote.addr, "SIP stream closed: {e}");
+                    break 'read;
+                }
+            }
+        }
+    }
+    drop(tx);
+    writer.abort();
+    let _ = inbound.send(Inbound::Closed(remote));
+}
+
+async fn recv_udp(s: &Option<UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match s {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept(l: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
