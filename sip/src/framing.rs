@@ -49,6 +49,9 @@ pub struct StreamFramer {
     buf: BytesMut,
     max: usize,
     failed: Option<FramingError>,
+    /// How far the search for the end of the head got: a head arriving a byte at a time
+    /// is scanned once, not once per byte.
+    scanned: usize,
 }
 
 impl StreamFramer {
@@ -58,6 +61,7 @@ impl StreamFramer {
             buf: BytesMut::new(),
             max,
             failed: None,
+            scanned: 0,
         }
     }
 
@@ -89,13 +93,17 @@ impl StreamFramer {
     fn cut(&mut self) -> Result<Option<Frame>, FramingError> {
         if self.buf.starts_with(b"\r\n\r\n") {
             self.buf.advance(4);
+            self.scanned = 0;
             return Ok(Some(Frame::Ping));
         }
         if self.buf.starts_with(b"\r\n") && self.buf.get(2) != Some(&b'\r') {
             self.buf.advance(2);
+            self.scanned = 0;
             return Ok(Some(Frame::Pong));
         }
-        let Some(head_end) = find(&self.buf, b"\r\n\r\n") else {
+        let from = self.scanned.saturating_sub(3);
+        let Some(head_end) = find(&self.buf[from..], b"\r\n\r\n").map(|i| i + from) else {
+            self.scanned = self.buf.len();
             return if self.buf.len() > self.max {
                 Err(FramingError::TooLarge { limit: self.max })
             } else {
@@ -111,6 +119,7 @@ impl StreamFramer {
         if self.buf.len() < total {
             return Ok(None);
         }
+        self.scanned = 0;
         Ok(Some(Frame::Message(self.buf.split_to(total).to_vec())))
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod driver;
 pub mod framing;
+pub mod fuzzing;
 pub mod message;
 pub mod sdp;
 pub mod security;
