@@ -24,6 +24,23 @@ impl Suite {
         Self::AesCm128HmacSha1_32,
     ];
 
+    /// The SDES crypto-suite name (RFC 4568 §6.2, RFC 7714 §14.2).
+    pub fn sdes_name(self) -> &'static str {
+        match self {
+            Self::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            Self::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+            Self::AeadAes128Gcm => "AEAD_AES_128_GCM",
+            Self::AeadAes256Gcm => "AEAD_AES_256_GCM",
+        }
+    }
+
+    /// The suite an SDES crypto-suite name names (case-insensitive).
+    pub fn from_sdes_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.sdes_name().eq_ignore_ascii_case(name))
+    }
+
     /// Master (and session) encryption key length.
     pub fn key_len(self) -> usize {
         match self {
@@ -74,5 +91,22 @@ impl Suite {
             SrtpProfile::AeadAes128Gcm => Self::AeadAes128Gcm,
             SrtpProfile::AeadAes256Gcm => Self::AeadAes256Gcm,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdes_names_round_trip() {
+        for s in Suite::ALL {
+            assert_eq!(Suite::from_sdes_name(s.sdes_name()), Some(s));
+        }
+        assert_eq!(
+            Suite::from_sdes_name("aes_cm_128_hmac_sha1_80"),
+            Some(Suite::AesCm128HmacSha1_80)
+        );
+        assert_eq!(Suite::from_sdes_name("AES_256_CM_HMAC_SHA1_80"), None);
     }
 }
