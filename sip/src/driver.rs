@@ -24,6 +24,9 @@ use crate::framing::{Frame, PONG, StreamFramer};
 use crate::tls::{self, TlsPolicy};
 use crate::ua::{Agent, AgentConfig, AgentEvent, CallHandle, Remote, Transport};
 
+/// The most trunk peers a switch has (seeds-switch.md R2).
+pub const MAX_PEERS: usize = 5;
+
 /// Where the trunk listens, and with what.
 #[derive(Debug, Clone)]
 pub struct TrunkConfig {
@@ -87,6 +90,13 @@ impl std::fmt::Debug for Trunk {
 impl Trunk {
     /// Binds the listeners and starts the driver on the current tokio runtime.
     pub async fn start(mut config: TrunkConfig) -> io::Result<Self> {
+        // Seeds-switch.md R2: Unified CM1 to CM5.
+        if config.agent.peers.len() > MAX_PEERS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("at most {MAX_PEERS} trunk peers"),
+            ));
+        }
         let udp = match config.udp {
             Some(a) => Some(UdpSocket::bind(a).await?),
             None => None,

@@ -138,6 +138,40 @@ impl DeviceSecurity {
     }
 }
 
+/// Applies the mode to a whole offer (RFC 3264 §6): each audio or video line with a
+/// non-zero port gets its keying; other lines are refused (`None`, port 0 in the answer).
+/// The offer is not acceptable when the signalling transport does not fit the mode, or
+/// when no line can be taken (then the call gets 488).
+pub fn keying_for_offer(
+    mode: DeviceSecurity,
+    over_tls: bool,
+    offer: &crate::sdp::Description,
+    sdes_suites: &[&str],
+) -> Result<Vec<Option<Keying>>, NotAcceptable> {
+    mode.check_transport(over_tls)?;
+    let mut first_refusal = None;
+    let lines: Vec<Option<Keying>> = offer
+        .media
+        .iter()
+        .map(|m| {
+            if m.kind.is_none() || m.port == 0 {
+                return None;
+            }
+            match mode.keying(m, sdes_suites) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    first_refusal.get_or_insert(e);
+                    None
+                }
+            }
+        })
+        .collect();
+    if lines.iter().all(Option::is_none) {
+        return Err(first_refusal.unwrap_or(NotAcceptable::Profile));
+    }
+    Ok(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +249,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_whole_offer_is_taken_line_by_line_or_refused() {
+        use DeviceSecurity::*;
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n\
+             m=audio 20000 RTP/SAVP 0\r\n{CRYPTO}m=video 20002 RTP/AVP 96\r\n\
+             m=application 20004 RTP/SAVP 100\r\nm=video 0 RTP/SAVP 96\r\n"
+        );
+        let offer = sdp::parse(body.as_bytes()).unwrap();
+        let lines = keying_for_offer(EncryptedWithSdpKeys, true, &offer, SUITES).unwrap();
+        assert!(matches!(lines[0], Some(Keying::Sdes(_))));
+        assert_eq!(lines[1..], [None, None, None]);
+        assert_eq!(
+            keying_for_offer(EncryptedWithSdpKeys, false, &offer, SUITES),
+            Err(NotAcceptable::NeedsTls)
+        );
+        assert_eq!(
+            keying_for_offer(EncryptedWithoutSdpKeys, true, &offer, SUITES),
+            Err(NotAcceptable::NoFingerprint)
+        );
+        let plain = keying_for_offer(NonSecure, false, &offer, SUITES).unwrap();
+        assert_eq!(plain, vec![None, Some(Keying::Plain), None, None]);
     }
 
     #[test]

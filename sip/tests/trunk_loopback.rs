@@ -422,3 +422,39 @@ async fn an_outbound_call_opens_tls_presenting_our_certificate() {
         .unwrap();
     assert!(invite.starts_with("INVITE sip:5000@"), "{invite}");
 }
+
+#[tokio::test]
+async fn more_than_five_trunk_peers_or_tls_without_a_certificate_is_a_clear_error() {
+    let six = (0..6)
+        .map(|i| {
+            peer(
+                format!("10.0.0.{i}:5060").parse().unwrap(),
+                Transport::Udp,
+                None,
+            )
+        })
+        .collect();
+    let e = Trunk::start(TrunkConfig {
+        udp: Some("127.0.0.1:0".parse().unwrap()),
+        tcp: None,
+        tls_listen: None,
+        tls: None,
+        agent: AgentConfig {
+            peers: six,
+            ..AgentConfig::default()
+        },
+    })
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("at most 5 trunk peers"), "{e}");
+    let e = Trunk::start(TrunkConfig {
+        udp: None,
+        tcp: None,
+        tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls: None,
+        agent: AgentConfig::default(),
+    })
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("needs a certificate"), "{e}");
+}
