@@ -60,6 +60,9 @@ pub(super) struct Call {
     pub(super) pending_invite_ack: Option<u32>,
     /// Our INVITE: the number dialled and our offer (re-sent to the next peer on failover).
     pub(super) outbound: Option<(String, Vec<u8>)>,
+    /// An incoming call not answered by then is refused (480): an application that never
+    /// decides must not hold the INVITE open forever (RFC 3261 §16.6 timer C: 3 min).
+    pub(super) answer_by: Option<Instant>,
 }
 
 impl Call {
@@ -104,6 +107,7 @@ impl Call {
             self.final_2xx.as_ref().map(|r| r.next),
             self.reliable_1xx.as_ref().map(|r| r.next),
             self.session.as_ref().map(SessionTimer::next),
+            self.answer_by.filter(|_| self.state == CallState::Early),
         ]
         .into_iter()
         .flatten()

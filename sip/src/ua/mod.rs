@@ -188,6 +188,9 @@ pub struct AgentConfig {
     pub min_se: u32,
     /// The largest message accepted.
     pub max_message: usize,
+    /// How long an incoming call may wait for the application's answer before it is
+    /// refused with 480 (timer C's 3 minutes).
+    pub answer_timeout: Duration,
 }
 
 impl Default for AgentConfig {
@@ -200,6 +203,7 @@ impl Default for AgentConfig {
             session_expires: 1800,
             min_se: 90,
             max_message: crate::framing::DEFAULT_MAX_MESSAGE,
+            answer_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -541,6 +545,7 @@ impl Agent {
             pending_reoffer: None,
             pending_invite_ack: None,
             outbound: None,
+            answer_by: Some(now + self.config.answer_timeout),
         };
         self.calls.insert(handle, call);
         self.events.push_back(AgentEvent::Incoming {
@@ -927,6 +932,7 @@ impl Agent {
             pending_reoffer: None,
             pending_invite_ack: None,
             outbound: Some((user.to_owned(), sdp.clone())),
+            answer_by: None,
         };
         self.calls.insert(handle, call);
         let expires = format!("Session-Expires: {}\r\n", self.config.session_expires);
@@ -1113,6 +1119,15 @@ impl Agent {
             if c.tx.poll_timeout().is_some_and(|t| t <= now) {
                 c.tx.handle_timeout(now);
             }
+        }
+        let unanswered: Vec<CallHandle> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.state == CallState::Early && c.answer_by.is_some_and(|t| t <= now))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in unanswered {
+            self.reject(now, h, 480, Some("not answered in time"));
         }
         let mut no_ack = Vec::new();
         let mut expired = Vec::new();

@@ -601,3 +601,22 @@ fn outbound_calls_log_the_seed_lines_and_fail_over() {
         }
     );
 }
+
+#[test]
+fn an_incoming_call_the_application_never_answers_is_refused_after_timer_c() {
+    let mut h = Harness::new();
+    let call = h.invite("", SDP);
+    h.advance(Duration::from_secs(179));
+    assert!(h.sent().is_empty());
+    h.advance(Duration::from_secs(2));
+    let sent = h.sent();
+    assert_eq!(status(&sent[0]), 480, "{sent:?}");
+    assert_eq!(
+        h.events(),
+        vec![AgentEvent::Ended {
+            call,
+            reason: EndReason::Local
+        }]
+    );
+    assert_eq!(h.agent.call_count(), 0);
+}
