@@ -465,22 +465,17 @@ impl Agent {
         }
         // RFC 4028 §8: too small a session interval gets 422 with our Min-SE.
         let session = call::SessionRequest::from_request(&r.headers);
-        if let Some(se) = session.as_ref().filter(|s| s.interval < self.config.min_se) {
-            let _ = se;
+        if session.is_some_and(|s| s.interval < self.config.min_se) {
             let extra = format!("Min-SE: {}\r\n", self.config.min_se);
             let b = self.response_bytes(&r, 422, Some(&local_tag), &extra, None);
             return self.respond(now, &key, 422, b);
         }
-        let offer = if r.body.is_empty() {
-            None
-        } else {
-            match sdp::parse(&r.body) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    let extra = format!("Warning: 399 mswitch \"{e}\"\r\n");
-                    let b = self.response_bytes(&r, 400, Some(&local_tag), &extra, None);
-                    return self.respond(now, &key, 400, b);
-                }
+        let offer = match offer_in(&r) {
+            Ok(o) => o,
+            Err(e) => {
+                let extra = format!("Warning: 399 mswitch \"{e}\"\r\n");
+                let b = self.response_bytes(&r, 400, Some(&local_tag), &extra, None);
+                return self.respond(now, &key, 400, b);
             }
         };
         let trying = self.response_bytes(&r, 100, None, "", None);
@@ -805,16 +800,9 @@ impl Agent {
             let b = self.response_bytes(&r, 200, None, &extra, None);
             return self.respond(now, &key, 200, b);
         }
-        let offer = if r.body.is_empty() {
-            None
-        } else {
-            match sdp::parse(&r.body) {
-                Ok(d) => Some(d),
-                Err(_) => {
-                    let b = self.response_bytes(&r, 488, None, "", None);
-                    return self.respond(now, &key, 488, b);
-                }
-            }
+        let Ok(offer) = offer_in(&r) else {
+            let b = self.response_bytes(&r, 488, None, "", None);
+            return self.respond(now, &key, 488, b);
         };
         if r.method == Method::Invite {
             let trying = self.response_bytes(&r, 100, None, "", None);
@@ -1376,6 +1364,15 @@ pub const LOG_NO_CM: &str = "Could not connect to Cisco Unified CM";
 
 fn uri_of(v: &str) -> Option<String> {
     call::uri_in_brackets(v)
+}
+
+/// The SDP in a request's body; `None` when it has none.
+fn offer_in(r: &Request) -> Result<Option<Description>, sdp::SdpError> {
+    if r.body.is_empty() {
+        Ok(None)
+    } else {
+        sdp::parse(&r.body).map(Some)
+    }
 }
 
 fn header_of(r: &Request, f: impl Fn(&message::Header) -> Option<String>) -> String {
