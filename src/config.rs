@@ -1,0 +1,543 @@
+//! The configuration file (TOML). Every value has a default that works on a fresh machine
+//! (a loopback trunk peer, a self-signed certificate made in the data directory), so
+//! `mswitch run` with no file runs. Unknown keys and bad values are errors that name the
+//! key (exit code 2).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::policy::Policy;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// SIP listeners and behaviour.
+    pub sip: SipConfig,
+    /// Our certificate and the trust store.
+    pub tls: TlsConfig,
+    /// The trunk peers (Unified CM1..CM5), in order.
+    pub trunk: Vec<TrunkPeerConfig>,
+    /// Media ports, workers, suites.
+    pub media: MediaConfig,
+    /// Meeting defaults and the configured meetings.
+    pub meetings: MeetingsConfig,
+    /// Configured meetings.
+    pub meeting: Vec<MeetingConfig>,
+}
+
+/// `[sip]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP listener (5060); empty disables it.
+    pub udp: String,
+    /// TCP listener (5060); empty disables it.
+    pub tcp: String,
+    /// TLS listener (5061); empty disables it.
+    pub tls: String,
+    /// Device Security mode (T6): `encrypted-with-sdp-keys`, `encrypted-without-sdp-keys`,
+    /// `non-secure`, `non-secure-media-encryption`.
+    pub security: String,
+    /// OPTIONS keep-alive interval toward trunk peers, seconds; 0 disables it.
+    pub options_interval: u64,
+    /// Session interval asked for and accepted (RFC 4028), seconds.
+    pub session_expires: u32,
+    /// Smallest session interval accepted (RFC 4028 Min-SE), seconds.
+    pub min_se: u32,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            udp: "0.0.0.0:5060".into(),
+            tcp: "0.0.0.0:5060".into(),
+            tls: "0.0.0.0:5061".into(),
+            security: "encrypted-without-sdp-keys".into(),
+            options_interval: 30,
+            session_expires: 1800,
+            min_se: 90,
+        }
+    }
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Our certificate chain (PEM or DER). Empty: a self-signed one in `data_dir`.
+    pub certificate: String,
+    /// Its private key (PEM or DER).
+    pub key: String,
+    /// Trust store files (PEM bundles or DER). Empty: the data directory's local CA.
+    pub trust: Vec<String>,
+    /// Where generated certificates live.
+    pub data_dir: String,
+    /// The subject (CN and SAN) of a generated certificate: what Unified CM's trunk
+    /// profile "X.509 Subject Name" must say (seed 002 l.1575).
+    pub subject: String,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            certificate: String::new(),
+            key: String::new(),
+            trust: Vec::new(),
+            data_dir: "mswitch-data".into(),
+            subject: "mswitch".into(),
+        }
+    }
+}
+
+/// `[[trunk]]`: one call controller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkPeerConfig {
+    /// `host:port` (an IP address).
+    pub address: String,
+    /// `udp`, `tcp` or `tls`.
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// The subject (CN or SAN) its certificate must carry over TLS.
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+fn default_transport() -> String {
+    "tls".into()
+}
+
+/// `[media]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// UDP port range `first-last` (seed 002 l.2813).
+    pub ports: String,
+    /// Media worker threads; 0 = one per core.
+    pub workers: usize,
+    /// The address put in SDP (c=); empty: the one used to reach the first trunk peer.
+    pub address: String,
+    /// SRTP suites, strongest first (T3a).
+    pub srtp_suites: Vec<String>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            ports: "16384-32768".into(),
+            workers: 0,
+            address: String::new(),
+            srtp_suites: switch::srtp::Suite::ALL
+                .iter()
+                .map(|s| s.sdes_name().to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// `[meetings]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeetingsConfig {
+    /// Policy of meetings made on the fly.
+    pub default_policy: Policy,
+    /// Switching of meetings made on the fly: `site` or `segment`.
+    pub default_switching: String,
+    /// What a number with no configured meeting gets: `create` (a meeting on the fly)
+    /// or `reject` (404).
+    pub unknown_number: String,
+}
+
+impl Default for MeetingsConfig {
+    fn default() -> Self {
+        Self {
+            default_policy: Policy::BestEffort,
+            default_switching: "site".into(),
+            unknown_number: "create".into(),
+        }
+    }
+}
+
+/// `[[meeting]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeetingConfig {
+    /// The number dialled (the Request-URI user part).
+    pub number: String,
+    /// Its policy.
+    #[serde(default = "default_policy")]
+    pub policy: Policy,
+    /// `site` or `segment`.
+    #[serde(default = "default_switching")]
+    pub switching: String,
+}
+
+fn default_policy() -> Policy {
+    Policy::BestEffort
+}
+
+fn default_switching() -> String {
+    "site".into()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            sip: SipConfig::default(),
+            tls: TlsConfig::default(),
+            // A loopback trunk peer: the switch does its job on one machine out of the box.
+            trunk: vec![TrunkPeerConfig {
+                address: "127.0.0.1:5061".into(),
+                transport: "tls".into(),
+                subject: Some("mswitch-peer".into()),
+            }],
+            media: MediaConfig::default(),
+            meetings: MeetingsConfig::default(),
+            meeting: Vec::new(),
+        }
+    }
+}
+
+/// A configuration error: the key and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {key}: {message}")]
+pub struct ConfigError {
+    /// The key (`sip.udp`, `trunk[1].address`, ...), or the file.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The checked, typed form the application runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listeners.
+    pub udp: Option<SocketAddr>,
+    /// Listeners.
+    pub tcp: Option<SocketAddr>,
+    /// Listeners.
+    pub tls: Option<SocketAddr>,
+    /// Device Security mode.
+    pub security: sip::security::DeviceSecurity,
+    /// Trunk peers.
+    pub peers: Vec<sip::ua::TrunkPeer>,
+    /// Media port range.
+    pub ports: std::ops::RangeInclusive<u16>,
+    /// Media workers (resolved: at least 1).
+    pub workers: usize,
+    /// The SDP address, when configured.
+    pub media_address: Option<IpAddr>,
+    /// SRTP suites, strongest first.
+    pub suites: Vec<switch::srtp::Suite>,
+    /// Meetings made on the fly: their policy and switching, or `None` for 404.
+    pub on_the_fly: Option<(Policy, switch::meeting::switching::Mode)>,
+    /// Configured meetings.
+    pub meetings: Vec<(String, Policy, switch::meeting::switching::Mode)>,
+    /// The raw sections the TLS set-up needs.
+    pub tls_files: TlsConfig,
+    /// OPTIONS interval (None: off).
+    pub options_interval: Option<std::time::Duration>,
+    /// RFC 4028.
+    pub session_expires: u32,
+    /// RFC 4028.
+    pub min_se: u32,
+}
+
+fn listener(key: &str, v: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|_| err(key, format!("`{v}` is not an address:port")))
+}
+
+fn switching(key: &str, v: &str) -> Result<switch::meeting::switching::Mode, ConfigError> {
+    use switch::meeting::switching::Mode;
+    match v {
+        "site" => Ok(Mode::Site),
+        "segment" => Ok(Mode::Segment),
+        _ => Err(err(key, format!("`{v}`: expected `site` or `segment`"))),
+    }
+}
+
+impl Config {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+        Self::parse(&text)
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> Result<Settings, ConfigError> {
+        let c: Self = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_owned();
+            // toml names the offending key in its message ("unknown field `x`") and
+            // gives the span; point at the line.
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            err(format!("line {line}"), msg)
+        })?;
+        c.check()
+    }
+
+    /// Checks every value.
+    pub fn check(self) -> Result<Settings, ConfigError> {
+        let security = sip::security::DeviceSecurity::parse(&self.sip.security).ok_or_else(|| {
+            err(
+                "sip.security",
+                format!(
+                    "`{}`: expected encrypted-with-sdp-keys, encrypted-without-sdp-keys, non-secure or non-secure-media-encryption",
+                    self.sip.security
+                ),
+            )
+        })?;
+        let tls = listener("sip.tls", &self.sip.tls)?;
+        if security.requires_tls() && tls.is_none() {
+            return Err(err(
+                "sip.tls",
+                format!("`{}` needs a TLS listener", self.sip.security),
+            ));
+        }
+        if self.trunk.len() > sip::driver::MAX_PEERS {
+            return Err(err(
+                "trunk",
+                format!("at most {} trunk peers", sip::driver::MAX_PEERS),
+            ));
+        }
+        let mut peers = Vec::new();
+        for (i, p) in self.trunk.iter().enumerate() {
+            let addr = p.address.parse().map_err(|_| {
+                err(
+                    format!("trunk[{i}].address"),
+                    format!("`{}` is not an ip:port", p.address),
+                )
+            })?;
+            let transport = sip::ua::Transport::parse(&p.transport).ok_or_else(|| {
+                err(
+                    format!("trunk[{i}].transport"),
+                    format!("`{}`: expected udp, tcp or tls", p.transport),
+                )
+            })?;
+            peers.push(sip::ua::TrunkPeer {
+                addr,
+                transport,
+                subject: p.subject.clone(),
+            });
+        }
+        let ports = {
+            let bad = || {
+                err(
+                    "media.ports",
+                    format!(
+                        "`{}`: expected first-last, e.g. 16384-32768",
+                        self.media.ports
+                    ),
+                )
+            };
+            let (a, b) = self.media.ports.split_once('-').ok_or_else(bad)?;
+            let (a, b): (u16, u16) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
+            if a == 0 || a > b {
+                return Err(bad());
+            }
+            a..=b
+        };
+        let workers = match self.media.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let media_address = match self.media.address.as_str() {
+            "" => None,
+            a => Some(
+                a.parse()
+                    .map_err(|_| err("media.address", format!("`{a}` is not an IP address")))?,
+            ),
+        };
+        let suites = self
+            .media
+            .srtp_suites
+            .iter()
+            .map(|s| {
+                switch::srtp::Suite::from_sdes_name(s)
+                    .ok_or_else(|| err("media.srtp_suites", format!("unknown suite `{s}`")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if suites.is_empty() {
+            return Err(err("media.srtp_suites", "at least one suite"));
+        }
+        let on_the_fly = match self.meetings.unknown_number.as_str() {
+            "create" => Some((
+                self.meetings.default_policy,
+                switching(
+                    "meetings.default_switching",
+                    &self.meetings.default_switching,
+                )?,
+            )),
+            "reject" => None,
+            v => {
+                return Err(err(
+                    "meetings.unknown_number",
+                    format!("`{v}`: expected create or reject"),
+                ));
+            }
+        };
+        let mut meetings = Vec::new();
+        for (i, m) in self.meeting.iter().enumerate() {
+            if m.number.is_empty() || meetings.iter().any(|(n, _, _)| *n == m.number) {
+                return Err(err(
+                    format!("meeting[{i}].number"),
+                    format!("`{}`: empty or used twice", m.number),
+                ));
+            }
+            meetings.push((
+                m.number.clone(),
+                m.policy,
+                switching(&format!("meeting[{i}].switching"), &m.switching)?,
+            ));
+        }
+        Ok(Settings {
+            udp: listener("sip.udp", &self.sip.udp)?,
+            tcp: listener("sip.tcp", &self.sip.tcp)?,
+            tls,
+            security,
+            peers,
+            ports,
+            workers,
+            media_address,
+            suites,
+            on_the_fly,
+            meetings,
+            tls_files: self.tls,
+            options_interval: (self.sip.options_interval > 0)
+                .then(|| std::time::Duration::from_secs(self.sip.options_interval)),
+            session_expires: self.sip.session_expires,
+            min_se: self.sip.min_se,
+        })
+    }
+}
+
+/// The data directory, relative paths resolved against the working directory.
+pub fn data_dir(t: &TlsConfig) -> PathBuf {
+    PathBuf::from(&t.data_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_usable() {
+        let s = Config::parse("").unwrap();
+        assert_eq!(s.udp, Some("0.0.0.0:5060".parse().unwrap()));
+        assert_eq!(s.tls, Some("0.0.0.0:5061".parse().unwrap()));
+        assert_eq!(s.ports, 16384..=32768);
+        assert!(s.workers >= 1);
+        assert_eq!(s.suites.len(), 4);
+        assert_eq!(s.peers.len(), 1);
+        assert_eq!(
+            s.security,
+            sip::security::DeviceSecurity::EncryptedWithoutSdpKeys
+        );
+        assert!(matches!(s.on_the_fly, Some((Policy::BestEffort, _))));
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let s = Config::parse(
+            r#"
+            [sip]
+            udp = ""
+            tcp = "10.0.0.1:5060"
+            tls = "10.0.0.1:5061"
+            security = "encrypted-with-sdp-keys"
+            [tls]
+            certificate = "/etc/mswitch/cert.pem"
+            key = "/etc/mswitch/key.pem"
+            trust = ["/etc/mswitch/cucm.pem"]
+            [[trunk]]
+            address = "10.0.0.2:5061"
+            subject = "cucm1.example.com"
+            [[trunk]]
+            address = "10.0.0.3:5060"
+            transport = "tcp"
+            [media]
+            ports = "20000-20999"
+            workers = 2
+            address = "10.0.0.1"
+            srtp_suites = ["AES_CM_128_HMAC_SHA1_80"]
+            [meetings]
+            default_policy = "secure"
+            unknown_number = "reject"
+            [[meeting]]
+            number = "4000"
+            policy = "non-secure"
+            switching = "segment"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.udp, None);
+        assert_eq!(s.peers.len(), 2);
+        assert_eq!(s.peers[1].transport, sip::ua::Transport::Tcp);
+        assert_eq!(s.ports, 20000..=20999);
+        assert_eq!(s.on_the_fly, None);
+        assert_eq!(s.meetings[0].1, Policy::NonSecure);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (text, key) in [
+            ("[sip]\nudp = \"nope\"", "sip.udp"),
+            ("[sip]\nsecurity = \"paranoid\"", "sip.security"),
+            (
+                "[sip]\nsecurity = \"encrypted-with-sdp-keys\"\ntls = \"\"",
+                "sip.tls",
+            ),
+            ("[[trunk]]\naddress = \"cucm\"", "trunk[0].address"),
+            (
+                "[[trunk]]\naddress = \"1.2.3.4:5\"\ntransport = \"sctp\"",
+                "trunk[0].transport",
+            ),
+            ("[media]\nports = \"5-1\"", "media.ports"),
+            ("[media]\nsrtp_suites = [\"NULL\"]", "media.srtp_suites"),
+            ("[media]\naddress = \"x\"", "media.address"),
+            (
+                "[meetings]\nunknown_number = \"maybe\"",
+                "meetings.unknown_number",
+            ),
+            (
+                "[[meeting]]\nnumber = \"1\"\nswitching = \"x\"",
+                "meeting[0].switching",
+            ),
+            (
+                "[[meeting]]\nnumber = \"1\"\n[[meeting]]\nnumber = \"1\"",
+                "meeting[1].number",
+            ),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+        // Unknown keys and wrong types come from the TOML layer, with the key and line.
+        let e = Config::parse("[sip]\nudpp = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("udpp") && e.key == "line 2", "{e}");
+        let e = Config::parse("[media]\nworkers = \"two\"").unwrap_err();
+        assert_eq!(e.key, "line 2", "{e}");
+        let six = "[[trunk]]\naddress = \"1.2.3.4:5\"\n".repeat(6);
+        assert_eq!(Config::parse(&six).unwrap_err().key, "trunk");
+    }
+}
