@@ -1,6 +1,9 @@
 //! The mswitch application: CLI commands over the `ekt`, `switch` and `sip` crates.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod certs;
 pub mod config;
+pub mod join;
 pub mod policy;
 pub mod selftest;

@@ -2,9 +2,9 @@
 //! decrypting the payload: verified, stripped of its appended byte, re-addressed by CSRC
 //! and re-signed (shared/design/ARCHITECTURE.md).
 //!
-//! This build has the packet core (`ekt`, `switch::srtp`, `switch::forward`); `mswitch run`
-//! arrives with the media plane and SIP trunk (issues 3-5). Until then the binary prints
-//! usage and can run a built-in self-check of the forwarding path on the published vectors.
+//! `mswitch run` runs the switch: the SIP trunk (`sip`) and the media workers (`switch`)
+//! joined by call control (`mswitch::app`). `mswitch selftest` checks the forwarding path
+//! on the published vectors.
 
 use std::process::ExitCode;
 
@@ -15,11 +15,14 @@ USAGE:
     mswitch <COMMAND>
 
 COMMANDS:
-    selftest   forward the published EKT vectors through the fast path and check every byte
-    version    print the version
-    help       print this help
+    run [--config FILE]  run the switch (SIP trunk + media plane); every setting has a default
+    selftest             forward the published EKT vectors through the fast path and check every byte
+    version              print the version
+    help                 print this help
 
-`mswitch run` (SIP trunk + media plane) is not in this build yet.";
+Logs go to stderr; RUST_LOG=debug for more. Exit codes: 0 success (also after Ctrl-C or
+SIGTERM, once every call got BYE), 1 a check or the start failed, 2 usage or configuration
+error (including `TLS error: Error loading Private key file`).";
 
 fn main() -> ExitCode {
     let cmd = std::env::args().nth(1);
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
             println!("mswitch {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Some("run") => run(std::env::args().skip(2).collect()),
         Some("selftest") => match mswitch::selftest::run() {
             Ok(report) => {
                 println!("{report}");
@@ -46,5 +50,75 @@ fn main() -> ExitCode {
             eprintln!("mswitch: unknown command `{other}`\n\n{USAGE}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn run(args: Vec<String>) -> ExitCode {
+    let config = match args.as_slice() {
+        [] => None,
+        [flag, path] if flag == "--config" || flag == "-c" => Some(std::path::PathBuf::from(path)),
+        _ => {
+            eprintln!("mswitch run: expected `--config FILE`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = match config {
+        Some(p) => mswitch::config::Config::load(&p),
+        None => mswitch::config::Config::default().check(),
+    };
+    let settings = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mswitch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mswitch: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let app = match mswitch::app::App::start(settings).await {
+            Ok(a) => a,
+            Err(mswitch::app::AppError::Certs(e)) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        app.run(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }

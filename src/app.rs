@@ -1,0 +1,690 @@
+//! Call control (issue 5): the SIP trunk's calls become participants of meetings on the
+//! media workers.
+//!
+//! INVITE -> meeting by Request-URI user part -> Device Security mode and meeting policy
+//! -> media ports and keying -> SDP answer -> the participant joins on its worker. A
+//! delayed offer gets our offer in the 200 and joins when the ACK brings the answer.
+//! BYE, CANCEL, timeouts, DTLS failure, TIP or SPIMAP timeout -> the participant leaves,
+//! its ports are released, the dialog ends (BYE when we end it). A meeting ends with its
+//! last participant.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ekt::kek::EktCipher;
+use ekt::{ParameterSet, Spi, SrtpProfile};
+use sip::driver::{Trunk, TrunkConfig};
+use sip::sdp::{self, CryptoLine, Description, LocalMedia, MediaKind, Profile, Setup};
+use sip::security::{Keying, keying_for_offer};
+use sip::ua::{AgentConfig, AgentEvent, CallHandle};
+use switch::dtls::DtlsIdentity;
+use switch::meeting::switching::{Mode, SwitchingConfig};
+use switch::meeting::{LegId, Meeting, MeetingEvent, ParticipantId};
+use switch::ports::PortAllocator;
+use switch::tip::negotiation::{GroupParams, LineConfig, Media};
+use switch::udp::{Command, MeetingId, WorkerPool};
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::join::{self, LineSockets};
+use crate::policy::{Admission, ConferenceSecurity, Policy};
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// TLS material (the message of a key mismatch is the seed's line).
+    #[error(transparent)]
+    Certs(#[from] crate::certs::CertError),
+    /// A listener or worker could not start.
+    #[error("start: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct MeetingState {
+    id: MeetingId,
+    security: ConferenceSecurity,
+    groups: [GroupParams; 2],
+    participants: Vec<ParticipantId>,
+}
+
+struct CallState {
+    number: String,
+    call_id: String,
+    participant: ParticipantId,
+    lines: Vec<LineSockets>,
+    legs: Vec<LegId>,
+    /// Delayed offer: our offer's SDES keys per line, until the answer comes.
+    offered: Option<(Description, Vec<Option<Vec<u8>>>)>,
+    /// Our last SDP (answers a re-INVITE).
+    local_sdp: Vec<u8>,
+    joined: bool,
+}
+
+/// The running switch.
+pub struct App {
+    settings: Settings,
+    trunk: Trunk,
+    pool: WorkerPool,
+    events: tokio::sync::mpsc::UnboundedReceiver<(MeetingId, MeetingEvent)>,
+    ports: PortAllocator,
+    identity: Arc<DtlsIdentity>,
+    media_ip: IpAddr,
+    meetings: HashMap<String, MeetingState>,
+    calls: HashMap<CallHandle, CallState>,
+    next_meeting: MeetingId,
+    next_participant: ParticipantId,
+    next_leg: LegId,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("meetings", &self.meetings.len())
+            .field("calls", &self.calls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The address a socket toward `peer` would use: the SDP address by default.
+fn route_to(peer: SocketAddr) -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind(SocketAddr::new(
+        if peer.is_ipv4() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([0u16; 8])
+        },
+        0,
+    ))
+    .ok()?;
+    s.connect(peer).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+impl App {
+    /// Loads the TLS material, binds the trunk and starts the media workers.
+    pub async fn start(settings: Settings) -> Result<Self, AppError> {
+        let (policy, origin) = crate::certs::load(&settings.tls_files)?;
+        match origin {
+            crate::certs::Origin::Generated(dir) => info!(
+                "no certificate configured: made a local CA and an ECDSA certificate for {} in {} (upload ca.pem to the trunk peer's trust store)",
+                settings.tls_files.subject,
+                dir.display()
+            ),
+            crate::certs::Origin::Reused(dir) => info!(
+                "no certificate configured: using the one made earlier in {}",
+                dir.display()
+            ),
+            crate::certs::Origin::Configured => {}
+        }
+        let trunk = Trunk::start(TrunkConfig {
+            udp: settings.udp,
+            tcp: settings.tcp,
+            tls_listen: settings.tls,
+            tls: Some(policy),
+            agent: AgentConfig {
+                peers: settings.peers.clone(),
+                options_interval: settings.options_interval,
+                session_expires: settings.session_expires,
+                min_se: settings.min_se,
+                ..AgentConfig::default()
+            },
+        })
+        .await?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pool = WorkerPool::spawn(settings.workers, tx)?;
+        // Meeting events cross from the workers' threads into the runtime.
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("meeting-events".into())
+            .spawn(move || {
+                while let Ok(e) = rx.recv() {
+                    if events_tx.send(e).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        let media_ip = settings
+            .media_address
+            .or_else(|| settings.peers.first().and_then(|p| route_to(p.addr)))
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let identity =
+            Arc::new(DtlsIdentity::generate().map_err(|e| std::io::Error::other(e.to_string()))?);
+        info!(
+            udp = ?settings.udp, tcp = ?settings.tcp, tls = ?settings.tls, media = %media_ip,
+            workers = settings.workers, security = ?settings.security,
+            "mswitch running"
+        );
+        Ok(Self {
+            ports: PortAllocator::new(settings.ports.clone()),
+            settings,
+            trunk,
+            pool,
+            events,
+            identity,
+            media_ip,
+            meetings: HashMap::new(),
+            calls: HashMap::new(),
+            next_meeting: 1,
+            next_participant: 1,
+            next_leg: 1,
+        })
+    }
+
+    /// Where SIP listens.
+    pub fn sip_addr(&self, t: sip::ua::Transport) -> Option<SocketAddr> {
+        self.trunk.local_addr(t)
+    }
+
+    /// Calls in progress.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Runs until `shutdown` resolves, then ends every call with BYE.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                e = self.trunk.next_event() => match e {
+                    Some(e) => self.sip_event(e),
+                    None => break,
+                },
+                Some((meeting, e)) = self.events.recv() => self.meeting_event(meeting, e),
+            }
+        }
+        let calls: Vec<CallHandle> = self.calls.keys().copied().collect();
+        info!(calls = calls.len(), "shutting down: every call gets BYE");
+        for c in calls {
+            self.trunk.hangup(c);
+            self.leave(c);
+        }
+        // Give the BYEs a moment on the wire.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+
+    fn sip_event(&mut self, e: AgentEvent) {
+        match e {
+            AgentEvent::Incoming {
+                call,
+                user,
+                call_id,
+                offer,
+                over_tls,
+                ..
+            } => self.incoming(call, user, call_id, offer, over_tls),
+            AgentEvent::Answer { call, answer } => self.answered(call, &answer),
+            AgentEvent::Established { call } => {
+                if let Some(c) = self.calls.get(&call) {
+                    info!(call_id = %c.call_id, conference = %c.number, "call established");
+                }
+            }
+            AgentEvent::Reoffer { call, .. } => {
+                // Hold, resume and refreshes keep the media as it is: the same answer.
+                let sdp = self.calls.get(&call).map(|c| c.local_sdp.clone());
+                self.trunk.answer_reoffer(call, sdp);
+            }
+            AgentEvent::Ended { call, reason } => {
+                if let Some(c) = self.calls.get(&call) {
+                    info!(call_id = %c.call_id, conference = %c.number, ?reason, "call ended");
+                }
+                self.leave(call);
+            }
+            AgentEvent::Peer { peer, state } => info!(peer, ?state, "trunk peer"),
+            AgentEvent::Log(line) => warn!("{line}"),
+        }
+    }
+
+    fn meeting_policy(&self, number: &str) -> Option<(Policy, Mode)> {
+        self.settings
+            .meetings
+            .iter()
+            .find(|(n, _, _)| n == number)
+            .map(|(_, p, m)| (*p, *m))
+            .or(self.settings.on_the_fly)
+    }
+
+    fn incoming(
+        &mut self,
+        call: CallHandle,
+        number: String,
+        call_id: String,
+        offer: Option<Description>,
+        over_tls: bool,
+    ) {
+        let Some((policy, mode)) = self.meeting_policy(&number) else {
+            info!(%call_id, %number, "no such meeting: 404");
+            return self.trunk.reject(call, 404, None);
+        };
+        let mode_security = self.settings.security;
+        let suites: Vec<&str> = self.settings.suites.iter().map(|s| s.sdes_name()).collect();
+        // The Device Security mode first: what it cannot take is 488 (T6).
+        let keyings = match &offer {
+            Some(o) => match keying_for_offer(mode_security, over_tls, o, &suites) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    warn!(%call_id, %number, "offer refused: {e}");
+                    return self.trunk.reject(call, 488, Some(e.to_string()));
+                }
+            },
+            None => {
+                if let Err(e) = mode_security.check_transport(over_tls) {
+                    return self.trunk.reject(call, 488, Some(e.to_string()));
+                }
+                None
+            }
+        };
+        let secure = mode_security.secure_media();
+        // The meeting, made on first use.
+        let conf_id = self.meeting_for(&number, policy, mode);
+        let state = self.meetings.get_mut(&number).expect("made above");
+        match state.security.admit(secure, &call_id, &number) {
+            Admission::Reject { log } => {
+                warn!("{log}");
+                self.end_meeting_if_empty(&number);
+                return self
+                    .trunk
+                    .reject(call, 488, Some("security mismatch".into()));
+            }
+            Admission::Admit {
+                state: crate::policy::State::NonSecure,
+                log,
+                ..
+            } => {
+                if let Some(l) = log {
+                    warn!("{l}");
+                }
+                // Plain-RTP forwarding is not in this build: refuse clearly.
+                warn!(%call_id, conference = conf_id, "non-secure media is not supported by this build: 488");
+                self.end_meeting_if_empty(&number);
+                return self
+                    .trunk
+                    .reject(call, 488, Some("non-secure media not supported".into()));
+            }
+            Admission::Admit { log, .. } => {
+                if let Some(l) = log {
+                    warn!("{l}");
+                }
+            }
+        }
+        info!(%call_id, conference = conf_id, %number, "call joins");
+        let participant = self.next_participant;
+        self.next_participant += 1;
+        self.calls.insert(
+            call,
+            CallState {
+                number: number.clone(),
+                call_id: call_id.clone(),
+                participant,
+                lines: Vec::new(),
+                legs: Vec::new(),
+                offered: None,
+                local_sdp: Vec::new(),
+                joined: false,
+            },
+        );
+        let result = match (offer, keyings) {
+            (Some(o), Some(k)) => self.join(call, &o, &k, &[]).map(|answer| {
+                self.trunk.ring(call);
+                self.trunk.accept(call, answer);
+            }),
+            _ => self
+                .offer_for_delayed(call)
+                .map(|ours| self.trunk.accept(call, ours)),
+        };
+        if let Err(e) = result {
+            warn!(%call_id, "media set-up failed: {e}");
+            self.leave(call);
+            self.trunk.reject(call, 503, Some(e.to_string()));
+        }
+    }
+
+    fn meeting_for(&mut self, number: &str, policy: Policy, mode: Mode) -> u64 {
+        if let Some(m) = self.meetings.get(number) {
+            return m.id;
+        }
+        let id = self.next_meeting;
+        self.next_meeting += 1;
+        let groups = [
+            join::group_params(Media::Audio),
+            join::group_params(Media::Video),
+        ];
+        let mut meeting = Meeting::new(
+            SwitchingConfig {
+                mode,
+                ..SwitchingConfig::default()
+            },
+            1024,
+        );
+        for g in &groups {
+            let params = ParameterSet::new(
+                EktCipher::AesEcb128,
+                &g.kek,
+                SrtpProfile::AesCm128HmacSha1_80,
+                &g.salt,
+            )
+            .expect("16-byte KEK, 14-byte salt");
+            let _ = meeting
+                .forwarder_mut()
+                .registry_mut()
+                .insert(Spi(g.spi), params);
+        }
+        self.pool.add_meeting(id, meeting);
+        info!(conference = id, %number, ?policy, ?mode, "meeting starts");
+        self.meetings.insert(
+            number.to_owned(),
+            MeetingState {
+                id,
+                security: ConferenceSecurity::new(policy, id),
+                groups,
+                participants: Vec::new(),
+            },
+        );
+        id
+    }
+
+    fn end_meeting_if_empty(&mut self, number: &str) {
+        if self
+            .meetings
+            .get(number)
+            .is_some_and(|m| m.participants.is_empty())
+            && !self.calls.values().any(|c| c.number == number)
+        {
+            if let Some(m) = self.meetings.remove(number) {
+                self.pool.remove_meeting(m.id);
+                info!(conference = m.id, %number, "meeting ends");
+            }
+        }
+    }
+
+    /// Allocates, keys and joins the lines of an offer (or of the answer to our offer);
+    /// returns the SDP that answers it.
+    fn join(
+        &mut self,
+        call: CallHandle,
+        remote: &Description,
+        keyings: &[Option<Keying>],
+        our_keys: &[Option<Vec<u8>>],
+    ) -> Result<Vec<u8>, join::JoinError> {
+        let now = Instant::now();
+        let c = self.calls.get(&call).expect("a call");
+        let number = c.number.clone();
+        let participant = c.participant;
+        let existing = !c.lines.is_empty();
+        let m = &self.meetings[&number];
+        let (meeting_id, groups) = (m.id, m.groups.clone());
+        let mut setups = Vec::new();
+        let mut locals: Vec<Option<LocalMedia>> = Vec::new();
+        let mut sockets = Vec::new();
+        for (i, offer) in remote.media.iter().enumerate() {
+            let (Some(kind), Some(k)) = (offer.kind, keyings.get(i).and_then(Option::as_ref))
+            else {
+                locals.push(None);
+                continue;
+            };
+            let media = join::media_of(kind);
+            let s = if existing {
+                // Delayed offer: the lines were allocated with our offer.
+                let mut lines = std::mem::take(&mut self.calls.get_mut(&call).expect("call").lines);
+                let pos = lines.iter().position(|l| l.media == media);
+                match pos {
+                    Some(p) => {
+                        let l = lines.remove(p);
+                        self.calls.get_mut(&call).expect("call").lines = lines;
+                        l
+                    }
+                    None => {
+                        self.calls.get_mut(&call).expect("call").lines = lines;
+                        locals.push(None);
+                        continue;
+                    }
+                }
+            } else {
+                join::line_sockets(
+                    &mut self.ports,
+                    self.media_ip,
+                    media,
+                    offer.rtcp_mux,
+                    &mut self.next_leg,
+                )?
+            };
+            let g = groups[usize::from(media == Media::Video)].clone();
+            let mut config =
+                LineConfig::new(media, u32::from_be_bytes(join::random()), number.clone());
+            config.conf_id = meeting_id;
+            config.group = Some(g);
+            config.positions = if join::screens(remote) == 3 {
+                0b1110
+            } else {
+                0b10
+            };
+            config.ntp_at_start = ntp_now();
+            let prepared = join::prepare_line(
+                now,
+                offer,
+                k,
+                &s,
+                &self.identity,
+                &self.settings.suites,
+                config,
+                our_keys.get(i).and_then(|k| k.as_deref()),
+            );
+            let prepared = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    for p in &s.ports {
+                        self.ports.release(*p);
+                    }
+                    return Err(e);
+                }
+            };
+            setups.push(prepared.setup);
+            locals.push(Some(prepared.local));
+            sockets.push((s, SocketAddr::new(offer.address, offer.port), offer.rtcp));
+        }
+        // Sockets to the worker, then the participant.
+        let c = self.calls.get_mut(&call).expect("call");
+        for (s, remote_addr, rtcp) in sockets {
+            let (leg, sock) = (s.leg.0, s.leg.1.try_clone().map_err(join::JoinError::Bind)?);
+            self.pool.send(
+                meeting_id,
+                Command::AddLeg {
+                    meeting: meeting_id,
+                    leg,
+                    socket: sock,
+                    remote: remote_addr,
+                },
+            );
+            c.legs.push(leg);
+            if let Some((rleg, rs)) = &s.rtcp {
+                let rtcp_remote = rtcp.map_or_else(
+                    || SocketAddr::new(remote_addr.ip(), remote_addr.port().wrapping_add(1)),
+                    |(p, ip)| SocketAddr::new(ip.unwrap_or(remote_addr.ip()), p),
+                );
+                self.pool.send(
+                    meeting_id,
+                    Command::AddLeg {
+                        meeting: meeting_id,
+                        leg: *rleg,
+                        socket: rs.try_clone().map_err(join::JoinError::Bind)?,
+                        remote: rtcp_remote,
+                    },
+                );
+                c.legs.push(*rleg);
+            }
+            c.lines.push(s);
+        }
+        let screens = join::screens(remote);
+        self.pool.send(
+            meeting_id,
+            Command::Run(
+                meeting_id,
+                Box::new(move |m: &mut Meeting, now| {
+                    m.add_participant(now, participant, screens, setups);
+                }),
+            ),
+        );
+        c.joined = true;
+        if let Some(m) = self.meetings.get_mut(&number) {
+            m.participants.push(participant);
+        }
+        let answer = sdp::answer(remote, self.media_ip, &participant.to_string(), 1, &locals);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.local_sdp = answer.clone();
+        }
+        Ok(answer)
+    }
+
+    /// Delayed offer: ports for an audio and a video line, our keys, our offer.
+    fn offer_for_delayed(&mut self, call: CallHandle) -> Result<Vec<u8>, join::JoinError> {
+        let mode = self.settings.security;
+        let profile = mode.offer_profile();
+        let mut lines = Vec::new();
+        let mut keys = Vec::new();
+        let mut sockets = Vec::new();
+        for (kind, fmt) in [
+            (MediaKind::Audio, ("0", "PCMU/8000")),
+            (MediaKind::Video, ("112", "H264/90000")),
+        ] {
+            let s = join::line_sockets(
+                &mut self.ports,
+                self.media_ip,
+                join::media_of(kind),
+                true,
+                &mut self.next_leg,
+            )?;
+            let port = s.leg.1.local_addr().map_err(join::JoinError::Bind)?.port();
+            let suite = self.settings.suites[0];
+            let key = (profile == Profile::Savp).then(|| {
+                let r: [u8; 46] = join::random();
+                r[..suite.key_len() + suite.salt_len()].to_vec()
+            });
+            lines.push(LocalMedia {
+                kind,
+                port,
+                rtcp_port: None,
+                profile,
+                formats: vec![(fmt.0.into(), Some(fmt.1.into()))],
+                rtcp_mux: true,
+                dtls: profile
+                    .is_secure()
+                    .then(|| (Setup::ActPass, self.identity.sdp_fingerprint()))
+                    .filter(|_| profile != Profile::Savp),
+                crypto: key.as_ref().map(|k| CryptoLine {
+                    tag: 1,
+                    suite: suite.sdes_name().into(),
+                    key_salt: k.clone(),
+                    ekt: None,
+                }),
+                direction: sdp::Direction::SendRecv,
+            });
+            keys.push(key);
+            sockets.push(s);
+        }
+        let body = sdp::offer(self.media_ip, "1", 1, &lines);
+        let offered = sdp::parse(&body).map_err(|_| join::JoinError::Crypto)?;
+        let c = self.calls.get_mut(&call).expect("a call");
+        c.lines = sockets;
+        c.offered = Some((offered, keys));
+        c.local_sdp = body.clone();
+        Ok(body)
+    }
+
+    /// The ACK brought the answer to our offer: the participant joins now.
+    fn answered(&mut self, call: CallHandle, answer: &Description) {
+        let Some((_offered, keys)) = self.calls.get_mut(&call).and_then(|c| c.offered.take())
+        else {
+            return;
+        };
+        let suites: Vec<&str> = self.settings.suites.iter().map(|s| s.sdes_name()).collect();
+        let keyings: Vec<Option<Keying>> = answer
+            .media
+            .iter()
+            .map(|m| {
+                if m.port == 0 {
+                    return None;
+                }
+                self.settings.security.keying(m, &suites).ok()
+            })
+            .collect();
+        if let Err(e) = self.join(call, answer, &keyings, &keys) {
+            warn!("media set-up after the answer failed: {e}");
+            self.trunk.hangup(call);
+            self.leave(call);
+        }
+    }
+
+    fn meeting_event(&mut self, meeting: MeetingId, e: MeetingEvent) {
+        match e {
+            MeetingEvent::ParticipantFailed {
+                participant,
+                log_line,
+            } => {
+                warn!(conference = meeting, "{log_line}");
+                let call = self
+                    .calls
+                    .iter()
+                    .find(|(_, c)| c.participant == participant)
+                    .map(|(h, _)| *h);
+                if let Some(call) = call {
+                    self.trunk.hangup(call);
+                    self.leave(call);
+                }
+            }
+            MeetingEvent::LineEstablished { participant, media } => {
+                info!(
+                    conference = meeting,
+                    participant,
+                    ?media,
+                    "TIP and SPIMAP done"
+                );
+            }
+            MeetingEvent::SpeakerChanged(p) => {
+                info!(conference = meeting, speaker = ?p, "speaker");
+            }
+        }
+    }
+
+    /// A call's participant leaves: legs closed, ports released, meeting ended if empty.
+    fn leave(&mut self, call: CallHandle) {
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        let Some(m) = self.meetings.get_mut(&c.number) else {
+            return;
+        };
+        let id = m.id;
+        m.participants.retain(|p| *p != c.participant);
+        if c.joined {
+            let p = c.participant;
+            self.pool.send(
+                id,
+                Command::Run(
+                    id,
+                    Box::new(move |m: &mut Meeting, _| m.remove_participant(p)),
+                ),
+            );
+        }
+        for leg in &c.legs {
+            self.pool.send(id, Command::RemoveLeg(*leg));
+        }
+        for l in &c.lines {
+            for p in &l.ports {
+                self.ports.release(*p);
+            }
+        }
+        self.end_meeting_if_empty(&c.number);
+    }
+}
+
+/// NTP time now (RFC 5905: seconds since 1900 << 32 | fraction), for TIP timestamps.
+fn ntp_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + 2_208_988_800;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}

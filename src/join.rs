@@ -1,0 +1,282 @@
+//! A call's media, from its SDP to the meeting's lines (ARCHITECTURE.md "glue"): ports and
+//! sockets, per-hop keying (DTLS-SRTP or SDES), the TIP line configuration with the
+//! meeting's group parameters, and the SDP that answers (or, for a delayed offer, makes)
+//! the offer.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ring::rand::SecureRandom;
+use sip::sdp::{self, CryptoLine, Description, LocalMedia, MediaKind, MediaOffer, Setup};
+use sip::security::Keying;
+use switch::dtls::{DtlsIdentity, DtlsSession, DtlsSettings, Role, parse_sdp_fingerprint};
+use switch::meeting::{HopKeying, HopKeys, LegId, LineSetup, RtcpLeg};
+use switch::ports::PortAllocator;
+use switch::srtp::{MasterKey, SrtpContext, Suite};
+use switch::tip::negotiation::{GroupParams, LineConfig, Media};
+
+/// Random bytes (the system RNG).
+pub fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The system RNG does not fail on Linux.
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b
+}
+
+/// One media line's sockets.
+#[derive(Debug)]
+pub struct LineSockets {
+    /// Audio or video.
+    pub media: Media,
+    /// The RTP (or muxed) leg and its socket.
+    pub leg: (LegId, UdpSocket),
+    /// The RTCP leg when not muxed.
+    pub rtcp: Option<(LegId, UdpSocket)>,
+    /// The ports, to give back.
+    pub ports: Vec<u16>,
+}
+
+/// Why a call's media could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// No port left.
+    #[error(transparent)]
+    Ports(#[from] switch::ports::PortsExhausted),
+    /// A socket could not be bound.
+    #[error("media socket: {0}")]
+    Bind(std::io::Error),
+    /// The offer's fingerprint is not SHA-256 or malformed.
+    #[error("unusable a=fingerprint")]
+    Fingerprint,
+    /// The offer's SDES key is not the suite's length, or the suite is not ours.
+    #[error("unusable a=crypto")]
+    Crypto,
+}
+
+/// Binds a port from the allocator on `ip`, trying a few when one is taken by another
+/// program.
+fn bind(ports: &mut PortAllocator, ip: IpAddr) -> Result<(u16, UdpSocket), JoinError> {
+    let mut last = None;
+    for _ in 0..16 {
+        let p = ports.allocate()?;
+        match UdpSocket::bind(SocketAddr::new(ip, p)) {
+            Ok(s) => return Ok((p, s)),
+            Err(e) => {
+                // Left marked as used: someone else holds it.
+                last = Some(e);
+            }
+        }
+    }
+    Err(JoinError::Bind(last.unwrap_or_else(|| {
+        std::io::Error::other("no port could be bound")
+    })))
+}
+
+/// Allocates and binds one line's ports.
+pub fn line_sockets(
+    ports: &mut PortAllocator,
+    ip: IpAddr,
+    media: Media,
+    rtcp_mux: bool,
+    next_leg: &mut LegId,
+) -> Result<LineSockets, JoinError> {
+    let (p, s) = bind(ports, ip)?;
+    let mut used = vec![p];
+    let leg = *next_leg;
+    *next_leg += 1;
+    let rtcp = if rtcp_mux {
+        None
+    } else {
+        match bind(ports, ip) {
+            Ok((p2, s2)) => {
+                used.push(p2);
+                let l = *next_leg;
+                *next_leg += 1;
+                Some((l, s2))
+            }
+            Err(e) => {
+                ports.release(p);
+                return Err(e);
+            }
+        }
+    };
+    Ok(LineSockets {
+        media,
+        leg: (leg, s),
+        rtcp,
+        ports: used,
+    })
+}
+
+/// The media kind of an m-line as the meeting knows it.
+pub fn media_of(kind: MediaKind) -> Media {
+    match kind {
+        MediaKind::Audio => Media::Audio,
+        MediaKind::Video => Media::Video,
+    }
+}
+
+/// The meeting's group parameters for one medium: an odd SPI, a salt and a KEK (TIP
+/// SPIMAP, ekt-spec.md §5.4). Distinct per meeting.
+pub fn group_params(media: Media) -> GroupParams {
+    let r: [u8; 2] = random();
+    // Odd SPIs (WIRE.md section 5); audio and video differ in the low bits.
+    let base = u16::from_be_bytes(r) & 0xfff0;
+    let spi = base | if media == Media::Audio { 0x1 } else { 0x3 };
+    GroupParams {
+        spi,
+        salt: random(),
+        kek: random(),
+    }
+}
+
+/// Everything the meeting needs for one line, and what the SDP says about it.
+pub struct PreparedLine {
+    /// For `Meeting::add_participant`.
+    pub setup: LineSetup,
+    /// For the SDP.
+    pub local: LocalMedia,
+}
+
+/// Our side of one accepted line: keyed as the mode decided, with TIP parameters.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_line(
+    now: Instant,
+    offer: &MediaOffer,
+    keying: &Keying,
+    sockets: &LineSockets,
+    identity: &Arc<DtlsIdentity>,
+    suites: &[Suite],
+    line: LineConfig,
+    our_sdes_key: Option<&[u8]>,
+) -> Result<PreparedLine, JoinError> {
+    let local_addr = sockets.leg.1.local_addr().map_err(JoinError::Bind)?;
+    let remote = SocketAddr::new(offer.address, offer.port);
+    let rtcp_remote = offer.rtcp.map_or_else(
+        || SocketAddr::new(offer.address, offer.port.wrapping_add(1)),
+        |(p, ip)| SocketAddr::new(ip.unwrap_or(offer.address), p),
+    );
+    let settings = || DtlsSettings {
+        profiles: suites.to_vec(),
+        ..DtlsSettings::default()
+    };
+    let (hop, dtls_sdp, crypto_sdp, rtcp_dtls) = match keying {
+        Keying::Dtls {
+            peer_fingerprint,
+            setup,
+        } => {
+            let fp = parse_sdp_fingerprint(peer_fingerprint).ok_or(JoinError::Fingerprint)?;
+            let role = if *setup == Setup::Active {
+                Role::Active
+            } else {
+                Role::Passive
+            };
+            let session = |local, remote| {
+                Box::new(DtlsSession::new(
+                    now,
+                    identity.clone(),
+                    settings(),
+                    role,
+                    local,
+                    remote,
+                    Some(fp),
+                ))
+            };
+            let rtcp_dtls = match &sockets.rtcp {
+                Some((_, s)) => Some(session(
+                    s.local_addr().map_err(JoinError::Bind)?,
+                    rtcp_remote,
+                )),
+                None => None,
+            };
+            (
+                HopKeying::Dtls(session(local_addr, remote)),
+                Some((*setup, identity.sdp_fingerprint())),
+                None,
+                rtcp_dtls,
+            )
+        }
+        Keying::Sdes(theirs) => {
+            let suite = Suite::from_sdes_name(&theirs.suite).ok_or(JoinError::Crypto)?;
+            let (k, s) = (suite.key_len(), suite.salt_len());
+            if theirs.key_salt.len() != k + s {
+                return Err(JoinError::Crypto);
+            }
+            // Ours: the key we already offered (delayed offer), else a fresh one.
+            let fresh: [u8; 46] = random();
+            let ours = our_sdes_key.unwrap_or(&fresh[..k + s]);
+            if ours.len() != k + s {
+                return Err(JoinError::Crypto);
+            }
+            let ctx = |ks: &[u8]| {
+                MasterKey::new(suite, &ks[..k], &ks[k..k + s])
+                    .map(|m| SrtpContext::new(suite, &m))
+                    .map_err(|_| JoinError::Crypto)
+            };
+            let keys = HopKeys {
+                inbound: ctx(&theirs.key_salt)?,
+                outbound: ctx(ours)?,
+            };
+            let line = CryptoLine {
+                tag: theirs.tag,
+                suite: theirs.suite.clone(),
+                key_salt: ours.to_vec(),
+                ekt: None,
+            };
+            (HopKeying::Sdes(Box::new(keys)), None, Some(line), None)
+        }
+        // Non-secure media is not forwarded by this build (see the call-control note).
+        Keying::Plain => return Err(JoinError::Crypto),
+    };
+    let local = LocalMedia {
+        kind: offer.kind.unwrap_or(MediaKind::Audio),
+        port: local_addr.port(),
+        rtcp_port: sockets
+            .rtcp
+            .as_ref()
+            .and_then(|(_, s)| s.local_addr().ok())
+            .map(|a| a.port()),
+        profile: offer.profile.unwrap_or(sdp::Profile::Savp),
+        formats: offer
+            .formats
+            .iter()
+            .map(|f| {
+                let map = offer
+                    .rtpmaps
+                    .iter()
+                    .find(|(pt, _)| pt == f)
+                    .map(|(_, m)| m.clone());
+                (f.clone(), map)
+            })
+            .collect(),
+        rtcp_mux: offer.rtcp_mux,
+        dtls: dtls_sdp,
+        crypto: crypto_sdp,
+        direction: offer.direction.answer(),
+    };
+    let setup = LineSetup {
+        leg: sockets.leg.0,
+        keying: hop,
+        config: line,
+        rtcp: sockets.rtcp.as_ref().map(|(leg, _)| RtcpLeg {
+            leg: *leg,
+            dtls: rtcp_dtls,
+        }),
+    };
+    Ok(PreparedLine { setup, local })
+}
+
+/// Screens of an endpoint: 3 when its video line announces three or more sources
+/// (a=ssrc), else 1. TIP's MUXCTRL says the same later; the meeting needs it at join.
+pub fn screens(offer: &Description) -> u8 {
+    let video = offer
+        .media
+        .iter()
+        .find(|m| m.kind == Some(MediaKind::Video));
+    if video.is_some_and(|v| v.ssrcs.len() >= 3) {
+        3
+    } else {
+        1
+    }
+}
