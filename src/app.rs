@@ -386,16 +386,14 @@ impl App {
     }
 
     fn end_meeting_if_empty(&mut self, number: &str) {
-        if self
+        let empty = self
             .meetings
             .get(number)
             .is_some_and(|m| m.participants.is_empty())
-            && !self.calls.values().any(|c| c.number == number)
-        {
-            if let Some(m) = self.meetings.remove(number) {
-                self.pool.remove_meeting(m.id);
-                info!(conference = m.id, %number, "meeting ends");
-            }
+            && !self.calls.values().any(|c| c.number == number);
+        if empty && let Some(m) = self.meetings.remove(number) {
+            self.pool.remove_meeting(m.id);
+            info!(conference = m.id, %number, "meeting ends");
         }
     }
 

@@ -84,6 +84,8 @@ pub struct EpLine {
     pub sources: Vec<(u8, u32, TipEktSender, u16)>,
     /// Refresh requested per ssrc: frames until the IDR (an encoder takes a few frames).
     pub refresh: HashMap<u32, u8>,
+    /// The group parameters the last SPIMAP gave: (SPI, salt, KEK).
+    pub group: Option<(u16, [u8; 14], [u8; 16])>,
 }
 
 /// A simulated TIP endpoint.
@@ -97,6 +99,9 @@ pub struct Endpoint {
     pub rx: HashMap<u32, SrtpContext>,
     /// End-to-end SRTCP (not per-hop) that arrived: (leg, bytes).
     pub end_to_end_rtcp: Vec<(LegId, Vec<u8>)>,
+    /// Whether SPIMAP must carry the simulator's fixed group parameters ([`group`]); a
+    /// switch that makes its own (mswitch run) clears it, and the endpoint adopts them.
+    pub expect_test_group: bool,
 }
 
 fn seed(leg: LegId, dir: u8) -> u8 {
@@ -136,6 +141,7 @@ impl Endpoint {
                     established: false,
                     dtls: None,
                     rtcp_dtls: None,
+                    group: None,
                     sources,
                     refresh: HashMap::new(),
                 }
@@ -147,6 +153,7 @@ impl Endpoint {
             received: Vec::new(),
             rx: HashMap::new(),
             end_to_end_rtcp: Vec::new(),
+            expect_test_group: true,
         }
     }
 
@@ -316,7 +323,10 @@ impl Endpoint {
                         replies.push((rtcp_leg, protect_hop(line, &buf)));
                     }
                     TipPacket::Spimap(s) => {
-                        assert_eq!((s.spi, s.kek), (group(s.spi).spi, group(s.spi).kek));
+                        if self.expect_test_group {
+                            assert_eq!((s.spi, s.kek), (group(s.spi).spi, group(s.spi).kek));
+                        }
+                        adopt_group(line, s.spi, s.salt, s.kek);
                         line.established = true;
                     }
                     TipPacket::Refresh(r) => {
@@ -334,16 +344,10 @@ impl Endpoint {
             "endpoint {} received its own media",
             self.id
         );
-        let spi = if line.media == Media::Audio {
-            AUDIO_SPI
-        } else {
-            VIDEO_SPI
-        };
+        // Every sender of the meeting uses the group's master salt (SPIMAP).
+        let salt = line.group.map_or(SALT, |g| g.1);
         let rx = self.rx.entry(ssrc).or_insert_with(|| {
-            SrtpContext::new(
-                HOP,
-                &MasterKey::new(HOP, &sender_key(ssrc), &params(spi).master_salt()[..14]).unwrap(),
-            )
+            SrtpContext::new(HOP, &MasterKey::new(HOP, &sender_key(ssrc), &salt).unwrap())
         });
         let mut b = bytes.to_vec();
         let (len, x) = rx
@@ -432,6 +436,17 @@ impl Endpoint {
         switch_id: &Arc<DtlsIdentity>,
         endpoint_id: &Arc<DtlsIdentity>,
     ) {
+        self.start_dtls_toward(now, switch_id.fingerprint(), endpoint_id);
+    }
+
+    /// Starts an active DTLS handshake on every line toward a switch known by its
+    /// certificate fingerprint (from its SDP), as `endpoint_id`.
+    pub fn start_dtls_toward(
+        &mut self,
+        now: Instant,
+        switch_fingerprint: [u8; 32],
+        endpoint_id: &Arc<DtlsIdentity>,
+    ) {
         let active = |leg: LegId| {
             DtlsSession::new(
                 now,
@@ -440,7 +455,7 @@ impl Endpoint {
                 Role::Active,
                 endpoint_addr(leg),
                 switch_addr(leg),
-                Some(switch_id.fingerprint()),
+                Some(switch_fingerprint),
             )
         };
         for l in &mut self.lines {
@@ -528,6 +543,27 @@ impl Endpoint {
             }
         }
         packets
+    }
+}
+
+/// Takes the group parameters a SPIMAP gave: the line's sources announce their keys under
+/// them from now on (their sequence numbers go on).
+fn adopt_group(line: &mut EpLine, spi: u16, salt: [u8; 14], kek: [u8; 16]) {
+    if line.group == Some((spi, salt, kek)) {
+        return;
+    }
+    line.group = Some((spi, salt, kek));
+    let params = ParameterSet::new(
+        EktCipher::AesEcb128,
+        &kek,
+        SrtpProfile::AesCm128HmacSha1_80,
+        &salt,
+    )
+    .expect("SPIMAP sizes");
+    for (_, ssrc, tx, _) in &mut line.sources {
+        if let Ok(t) = TipEktSender::new(&sender_key(*ssrc), &params, Spi(spi)) {
+            *tx = t;
+        }
     }
 }
 

@@ -342,3 +342,26 @@ fn lines_without_rtcp_mux_keyed_by_sdes_use_their_rtcp_legs() {
 fn lines_without_rtcp_mux_keyed_by_dtls_run_one_association_per_leg() {
     separate_rtcp_legs_carry_tip_and_srtcp(true);
 }
+
+/// A line gets media only once its TIP negotiation is done (SPIMAP acknowledged): before
+/// that its endpoint has no group salt and could not decrypt anything.
+#[test]
+fn media_reaches_a_line_only_after_its_tip_negotiation() {
+    let mut sim = Sim::new(Mode::Site, &[(1, 1), (2, 1)]);
+    assert_eq!(sim.negotiate(), 4);
+    // A third endpoint joins but never sends its MUXCTRL.
+    let late = switch::testing::Endpoint::new(3, 1);
+    let setup = late.setup("4000");
+    let now = sim.now;
+    sim.meeting.add_participant(now, 3, 1, setup);
+    sim.endpoints.push(late);
+    for _ in 0..60 {
+        sim.media_tick(&[60, 5, 5], true);
+    }
+    assert!(
+        sim.endpoints[2].received.is_empty(),
+        "no media before TIP: {} packets",
+        sim.endpoints[2].received.len()
+    );
+    assert!(sim.endpoints[1].received.iter().any(|r| r.1 >> 16 == 1));
+}

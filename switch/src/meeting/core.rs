@@ -92,6 +92,9 @@ struct Line {
     /// The peer's control SSRC (from its MUXCTRL): its SRTCP is per-hop.
     peer_control_ssrc: Option<u32>,
     appended_byte: bool,
+    /// TIP finished (SPIMAP acknowledged in a secure meeting): media goes to this line only
+    /// from then on, since before it the endpoint has no group salt to decrypt with.
+    established: bool,
 }
 
 struct Participant {
@@ -245,6 +248,7 @@ impl Meeting {
                     tip,
                     peer_control_ssrc: None,
                     appended_byte: false,
+                    established: false,
                 }
             })
             .collect();
@@ -390,7 +394,7 @@ impl Meeting {
         if v.kind() == PacketKind::Rtcp {
             // The EKT SDES packet: every other participant's line of the same media.
             for p in self.participants.iter().filter(|p| p.id != from) {
-                for l in p.lines.iter().filter(|l| l.media == media) {
+                for l in p.lines.iter().filter(|l| l.media == media && l.established) {
                     self.receivers.push(Receiver {
                         id: l.rtcp_leg.unwrap_or(l.leg),
                         csrc: CsrcRewrite::Keep,
@@ -412,7 +416,11 @@ impl Meeting {
                     }
                     if self.loudest.contains(&source) {
                         for p in self.participants.iter().filter(|p| p.id != from) {
-                            if let Some(l) = p.lines.iter().find(|l| l.media == Media::Audio) {
+                            if let Some(l) = p
+                                .lines
+                                .iter()
+                                .find(|l| l.media == Media::Audio && l.established)
+                            {
                                 // Heard at its own position on a 3-speaker system, else center.
                                 let speaker = if p.screens >= 3 { position } else { CENTER };
                                 self.receivers.push(Receiver {
@@ -437,7 +445,11 @@ impl Meeting {
                         let leg = participants
                             .iter()
                             .find(|p| p.id == rx)
-                            .and_then(|p| p.lines.iter().find(|l| l.media == Media::Video))
+                            .and_then(|p| {
+                                p.lines
+                                    .iter()
+                                    .find(|l| l.media == Media::Video && l.established)
+                            })
                             .map(|l| l.leg);
                         if let Some(id) = leg {
                             receivers.push(Receiver {
@@ -653,10 +665,13 @@ fn drain_line(now: Instant, id: ParticipantId, l: &mut Line, w: &mut Drained<'_>
         while let Some(e) = tip.poll_event() {
             match e {
                 TipEvent::PeerMediaOptions { appended_byte, .. } => l.appended_byte = appended_byte,
-                TipEvent::Established => w.events.push_back(MeetingEvent::LineEstablished {
-                    participant: id,
-                    media: l.media,
-                }),
+                TipEvent::Established => {
+                    l.established = true;
+                    w.events.push_back(MeetingEvent::LineEstablished {
+                        participant: id,
+                        media: l.media,
+                    });
+                }
                 TipEvent::Failed(f) => w.failed.push((id, f.log_line(&tip.config().called_num))),
                 TipEvent::RefreshRequested { target, .. } => w.keyframe_requests.push((id, target)),
                 _ => {}
