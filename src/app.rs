@@ -260,15 +260,23 @@ impl App {
         };
         let mode_security = self.settings.security;
         let suites: Vec<&str> = self.settings.suites.iter().map(|s| s.sdes_name()).collect();
-        // The Device Security mode first: what it cannot take is 488 (T6).
+        // An endpoint is non-secure when it offers only plain RTP (RTP/AVP): that is the
+        // meeting policy's question (T4). A secure offer must fit the Device Security
+        // mode (T6), else 488.
+        let secure = offer.as_ref().map_or(mode_security.secure_media(), |o| {
+            o.media.iter().any(|m| {
+                m.kind.is_some() && m.port != 0 && m.profile.is_some_and(|p| p.is_secure())
+            })
+        });
         let keyings = match &offer {
-            Some(o) => match keying_for_offer(mode_security, over_tls, o, &suites) {
+            Some(o) if secure => match keying_for_offer(mode_security, over_tls, o, &suites) {
                 Ok(k) => Some(k),
                 Err(e) => {
                     warn!(%call_id, %number, "offer refused: {e}");
                     return self.trunk.reject(call, 488, Some(e.to_string()));
                 }
             },
+            Some(_) => None,
             None => {
                 if let Err(e) = mode_security.check_transport(over_tls) {
                     return self.trunk.reject(call, 488, Some(e.to_string()));
@@ -276,7 +284,6 @@ impl App {
                 None
             }
         };
-        let secure = mode_security.secure_media();
         // The meeting, made on first use.
         let conf_id = self.meeting_for(&number, policy, mode);
         let state = self.meetings.get_mut(&number).expect("made above");
@@ -459,6 +466,8 @@ impl App {
                 0b10
             };
             config.ntp_at_start = ntp_now();
+            config.muxctrl_deadline = self.settings.muxctrl_timeout;
+            config.spimap_deadline = self.settings.spimap_timeout;
             let prepared = join::prepare_line(
                 now,
                 offer,

@@ -26,6 +26,27 @@ pub struct Config {
     pub meetings: MeetingsConfig,
     /// Configured meetings.
     pub meeting: Vec<MeetingConfig>,
+    /// TIP negotiation deadlines.
+    pub tip: TipConfig,
+}
+
+/// `[tip]`: the negotiation deadlines (seeds-switch.md T1 L10, L11).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TipConfig {
+    /// MUXCTRL must complete within this many seconds, else `Media Timeout occurred ...`.
+    pub muxctrl_timeout: f64,
+    /// SPIMAP must be acknowledged within this many seconds, else `SPIMAP timeout ...`.
+    pub spimap_timeout: f64,
+}
+
+impl Default for TipConfig {
+    fn default() -> Self {
+        Self {
+            muxctrl_timeout: 15.0,
+            spimap_timeout: 15.0,
+        }
+    }
 }
 
 /// `[sip]`.
@@ -197,6 +218,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             meetings: MeetingsConfig::default(),
             meeting: Vec::new(),
+            tip: TipConfig::default(),
         }
     }
 }
@@ -251,6 +273,10 @@ pub struct Settings {
     pub session_expires: u32,
     /// RFC 4028.
     pub min_se: u32,
+    /// TIP MUXCTRL deadline.
+    pub muxctrl_timeout: std::time::Duration,
+    /// TIP SPIMAP deadline.
+    pub spimap_timeout: std::time::Duration,
 }
 
 fn listener(key: &str, v: &str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -411,7 +437,18 @@ impl Config {
                 switching(&format!("meeting[{i}].switching"), &m.switching)?,
             ));
         }
+        let secs = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 3600.0 {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                Err(err(key, format!("{v}: expected seconds in (0, 3600]")))
+            }
+        };
+        let muxctrl_timeout = secs("tip.muxctrl_timeout", self.tip.muxctrl_timeout)?;
+        let spimap_timeout = secs("tip.spimap_timeout", self.tip.spimap_timeout)?;
         Ok(Settings {
+            muxctrl_timeout,
+            spimap_timeout,
             udp: listener("sip.udp", &self.sip.udp)?,
             tcp: listener("sip.tcp", &self.sip.tcp)?,
             tls,
@@ -516,6 +553,7 @@ mod tests {
             ("[media]\nports = \"5-1\"", "media.ports"),
             ("[media]\nsrtp_suites = [\"NULL\"]", "media.srtp_suites"),
             ("[media]\naddress = \"x\"", "media.address"),
+            ("[tip]\nmuxctrl_timeout = 0", "tip.muxctrl_timeout"),
             (
                 "[meetings]\nunknown_number = \"maybe\"",
                 "meetings.unknown_number",

@@ -1,320 +1,177 @@
-//! End to end: `mswitch run`'s application on loopback, and three simulated TIP endpoints
-//! (one 3-screen, two 1-screen) that call it over SIP/TLS with their own certificate
-//! (issued by the switch's local CA, subject `mswitch-peer`: the default trunk peer), key
-//! each media line with DTLS-SRTP, negotiate TIP, take the meeting's group key from
-//! SPIMAP, and send EKT-keyed audio and video. Every packet an endpoint receives is
-//! decrypted with its sender's key and checked by the simulator; B talks, so A and C must
-//! see and hear B. Once with early offer, once with delayed offer (Unified CM's default).
+//! End to end: `mswitch run`'s application on loopback, called by simulated TIP endpoints
+//! (`mswitch::endpoint`) over SIP/TLS with their own certificate (issued by the switch's
+//! local CA for `mswitch-peer`, the default trunk peer). They key each media line with
+//! DTLS-SRTP, negotiate TIP, take the meeting's group key from SPIMAP and send EKT-keyed
+//! audio and video; every packet they receive is decrypted with its sender's key and
+//! checked by the simulator.
+//!
+//! - the meeting with one 3-screen and two 1-screen endpoints, early and delayed offer;
+//! - a Secure meeting refusing a plain-RTP endpoint: 488 and the `security mismatch` line;
+//! - an endpoint without TIP, and one that never acknowledges SPIMAP: the seed's lines,
+//!   a BYE from the switch, and the others undisturbed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use mswitch::app::App;
 use mswitch::config::Config;
-use rustls::pki_types::pem::PemObject;
-use sip::framing::{Frame, StreamFramer};
-use sip::sdp;
-use sip::tls::{self, TlsPolicy};
+use mswitch::endpoint::{self, SimulatedCall, SipClient};
+use sip::tls::TlsPolicy;
 use sip::ua::Transport;
-use switch::dtls::{DtlsIdentity, parse_sdp_fingerprint};
-use switch::meeting::LegId;
+use switch::dtls::DtlsIdentity;
 use switch::testing::Endpoint;
 use switch::tip::negotiation::Media;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio_rustls::client::TlsStream;
 
-struct SipClient {
-    stream: TlsStream<TcpStream>,
-    framer: StreamFramer,
-    local: SocketAddr,
-}
-
-impl SipClient {
-    async fn connect(policy: &TlsPolicy, to: SocketAddr) -> Self {
-        let tcp = TcpStream::connect(to).await.unwrap();
-        let local = tcp.local_addr().unwrap();
-        let c = tokio_rustls::TlsConnector::from(policy.client_config("mswitch").unwrap());
-        let stream = c
-            .connect(
-                rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
-                tcp,
-            )
-            .await
-            .expect("the switch's certificate from its local CA");
-        Self {
-            stream,
-            framer: StreamFramer::new(65536),
-            local,
-        }
-    }
-
-    async fn send(&mut self, text: &str) {
-        self.stream.write_all(text.as_bytes()).await.unwrap();
-        self.stream.flush().await.unwrap();
-    }
-
-    async fn recv(&mut self) -> String {
-        loop {
-            if let Ok(Some(Frame::Message(m))) = self.framer.next_frame() {
-                return String::from_utf8(m).unwrap();
+/// Everything the application logged, for the tests that check the seed's lines.
+fn logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        struct W;
+        impl Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                logs().lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
             }
-            let mut b = [0u8; 8192];
-            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut b))
-                .await
-                .expect("a SIP message")
-                .unwrap();
-            assert!(n > 0, "the switch closed the connection");
-            self.framer.push(&b[..n]);
-        }
-    }
-
-    /// Reads until a final response; returns it.
-    async fn final_response(&mut self) -> String {
-        loop {
-            let m = self.recv().await;
-            if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
-                return m;
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
             }
         }
-    }
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(|| W)
+            .try_init();
+        Mutex::new(Vec::new())
+    })
 }
 
-fn body_of(m: &str) -> &str {
-    m.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+fn logged(needle: &str) -> bool {
+    String::from_utf8_lossy(&logs().lock().unwrap()).contains(needle)
 }
 
-fn header<'a>(m: &'a str, name: &str) -> &'a str {
-    m.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .map_or("", str::trim)
+struct Switch {
+    sip: SocketAddr,
+    dir: PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<()>,
+    policy: TlsPolicy,
 }
 
-/// The endpoint's SDP: its media ports, fingerprint, active setup, rtcp-mux, a=ssrc per
-/// video source (the switch counts screens from them).
-fn endpoint_sdp(ep: &Endpoint, ports: &HashMap<LegId, u16>, fingerprint: &str) -> String {
-    let mut s = format!(
-        "v=0\r\no=- {0} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n",
-        ep.id
-    );
-    for l in &ep.lines {
-        let (m, pt, map) = match l.media {
-            Media::Audio => ("audio", 96, "AAC-LD/48000"),
-            Media::Video => ("video", 112, "H264/90000"),
-        };
-        s.push_str(&format!(
-            "m={m} {} UDP/TLS/RTP/SAVP {pt}\r\na=rtpmap:{pt} {map}\r\na=rtcp-mux\r\n\
-             a=setup:active\r\na=fingerprint:{fingerprint}\r\n",
-            ports[&l.leg]
-        ));
-        for (_, ssrc, _, _) in &l.sources {
-            s.push_str(&format!("a=ssrc:{ssrc} cname:ep{}\r\n", ep.id));
-        }
-    }
-    s
-}
-
-fn request(
-    method: &str,
-    c: &SipClient,
-    call_id: &str,
-    to_tag: Option<&str>,
-    cseq: u32,
-    body: &str,
-) -> String {
-    let to = match to_tag {
-        Some(t) => format!("<sip:4000@127.0.0.1>;tag={t}"),
-        None => "<sip:4000@127.0.0.1>".into(),
-    };
-    let ct = if body.is_empty() {
-        String::new()
-    } else {
-        "Content-Type: application/sdp\r\n".into()
-    };
-    format!(
-        "{method} sip:4000@127.0.0.1;transport=tls SIP/2.0\r\n\
-         Via: SIP/2.0/TLS {};branch=z9hG4bK{call_id}{method}{cseq}\r\n\
-         From: <sip:ep@127.0.0.1>;tag=ep-{call_id}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
-         CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n\
-         Contact: <sip:ep@{};transport=tls>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
-        c.local,
-        c.local,
-        body.len()
-    )
-}
-
-async fn meeting_over_sip(delayed_offer: bool, port_range: &str) {
-    let dir = std::env::temp_dir().join(format!(
-        "mswitch-e2e-{}-{}",
-        std::process::id(),
-        u8::from(delayed_offer)
-    ));
+/// The switch with a meeting `number` of `policy`, TIP deadlines `tip_secs`.
+async fn switch(name: &str, ports: &str, meetings: &str, tip_secs: f64) -> Switch {
+    let _ = logs();
+    let dir = std::env::temp_dir().join(format!("mswitch-e2e-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let settings = Config::parse(&format!(
         "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"127.0.0.1:0\"\noptions_interval = 0\n\
-         [tls]\ndata_dir = \"{}\"\n[media]\nports = \"{port_range}\"\naddress = \"127.0.0.1\"\nworkers = 2\n\
-         [[meeting]]\nnumber = \"4000\"\npolicy = \"secure\"\n",
+         [tls]\ndata_dir = \"{}\"\n[media]\nports = \"{ports}\"\naddress = \"127.0.0.1\"\nworkers = 2\n\
+         [tip]\nmuxctrl_timeout = {tip_secs}\nspimap_timeout = {tip_secs}\n{meetings}",
         dir.display()
     ))
     .unwrap();
     let app = App::start(settings).await.unwrap();
-    let sip_addr = app.sip_addr(Transport::Tls).unwrap();
+    let sip = app.sip_addr(Transport::Tls).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(app.run(async {
         let _ = stopped.await;
     }));
-
-    // The endpoints' TLS identity: "mswitch-peer" from the switch's local CA.
-    let ca = mswitch::certs::local_ca(&dir).unwrap();
-    let (cert, key) = mswitch::certs::issue(&ca, "mswitch-peer").unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in tls::parse_certificates(&std::fs::read(dir.join("ca.pem")).unwrap()) {
-        roots.add(c).unwrap();
+    let policy = endpoint::peer_policy(&dir, "mswitch-peer").unwrap();
+    Switch {
+        sip,
+        dir,
+        stop,
+        running,
+        policy,
     }
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let policy = TlsPolicy::new(
-        tls::identity(tls::parse_certificates(cert.as_bytes()), key).unwrap(),
-        roots,
-    );
+}
 
-    let endpoint_id = Arc::new(DtlsIdentity::generate().unwrap());
-    let mut endpoints = vec![
-        Endpoint::new(1, 3),
-        Endpoint::new(2, 1),
-        Endpoint::new(3, 1),
-    ];
-    let mut sockets: HashMap<LegId, (UdpSocket, SocketAddr)> = HashMap::new();
-    let mut clients = Vec::new();
-    for ep in &mut endpoints {
-        ep.expect_test_group = false;
-        let mut ports = HashMap::new();
-        let mut local = HashMap::new();
-        for l in &ep.lines {
-            let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            ports.insert(l.leg, s.local_addr().unwrap().port());
-            local.insert(l.leg, s);
-        }
-        let our_sdp = endpoint_sdp(ep, &ports, &endpoint_id.sdp_fingerprint());
-        let mut c = SipClient::connect(&policy, sip_addr).await;
-        let call_id = format!("e2e-{}-{}", ep.id, u8::from(delayed_offer));
-        let invite_body = if delayed_offer { "" } else { our_sdp.as_str() };
-        c.send(&request("INVITE", &c, &call_id, None, 1, invite_body))
-            .await;
-        let ok = c.final_response().await;
-        assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
-        let tag = header(&ok, "To:").split(";tag=").nth(1).unwrap().to_owned();
-        let switch_sdp = sdp::parse(body_of(&ok).as_bytes()).expect("an SDP in the 200");
-        // The switch is passive (we are active): our answer says active too.
-        let ack_body = if delayed_offer { our_sdp.as_str() } else { "" };
-        c.send(&request("ACK", &c, &call_id, Some(&tag), 1, ack_body))
-            .await;
-        let fp = switch_sdp.media[0]
-            .fingerprint
-            .clone()
-            .expect("a fingerprint");
-        let switch_fp = parse_sdp_fingerprint(&fp).unwrap();
-        for (l, m) in ep.lines.iter().zip(&switch_sdp.media) {
-            let to = SocketAddr::new(m.address, m.port);
-            sockets.insert(l.leg, (local.remove(&l.leg).unwrap(), to));
-        }
-        ep.start_dtls_toward(Instant::now(), switch_fp, &endpoint_id);
-        clients.push((c, call_id, tag));
+impl Switch {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.running.await.unwrap();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
 
+/// Runs the calls for `secs`: B (index 1) talks.
+async fn run_media(calls: &mut [SimulatedCall], secs: f64) {
     let mut idr = HashSet::new();
-    let mut muxctrl_sent = false;
-    let mut buf = [0u8; 2048];
     let start = Instant::now();
     let mut next_tick = start;
     let mut tick = 0u32;
-    while start.elapsed() < Duration::from_millis(4000) {
+    while start.elapsed() < Duration::from_secs_f64(secs) {
         let now = Instant::now();
-        for ep in &mut endpoints {
-            for (leg, d) in ep.dtls_pump() {
-                let (s, to) = &sockets[&leg];
-                s.send_to(&d, to).await.unwrap();
-            }
-        }
-        let keyed = endpoints.iter().all(|e| {
-            e.lines
-                .iter()
-                .all(|l| l.dtls.as_ref().is_some_and(|d| d.is_connected()))
-        });
-        if keyed && !muxctrl_sent {
-            muxctrl_sent = true;
-            for ep in &mut endpoints {
-                for (leg, d) in ep.muxctrls() {
-                    let (s, to) = &sockets[&leg];
-                    s.send_to(&d, to).await.unwrap();
-                }
-            }
-        }
-        for ep in &mut endpoints {
-            let legs: Vec<LegId> = ep.lines.iter().map(|l| l.leg).collect();
-            for leg in legs {
-                while let Ok((n, _)) = sockets[&leg].0.try_recv_from(&mut buf) {
-                    for (rleg, r) in ep.handle_datagram(now, leg, &buf[..n]) {
-                        let (s, to) = &sockets[&rleg];
-                        s.send_to(&r, to).await.unwrap();
-                    }
-                }
-            }
+        for c in calls.iter_mut() {
+            c.pump(now).await;
         }
         if now >= next_tick {
             next_tick += Duration::from_millis(20);
             tick += 1;
-            for (i, ep) in endpoints.iter_mut().enumerate() {
-                let level = if i == 1 { 60 } else { 5 };
-                for (leg, p) in ep.media_tick(level, tick.is_multiple_of(2), &mut idr) {
-                    let (s, to) = &sockets[&leg];
-                    s.send_to(&p, to).await.unwrap();
+            for (i, c) in calls.iter_mut().enumerate() {
+                if c.established() {
+                    let level = if i == 1 { 60 } else { 5 };
+                    c.media_tick(level, tick.is_multiple_of(2), &mut idr).await;
                 }
             }
         }
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
+}
 
-    for ep in &endpoints {
-        for l in &ep.lines {
+fn from_b(c: &SimulatedCall, m: Media) -> usize {
+    c.endpoint
+        .received
+        .iter()
+        .filter(|r| r.0 == m && r.1 >> 16 == 2)
+        .count()
+}
+
+async fn meeting_over_sip(delayed_offer: bool, ports: &str) {
+    let name = if delayed_offer { "delayed" } else { "early" };
+    let sw = switch(
+        name,
+        ports,
+        "[[meeting]]\nnumber = \"4000\"\npolicy = \"secure\"\n",
+        15.0,
+    )
+    .await;
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let mut calls = Vec::new();
+    for (id, screens) in [(1, 3), (2, 1), (3, 1)] {
+        let ep = Endpoint::new(id, screens);
+        calls.push(
+            SimulatedCall::dial(ep, &sw.policy, sw.sip, "4000", delayed_offer, &dtls)
+                .await
+                .unwrap(),
+        );
+    }
+    run_media(&mut calls, 4.0).await;
+    for c in &calls {
+        for l in &c.endpoint.lines {
             assert!(
                 l.established,
-                "endpoint {} {:?}: SPIMAP received",
-                ep.id, l.media
+                "endpoint {} {:?}: SPIMAP",
+                c.endpoint.id, l.media
             );
             assert!(l.group.is_some_and(|g| g.0 % 2 == 1), "an odd group SPI");
         }
     }
     for i in [0, 2] {
         for m in [Media::Audio, Media::Video] {
-            let from_b = endpoints[i]
-                .received
-                .iter()
-                .filter(|r| r.0 == m && r.1 >> 16 == 2)
-                .count();
-            assert!(from_b > 20, "endpoint {i}: {from_b} {m:?} packets from B");
+            let n = from_b(&calls[i], m);
+            assert!(n > 20, "endpoint {i}: {n} {m:?} packets from B");
         }
     }
-    // B hangs up: 200 to its BYE; the others stay.
-    let (c, call_id, tag) = &mut clients[1];
-    let bye = request("BYE", c, call_id, Some(tag), 2, "");
-    c.send(&bye).await;
-    let ok = c.final_response().await;
-    assert!(
-        ok.starts_with("SIP/2.0 200 OK") && ok.contains("CSeq: 2 BYE"),
-        "{ok}"
-    );
-
+    calls[1].hangup("4000").await.unwrap();
     // Shutdown: the remaining calls get BYE from the switch.
-    stop.send(()).unwrap();
-    running.await.unwrap();
+    sw.stop().await;
     for i in [0, 2] {
-        let (c, _, _) = &mut clients[i];
-        let m = c.recv().await;
+        let m = calls[i].sip.recv().await.unwrap();
         assert!(m.starts_with("BYE "), "{m}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,4 +182,91 @@ async fn three_tip_endpoints_meet_over_sip_tls_with_early_offer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_tip_endpoints_meet_over_sip_tls_with_delayed_offer() {
     meeting_over_sip(true, "31500-31999").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secure_meeting_refuses_a_plain_rtp_endpoint_with_488_and_the_seed_line() {
+    let sw = switch(
+        "secure",
+        "32000-32099",
+        "[[meeting]]\nnumber = \"4001\"\npolicy = \"secure\"\n",
+        15.0,
+    )
+    .await;
+    let mut c = SipClient::connect(&sw.policy, sw.sip, "mswitch")
+        .await
+        .unwrap();
+    let plain = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 40000 RTP/AVP 0\r\nm=video 40002 RTP/AVP 112\r\n";
+    let invite = endpoint::request("INVITE", c.local, "4001", "plain-1", None, 1, plain);
+    c.send(&invite).await.unwrap();
+    let r = c.final_response().await.unwrap();
+    assert!(r.starts_with("SIP/2.0 488"), "{r}");
+    assert!(logged(
+        "Call in state=Connected, call id=plain-1, conference id = "
+    ));
+    assert!(logged(
+        "received error from Confmgr with error='security mismatch' during verification of security policy. Num=4001"
+    ));
+    sw.stop().await;
+}
+
+/// Waits for the switch's BYE on a call, answering it; false if none comes in `secs`.
+async fn bye_within(c: &mut SimulatedCall, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), c.sip.recv()).await else {
+            c.pump(Instant::now()).await;
+            continue;
+        };
+        if m.starts_with("BYE ") {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tip_and_spimap_timeouts_end_the_call_with_the_seed_lines_and_a_bye() {
+    let sw = switch("timeouts", "32100-32199", "", 1.0).await;
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    // A good endpoint, one that never speaks TIP, one that never acknowledges SPIMAP.
+    let good = SimulatedCall::dial(
+        Endpoint::new(1, 1),
+        &sw.policy,
+        sw.sip,
+        "4002",
+        false,
+        &dtls,
+    )
+    .await
+    .unwrap();
+    let mut silent = SimulatedCall::dial(
+        Endpoint::new(2, 1),
+        &sw.policy,
+        sw.sip,
+        "4002",
+        false,
+        &dtls,
+    )
+    .await
+    .unwrap();
+    silent.speaks_tip = false;
+    let mut deaf = Endpoint::new(3, 1);
+    deaf.ignore_spimap = true;
+    let deaf = SimulatedCall::dial(deaf, &sw.policy, sw.sip, "4002", false, &dtls)
+        .await
+        .unwrap();
+    let mut calls = vec![good, silent, deaf];
+    run_media(&mut calls, 2.5).await;
+    assert!(bye_within(&mut calls[1], 3).await, "no TIP: BYE");
+    assert!(bye_within(&mut calls[2], 3).await, "no SPIMAP ACK: BYE");
+    assert!(logged(
+        "Media Timeout occurred for call : called num = 4002"
+    ));
+    assert!(logged("SPIMAP timeout, Dropping the call"));
+    // The good one is still up: it negotiated and its dialog is alive.
+    assert!(calls[0].established());
+    calls[0].hangup("4002").await.unwrap();
+    sw.stop().await;
 }

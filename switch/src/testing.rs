@@ -102,6 +102,8 @@ pub struct Endpoint {
     /// Whether SPIMAP must carry the simulator's fixed group parameters ([`group`]); a
     /// switch that makes its own (mswitch run) clears it, and the endpoint adopts them.
     pub expect_test_group: bool,
+    /// Never acknowledge SPIMAP (a faulty endpoint: the switch's SPIMAP deadline fires).
+    pub ignore_spimap: bool,
 }
 
 fn seed(leg: LegId, dir: u8) -> u8 {
@@ -154,6 +156,7 @@ impl Endpoint {
             rx: HashMap::new(),
             end_to_end_rtcp: Vec::new(),
             expect_test_group: true,
+            ignore_spimap: false,
         }
     }
 
@@ -291,7 +294,8 @@ impl Endpoint {
                 let Ok(tip) = TipPacket::decode(p) else {
                     return replies;
                 };
-                if let Some((subtype, _, ntp)) = tip.request_id() {
+                let ignored = self.ignore_spimap && matches!(tip, TipPacket::Spimap(_));
+                if let Some((subtype, _, ntp)) = tip.request_id().filter(|_| !ignored) {
                     let mut ack = [0u8; 20];
                     encode_ack(subtype, line.control_ssrc, ntp, &mut ack).unwrap();
                     replies.push((rtcp_leg, protect_hop(line, &ack)));
@@ -322,6 +326,7 @@ impl Endpoint {
                         m.encode(&mut buf).unwrap();
                         replies.push((rtcp_leg, protect_hop(line, &buf)));
                     }
+                    TipPacket::Spimap(_) if ignored => {}
                     TipPacket::Spimap(s) => {
                         if self.expect_test_group {
                             assert_eq!((s.spi, s.kek), (group(s.spi).spi, group(s.spi).kek));

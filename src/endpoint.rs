@@ -1,0 +1,360 @@
+//! Simulated TelePresence endpoints that reach the switch the way real ones do: SIP over
+//! TLS with their own certificate, DTLS-SRTP on every media line, TIP, EKT-keyed audio
+//! (scripted activity) and video (IDR on request and periodically). They wrap the
+//! socketless [`switch::testing::Endpoint`] (which decrypts and checks everything it
+//! receives) with real sockets. Used by the demo, the end-to-end tests and the load
+//! generator.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use sip::framing::{Frame, StreamFramer};
+use sip::sdp::{self, Description};
+use sip::tls::{self, TlsPolicy};
+use switch::dtls::{DtlsIdentity, parse_sdp_fingerprint};
+use switch::meeting::LegId;
+use switch::testing::Endpoint;
+use switch::tip::negotiation::Media;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_rustls::client::TlsStream;
+
+/// A failure of a simulated endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// I/O.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The switch answered something unexpected.
+    #[error("{0}")]
+    Protocol(String),
+    /// TLS material.
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// The TLS identity of simulated endpoints: a certificate for `subject` issued by the
+/// switch's local CA in `data_dir`, trusting that CA.
+pub fn peer_policy(data_dir: &Path, subject: &str) -> Result<TlsPolicy, EndpointError> {
+    let ca = crate::certs::local_ca(data_dir).map_err(|e| EndpointError::Tls(e.to_string()))?;
+    let (cert, key) =
+        crate::certs::issue(&ca, subject).map_err(|e| EndpointError::Tls(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in tls::parse_certificates(&std::fs::read(data_dir.join("ca.pem"))?) {
+        roots
+            .add(c)
+            .map_err(|e| EndpointError::Tls(e.to_string()))?;
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|e| EndpointError::Tls(e.to_string()))?;
+    let identity = tls::identity(tls::parse_certificates(cert.as_bytes()), key)
+        .map_err(|e| EndpointError::Tls(e.to_string()))?;
+    Ok(TlsPolicy::new(identity, roots))
+}
+
+/// SIP over TLS toward the switch.
+pub struct SipClient {
+    stream: TlsStream<TcpStream>,
+    framer: StreamFramer,
+    /// Our address (Via, Contact).
+    pub local: SocketAddr,
+}
+
+impl SipClient {
+    /// Connects, presenting `policy`'s certificate and checking the switch's (`mswitch`).
+    pub async fn connect(
+        policy: &TlsPolicy,
+        to: SocketAddr,
+        switch_subject: &str,
+    ) -> Result<Self, EndpointError> {
+        let tcp = TcpStream::connect(to).await?;
+        let local = tcp.local_addr()?;
+        let config = policy
+            .client_config(switch_subject)
+            .map_err(|e| EndpointError::Tls(e.to_string()))?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(rustls::pki_types::ServerName::from(to.ip()), tcp)
+            .await?;
+        Ok(Self {
+            stream,
+            framer: StreamFramer::new(65536),
+            local,
+        })
+    }
+
+    /// Sends a message.
+    pub async fn send(&mut self, text: &str) -> Result<(), EndpointError> {
+        self.stream.write_all(text.as_bytes()).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// The next message (10 s at most).
+    pub async fn recv(&mut self) -> Result<String, EndpointError> {
+        loop {
+            if let Ok(Some(Frame::Message(m))) = self.framer.next_frame() {
+                return Ok(String::from_utf8_lossy(&m).into_owned());
+            }
+            let mut b = [0u8; 8192];
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut b))
+                .await
+                .map_err(|_| EndpointError::Protocol("no SIP message for 10 s".into()))??;
+            if n == 0 {
+                return Err(EndpointError::Protocol(
+                    "the switch closed the connection".into(),
+                ));
+            }
+            self.framer.push(&b[..n]);
+        }
+    }
+
+    /// Reads until a final response.
+    pub async fn final_response(&mut self) -> Result<String, EndpointError> {
+        loop {
+            let m = self.recv().await?;
+            if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
+                return Ok(m);
+            }
+        }
+    }
+}
+
+/// A message's body.
+pub fn body_of(m: &str) -> &str {
+    m.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// A header's value (first occurrence, exact name with colon, e.g. `"To:"`).
+pub fn header<'a>(m: &'a str, name: &str) -> &'a str {
+    m.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map_or("", str::trim)
+}
+
+/// A request from a simulated endpoint.
+pub fn request(
+    method: &str,
+    local: SocketAddr,
+    number: &str,
+    call_id: &str,
+    to_tag: Option<&str>,
+    cseq: u32,
+    body: &str,
+) -> String {
+    let to = match to_tag {
+        Some(t) => format!("<sip:{number}@127.0.0.1>;tag={t}"),
+        None => format!("<sip:{number}@127.0.0.1>"),
+    };
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".into()
+    };
+    format!(
+        "{method} sip:{number}@127.0.0.1;transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS {local};branch=z9hG4bK{call_id}{method}{cseq}\r\n\
+         From: <sip:ep@127.0.0.1>;tag=ep-{call_id}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n\
+         Contact: <sip:ep@{local};transport=tls>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// An endpoint's SDP: its ports, its DTLS fingerprint, `setup:active`, rtcp-mux, an
+/// a=ssrc per video source (the switch counts screens from them).
+pub fn endpoint_sdp(ep: &Endpoint, ports: &HashMap<LegId, u16>, fingerprint: &str) -> String {
+    let mut s = format!(
+        "v=0\r\no=- {0} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n",
+        ep.id
+    );
+    for l in &ep.lines {
+        let (m, pt, map) = match l.media {
+            Media::Audio => ("audio", 96, "AAC-LD/48000"),
+            Media::Video => ("video", 112, "H264/90000"),
+        };
+        s.push_str(&format!(
+            "m={m} {} UDP/TLS/RTP/SAVP {pt}\r\na=rtpmap:{pt} {map}\r\na=rtcp-mux\r\n\
+             a=setup:active\r\na=fingerprint:{fingerprint}\r\n",
+            ports.get(&l.leg).copied().unwrap_or(0)
+        ));
+        for (_, ssrc, _, _) in &l.sources {
+            s.push_str(&format!("a=ssrc:{ssrc} cname:ep{}\r\n", ep.id));
+        }
+    }
+    s
+}
+
+/// One endpoint in a call with the switch.
+pub struct SimulatedCall {
+    /// The TIP endpoint.
+    pub endpoint: Endpoint,
+    /// Its SIP connection.
+    pub sip: SipClient,
+    /// Call-ID.
+    pub call_id: String,
+    /// The switch's To tag.
+    pub tag: String,
+    /// The switch's SDP.
+    pub switch_sdp: Description,
+    /// Per leg: our socket and the switch's address.
+    sockets: HashMap<LegId, (UdpSocket, SocketAddr)>,
+    muxctrl_sent: bool,
+    /// Send MUXCTRL once DTLS is up (a TIP endpoint does; a plain one would not).
+    pub speaks_tip: bool,
+}
+
+impl SimulatedCall {
+    /// Dials `number` on the switch at `sip_addr`: INVITE (with our offer, or without
+    /// one for a delayed offer), 200, ACK (with our answer when delayed), then DTLS.
+    pub async fn dial(
+        mut endpoint: Endpoint,
+        policy: &TlsPolicy,
+        sip_addr: SocketAddr,
+        number: &str,
+        delayed_offer: bool,
+        dtls_id: &Arc<DtlsIdentity>,
+    ) -> Result<Self, EndpointError> {
+        endpoint.expect_test_group = false;
+        let mut ports = HashMap::new();
+        let mut local = HashMap::new();
+        for l in &endpoint.lines {
+            let s = UdpSocket::bind("127.0.0.1:0").await?;
+            ports.insert(l.leg, s.local_addr()?.port());
+            local.insert(l.leg, s);
+        }
+        let our_sdp = endpoint_sdp(&endpoint, &ports, &dtls_id.sdp_fingerprint());
+        let mut sip = SipClient::connect(policy, sip_addr, "mswitch").await?;
+        let call_id = format!(
+            "ep{}-{}",
+            endpoint.id,
+            crate::join::random::<4>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let body = if delayed_offer { "" } else { our_sdp.as_str() };
+        sip.send(&request(
+            "INVITE", sip.local, number, &call_id, None, 1, body,
+        ))
+        .await?;
+        let ok = sip.final_response().await?;
+        if !ok.starts_with("SIP/2.0 200") {
+            return Err(EndpointError::Protocol(
+                ok.lines().next().unwrap_or_default().to_owned(),
+            ));
+        }
+        let tag = header(&ok, "To:")
+            .split(";tag=")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let switch_sdp = sdp::parse(body_of(&ok).as_bytes())
+            .map_err(|e| EndpointError::Protocol(format!("the switch's SDP: {e}")))?;
+        let ack_body = if delayed_offer { our_sdp.as_str() } else { "" };
+        sip.send(&request(
+            "ACK",
+            sip.local,
+            number,
+            &call_id,
+            Some(&tag),
+            1,
+            ack_body,
+        ))
+        .await?;
+        let fp = switch_sdp
+            .media
+            .first()
+            .and_then(|m| m.fingerprint.as_deref())
+            .and_then(parse_sdp_fingerprint)
+            .ok_or_else(|| EndpointError::Protocol("no fingerprint from the switch".into()))?;
+        let mut sockets = HashMap::new();
+        for (l, m) in endpoint.lines.iter().zip(&switch_sdp.media) {
+            if let Some(s) = local.remove(&l.leg) {
+                sockets.insert(l.leg, (s, SocketAddr::new(m.address, m.port)));
+            }
+        }
+        endpoint.start_dtls_toward(Instant::now(), fp, dtls_id);
+        Ok(Self {
+            endpoint,
+            sip,
+            call_id,
+            tag,
+            switch_sdp,
+            sockets,
+            muxctrl_sent: false,
+            speaks_tip: true,
+        })
+    }
+
+    async fn send_all(&self, datagrams: Vec<(LegId, Vec<u8>)>) {
+        for (leg, d) in datagrams {
+            if let Some((s, to)) = self.sockets.get(&leg) {
+                let _ = s.send_to(&d, to).await;
+            }
+        }
+    }
+
+    /// Whether every line's DTLS is up.
+    pub fn keyed(&self) -> bool {
+        self.endpoint
+            .lines
+            .iter()
+            .all(|l| l.dtls.as_ref().is_some_and(|d| d.is_connected()))
+    }
+
+    /// Whether every line has its SPIMAP.
+    pub fn established(&self) -> bool {
+        self.endpoint.lines.iter().all(|l| l.established)
+    }
+
+    /// One pass: DTLS, MUXCTRL once keyed, everything received answered and checked.
+    pub async fn pump(&mut self, now: Instant) {
+        let d = self.endpoint.dtls_pump();
+        self.send_all(d).await;
+        if self.speaks_tip && !self.muxctrl_sent && self.keyed() {
+            self.muxctrl_sent = true;
+            let m = self.endpoint.muxctrls();
+            self.send_all(m).await;
+        }
+        let mut buf = [0u8; 2048];
+        let mut replies = Vec::new();
+        for (leg, (s, _)) in &self.sockets {
+            while let Ok((n, _)) = s.try_recv_from(&mut buf) {
+                replies.extend(self.endpoint.handle_datagram(now, *leg, &buf[..n]));
+            }
+        }
+        self.send_all(replies).await;
+    }
+
+    /// One 20 ms media tick at activity `level`, with video when `video`.
+    pub async fn media_tick(&mut self, level: u8, video: bool, idr: &mut HashSet<(u32, u16)>) {
+        let p = self.endpoint.media_tick(level, video, idr);
+        self.send_all(p).await;
+    }
+
+    /// Hangs up: BYE, and its 200.
+    pub async fn hangup(&mut self, number: &str) -> Result<(), EndpointError> {
+        let bye = request(
+            "BYE",
+            self.sip.local,
+            number,
+            &self.call_id,
+            Some(&self.tag),
+            2,
+            "",
+        );
+        self.sip.send(&bye).await?;
+        let r = self.sip.final_response().await?;
+        if r.starts_with("SIP/2.0 200") {
+            Ok(())
+        } else {
+            Err(EndpointError::Protocol(
+                r.lines().next().unwrap_or_default().to_owned(),
+            ))
+        }
+    }
+}
