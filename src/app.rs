@@ -182,6 +182,15 @@ impl App {
         self.calls.len()
     }
 
+    /// The media workers' counters, readable while the switch runs.
+    pub fn worker_stats(&self) -> Vec<Arc<switch::udp::WorkerStats>> {
+        self.pool
+            .workers()
+            .iter()
+            .map(|w| w.shared_stats())
+            .collect()
+    }
+
     /// Runs until `shutdown` resolves, then ends every call with BYE.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);

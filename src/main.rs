@@ -15,6 +15,7 @@ USAGE:
     mswitch <COMMAND>
 
 COMMANDS:
+    demo                 the switch and three simulated TIP endpoints on loopback: a timeline, exit 0 if every check held
     run [--config FILE]  run the switch (SIP trunk + media plane); every setting has a default
     selftest             forward the published EKT vectors through the fast path and check every byte
     version              print the version
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("run") => run(std::env::args().skip(2).collect()),
+        Some("demo") => demo(),
         Some("selftest") => match mswitch::selftest::run() {
             Ok(report) => {
                 println!("{report}");
@@ -118,5 +120,29 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+fn demo() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mswitch: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(mswitch::demo::run()) {
+        Ok(timeline) => {
+            println!("{timeline}");
+            ExitCode::SUCCESS
+        }
+        Err(timeline) => {
+            println!("{timeline}");
+            ExitCode::FAILURE
+        }
     }
 }

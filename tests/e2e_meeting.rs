@@ -270,3 +270,10 @@ async fn tip_and_spimap_timeouts_end_the_call_with_the_seed_lines_and_a_bye() {
     calls[0].hangup("4002").await.unwrap();
     sw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_holds_every_check() {
+    let timeline = mswitch::demo::run().await.unwrap_or_else(|t| panic!("{t}"));
+    assert!(timeline.contains("all checks held"), "{timeline}");
+    assert!(timeline.contains("SPIMAP acknowledged"), "{timeline}");
+}

@@ -86,6 +86,8 @@ pub struct EpLine {
     pub refresh: HashMap<u32, u8>,
     /// The group parameters the last SPIMAP gave: (SPI, salt, KEK).
     pub group: Option<(u16, [u8; 14], [u8; 16])>,
+    /// The SRTP profile the DTLS handshake chose.
+    pub dtls_suite: Option<Suite>,
 }
 
 /// A simulated TIP endpoint.
@@ -144,6 +146,7 @@ impl Endpoint {
                     dtls: None,
                     rtcp_dtls: None,
                     group: None,
+                    dtls_suite: None,
                     sources,
                     refresh: HashMap::new(),
                 }
@@ -478,6 +481,7 @@ impl Endpoint {
                 while let Some(e) = d.poll_event() {
                     match e {
                         DtlsEvent::Connected(k) if keys_rtcp => {
+                            l.dtls_suite = Some(k.suite);
                             l.hop_tx = SrtpContext::new(k.suite, &k.outbound);
                             l.hop_rx = SrtpContext::new(k.suite, &k.inbound);
                         }

@@ -27,7 +27,7 @@ use crate::rtp::rtcp_packets;
 mod tests;
 
 /// Audio or video line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Media {
     /// Audio: the appended byte is the activity metric.
     Audio,

@@ -142,6 +142,11 @@ impl MediaWorker {
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
     }
+
+    /// The counters, shared (to read them from elsewhere while the worker runs).
+    pub fn shared_stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
 }
 
 impl Drop for MediaWorker {
