@@ -11,8 +11,12 @@
 //! checks like any trunk peer's. Without baresip installed the test says so and passes,
 //! unless `MSWITCH_REQUIRE_BARESIP=1` (CI sets it after installing it).
 
+mod common;
+
+use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{
@@ -94,10 +98,10 @@ fn free_tcp_port() -> u16 {
         .port()
 }
 
-fn write_config(dir: &Path, pki: &Pki, sip_port: u16, rtp: u16, menc: &str) {
+fn write_config(dir: &Path, ca_pem: &str, client_pem: &str, sip_port: u16, rtp: u16, menc: &str) {
     std::fs::create_dir_all(dir.join("certs")).unwrap();
-    std::fs::write(dir.join("certs/ca.pem"), &pki.ca_pem).unwrap();
-    std::fs::write(dir.join("certs/client.pem"), &pki.client_pem).unwrap();
+    std::fs::write(dir.join("certs/ca.pem"), ca_pem).unwrap();
+    std::fs::write(dir.join("certs/client.pem"), client_pem).unwrap();
     let config = format!(
         "poll_method epoll\n\
          sip_listen 127.0.0.1:{sip_port}\n\
@@ -167,7 +171,7 @@ async fn call_from_baresip(menc: &str, mode: DeviceSecurity) -> String {
         41000 + (std::process::id() % 50) as u16 * 100 + if menc == "dtls_srtp" { 0 } else { 50 };
     let dir = std::env::temp_dir().join(format!("mswitch-baresip-{}-{menc}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    write_config(&dir, &pki, sip_port, rtp, menc);
+    write_config(&dir, &pki.ca_pem, &pki.client_pem, sip_port, rtp, menc);
 
     let mut trunk = Trunk::start(TrunkConfig {
         udp: None,
@@ -317,4 +321,105 @@ async fn baresip_calls_over_tls_with_sdes_and_its_srtp_decrypts() {
     let log = call_from_baresip("srtp-mand", DeviceSecurity::EncryptedWithSdpKeys).await;
     assert!(log.contains("Call established"), "{log}");
     assert!(log.contains("SRTP is Enabled"), "{log}");
+}
+
+/// A real client without TIP calls a secure meeting of `mswitch run`: it is answered and its
+/// DTLS-SRTP completes (two associations: it does not multiplex RTCP), and, having no TIP,
+/// it is ended with `Media Timeout occurred for call : called num = N` and a BYE, while a
+/// TIP endpoint of the same meeting carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_without_tip_is_ended_with_media_timeout_and_the_meeting_goes_on() {
+    if !baresip_available() {
+        return;
+    }
+    let sw = common::switch(
+        "baresip",
+        "32200-32299",
+        "[[meeting]]\nnumber = \"4100\"\npolicy = \"secure\"\n",
+        3.0,
+    )
+    .await;
+    // A TIP endpoint first.
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let mut tip = mswitch::endpoint::SimulatedCall::dial(
+        switch::testing::Endpoint::new(1, 1),
+        &sw.policy,
+        sw.sip,
+        "4100",
+        false,
+        &dtls,
+    )
+    .await
+    .unwrap();
+    // baresip presents a certificate for the trunk peer's subject from the switch's CA.
+    let ca = mswitch::certs::local_ca(&sw.dir).unwrap();
+    let (cert, key) = mswitch::certs::issue(&ca, "mswitch-peer").unwrap();
+    let ca_pem = std::fs::read_to_string(sw.dir.join("ca.pem")).unwrap();
+    let dir = std::env::temp_dir().join(format!("mswitch-baresip-{}-notip", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sip_port = free_tcp_port();
+    write_config(
+        &dir,
+        &ca_pem,
+        &format!("{cert}{key}"),
+        sip_port,
+        43900,
+        "dtls_srtp",
+    );
+    let child = tokio::process::Command::new("baresip")
+        .args(["-4", "-s", "-v", "-f"])
+        .arg(&dir)
+        .args(["-t", "9", "-e"])
+        .arg(format!("/dial sip:4100@127.0.0.1:{}", sw.sip.port()))
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("baresip starts");
+    // The TIP endpoint keeps its media flowing meanwhile.
+    let mut idr = HashSet::new();
+    let start = std::time::Instant::now();
+    let mut next = start;
+    while start.elapsed() < Duration::from_secs(8) {
+        let now = std::time::Instant::now();
+        tip.pump(now).await;
+        if now >= next && tip.established() {
+            next += Duration::from_millis(20);
+            tip.media_tick(30, false, &mut idr).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(
+        common::logged("Media Timeout occurred for call : called num = 4100"),
+        "the seed's line for the call without TIP"
+    );
+    let out = timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("baresip exits")
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let log = log.replace('\r', "\n");
+    assert!(log.contains("Call established"), "{log}");
+    assert!(
+        log.contains("DTLS-SRTP complete"),
+        "DTLS with the switch: {log}"
+    );
+    assert!(
+        log.contains("BYE sip:"),
+        "the switch's BYE reached baresip: {log}"
+    );
+    // The TIP endpoint is still in its call: established, and no BYE for it.
+    assert!(tip.established());
+    assert!(
+        timeout(Duration::from_millis(300), tip.sip.recv())
+            .await
+            .is_err(),
+        "nothing for the TIP endpoint"
+    );
+    tip.hangup("4100").await.unwrap();
+    sw.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

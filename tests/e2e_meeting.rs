@@ -10,91 +10,17 @@
 //! - an endpoint without TIP, and one that never acknowledges SPIMAP: the seed's lines,
 //!   a BYE from the switch, and the others undisturbed.
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mswitch::app::App;
-use mswitch::config::Config;
+use common::{logged, switch};
 use mswitch::endpoint::{self, SimulatedCall, SipClient};
-use sip::tls::TlsPolicy;
-use sip::ua::Transport;
 use switch::dtls::DtlsIdentity;
 use switch::testing::Endpoint;
 use switch::tip::negotiation::Media;
-
-/// Everything the application logged, for the tests that check the seed's lines.
-fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        struct W;
-        impl Write for W {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                logs().lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(|| W)
-            .try_init();
-        Mutex::new(Vec::new())
-    })
-}
-
-fn logged(needle: &str) -> bool {
-    String::from_utf8_lossy(&logs().lock().unwrap()).contains(needle)
-}
-
-struct Switch {
-    sip: SocketAddr,
-    dir: PathBuf,
-    stop: tokio::sync::oneshot::Sender<()>,
-    running: tokio::task::JoinHandle<()>,
-    policy: TlsPolicy,
-}
-
-/// The switch with a meeting `number` of `policy`, TIP deadlines `tip_secs`.
-async fn switch(name: &str, ports: &str, meetings: &str, tip_secs: f64) -> Switch {
-    let _ = logs();
-    let dir = std::env::temp_dir().join(format!("mswitch-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let settings = Config::parse(&format!(
-        "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"127.0.0.1:0\"\noptions_interval = 0\n\
-         [tls]\ndata_dir = \"{}\"\n[media]\nports = \"{ports}\"\naddress = \"127.0.0.1\"\nworkers = 2\n\
-         [tip]\nmuxctrl_timeout = {tip_secs}\nspimap_timeout = {tip_secs}\n{meetings}",
-        dir.display()
-    ))
-    .unwrap();
-    let app = App::start(settings).await.unwrap();
-    let sip = app.sip_addr(Transport::Tls).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
-    let policy = endpoint::peer_policy(&dir, "mswitch-peer").unwrap();
-    Switch {
-        sip,
-        dir,
-        stop,
-        running,
-        policy,
-    }
-}
-
-impl Switch {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.running.await.unwrap();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Runs the calls for `secs`: B (index 1) talks.
 async fn run_media(calls: &mut [SimulatedCall], secs: f64) {
