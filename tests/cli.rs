@@ -1,0 +1,113 @@
+//! The `mswitch` binary as an operator runs it: exit codes and the messages that go with
+//! them.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn mswitch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mswitch"))
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mswitch-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn a_bad_configuration_exits_2_naming_the_key() {
+    let d = temp("bad");
+    std::fs::write(d.join("c.toml"), "[media]\nports = \"9-1\"\n").unwrap();
+    let out = mswitch()
+        .args(["run", "--config"])
+        .arg(d.join("c.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("media.ports"), "{err}");
+    let out = mswitch().args(["run", "--nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = mswitch().arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// Runs `mswitch run` in `dir` with `config`; returns the child.
+fn run(dir: &PathBuf, config: &str) -> std::process::Child {
+    std::fs::write(dir.join("c.toml"), config).unwrap();
+    mswitch()
+        .args(["run", "--config", "c.toml"])
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait(child: &mut std::process::Child, secs: u64) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+const LISTEN: &str = "[sip]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\ntls = \"127.0.0.1:0\"\noptions_interval = 0\n";
+
+#[test]
+fn without_a_certificate_one_is_made_and_sigterm_exits_0() {
+    let d = temp("term");
+    let mut child = run(&d, LISTEN);
+    // The generated identity appears, then SIGTERM.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.join("mswitch-data/mswitch.pem").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(wait(&mut child, 10), Some(0), "SIGTERM: exit 0");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("no certificate configured: made a local CA"),
+        "{err}"
+    );
+    assert!(err.contains("every call gets BYE"), "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_exits_2_with_the_seed_line() {
+    let d = temp("key");
+    mswitch::certs::ensure_local_identity(&d.join("one"), "one").unwrap();
+    mswitch::certs::ensure_local_identity(&d.join("two"), "two").unwrap();
+    let mut child = run(
+        &d,
+        &format!(
+            "{LISTEN}[tls]\ncertificate = \"one/mswitch.pem\"\nkey = \"two/mswitch.key\"\ntrust = [\"one/ca.pem\"]\n"
+        ),
+    );
+    assert_eq!(wait(&mut child, 10), Some(2));
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("TLS error: Error loading Private key file"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
