@@ -431,7 +431,7 @@ impl App {
         let (meeting_id, groups) = (m.id, m.groups.clone());
         let mut setups = Vec::new();
         let mut locals: Vec<Option<LocalMedia>> = Vec::new();
-        let mut sockets = Vec::new();
+        let mut sockets: Vec<(LineSockets, SocketAddr, Option<(u16, Option<IpAddr>)>)> = Vec::new();
         for (i, offer) in remote.media.iter().enumerate() {
             let (Some(kind), Some(k)) = (offer.kind, keyings.get(i).and_then(Option::as_ref))
             else {
@@ -490,7 +490,9 @@ impl App {
             let prepared = match prepared {
                 Ok(p) => p,
                 Err(e) => {
-                    for p in &s.ports {
+                    // Nothing of this call reached a worker yet: every port goes back.
+                    let prepared_ports = sockets.iter().flat_map(|(l, _, _)| l.ports.iter());
+                    for p in s.ports.iter().chain(prepared_ports) {
                         self.ports.release(*p);
                     }
                     return Err(e);
