@@ -91,6 +91,29 @@ async fn meeting_over_sip(delayed_offer: bool, ports: &str) {
             assert!(n > 20, "endpoint {i}: {n} {m:?} packets from B");
         }
     }
+    // A puts the call on hold (re-INVITE, sendonly): answered 200 with the switch's SDP.
+    let a = &mut calls[0];
+    let hold = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                m=audio 9 UDP/TLS/RTP/SAVP 96\r\na=fingerprint:sha-256 AB:CD\r\n\
+                a=setup:active\r\na=sendonly\r\n";
+    let reinvite = endpoint::request(
+        "INVITE",
+        a.sip.local,
+        "4000",
+        &a.call_id,
+        Some(&a.tag),
+        3,
+        &hold,
+    );
+    a.sip.send(&reinvite).await.unwrap();
+    let ok = a.sip.final_response().await.unwrap();
+    assert!(
+        ok.starts_with("SIP/2.0 200") && ok.contains("CSeq: 3 INVITE"),
+        "{ok}"
+    );
+    assert!(endpoint::body_of(&ok).contains("m=audio"), "{ok}");
+    let ack = endpoint::request("ACK", a.sip.local, "4000", &a.call_id, Some(&a.tag), 3, "");
+    a.sip.send(&ack).await.unwrap();
     calls[1].hangup("4000").await.unwrap();
     // Shutdown: the remaining calls get BYE from the switch.
     sw.stop().await;
