@@ -42,6 +42,9 @@ pub enum AppError {
     Io(#[from] std::io::Error),
 }
 
+/// A line's sockets, the peer's RTP address and its a=rtcp (port, address).
+type PreparedSockets = (LineSockets, SocketAddr, Option<(u16, Option<IpAddr>)>);
+
 struct MeetingState {
     id: MeetingId,
     security: ConferenceSecurity,
@@ -431,7 +434,7 @@ impl App {
         let (meeting_id, groups) = (m.id, m.groups.clone());
         let mut setups = Vec::new();
         let mut locals: Vec<Option<LocalMedia>> = Vec::new();
-        let mut sockets: Vec<(LineSockets, SocketAddr, Option<(u16, Option<IpAddr>)>)> = Vec::new();
+        let mut sockets: Vec<PreparedSockets> = Vec::new();
         for (i, offer) in remote.media.iter().enumerate() {
             let (Some(kind), Some(k)) = (offer.kind, keyings.get(i).and_then(Option::as_ref))
             else {
