@@ -116,13 +116,13 @@ pub async fn run() -> Result<String, String> {
                 }
             }
             for r in &c.endpoint.received {
-                let from = (r.1 >> 16) as usize - 1;
+                let from = endpoint_index(r.1);
                 if learned.insert((i, from)) {
                     t(
                         &mut out,
                         &format!(
                             "{} decrypts {}'s media with the key {} announced in EKT",
-                            NAMES[i], NAMES[from], NAMES[from]
+                            name(i), name(from), name(from)
                         ),
                     );
                 }
@@ -151,7 +151,7 @@ pub async fn run() -> Result<String, String> {
                         let text = format!(
                             "{} screen: {}'s {} camera",
                             place(*screen),
-                            NAMES[*who],
+                            name(*who),
                             place(*camera)
                         );
                         (*screen, text)
@@ -248,9 +248,20 @@ fn shown(ep: &Endpoint, since: Instant) -> HashMap<u8, (usize, u8)> {
         .filter(|r| r.0 == Media::Video && r.4 >= since)
     {
         let screen = TipCsrc::from_u32(r.3).output;
-        m.insert(screen, ((r.1 >> 16) as usize - 1, r.1 as u8));
+        m.insert(screen, (endpoint_index(r.1), r.1 as u8));
     }
     m
+}
+
+/// The demo endpoint (0 = A) a simulated source SSRC belongs to (`id << 16 | ...`, ids
+/// from 1); anything else maps past the names and shows as `?`.
+fn endpoint_index(ssrc: u32) -> usize {
+    ((ssrc >> 16) as usize).wrapping_sub(1).min(NAMES.len())
+}
+
+/// A name for the timeline.
+fn name(i: usize) -> &'static str {
+    NAMES.get(i).copied().unwrap_or("?")
 }
 
 /// TIP positions (WIRE.md section 5).
