@@ -122,7 +122,9 @@ pub async fn run() -> Result<String, String> {
                         &mut out,
                         &format!(
                             "{} decrypts {}'s media with the key {} announced in EKT",
-                            name(i), name(from), name(from)
+                            name(i),
+                            name(from),
+                            name(from)
                         ),
                     );
                 }

@@ -82,16 +82,9 @@ fn run(args: Vec<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("mswitch: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let app = match mswitch::app::App::start(settings).await {
@@ -124,16 +117,9 @@ async fn shutdown_signal() {
 }
 
 fn demo() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("mswitch: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(mswitch::demo::run()) {
         Ok(timeline) => {
@@ -145,4 +131,16 @@ fn demo() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The control plane's runtime (media runs on its own worker threads).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("mswitch: runtime: {e}");
+            ExitCode::FAILURE
+        })
 }

@@ -553,18 +553,21 @@ impl Agent {
         });
     }
 
+    /// The INVITE of an incoming call still waiting for its final response.
+    fn early_invite(&self, call: CallHandle) -> Option<(TransactionKey, Request)> {
+        let c = self.calls.get(&call)?;
+        (c.state == CallState::Early)
+            .then(|| c.invite.clone())
+            .flatten()
+    }
+
     /// Sends 180 Ringing for an incoming call (reliably, RFC 3262, when the INVITE
     /// required 100rel).
     pub fn ring(&mut self, now: Instant, call: CallHandle) {
-        let Some(c) = self.calls.get(&call) else {
+        let Some((key, req)) = self.early_invite(call) else {
             return;
         };
-        let Some((key, req)) = c.invite.clone() else {
-            return;
-        };
-        if c.state != CallState::Early {
-            return;
-        }
+        let c = &self.calls[&call];
         let mut extra = local_for(&self.config, c.remote.transport).contact();
         let reliable = c.reliable_provisional;
         let rseq = c.rseq + 1;
@@ -586,15 +589,12 @@ impl Agent {
         let min_se = self.config.min_se;
         let wanted = self.config.session_expires;
         let timers = self.config.timers;
+        let Some((key, req)) = self.early_invite(call) else {
+            return;
+        };
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let Some((key, req)) = c.invite.clone() else {
-            return;
-        };
-        if c.state != CallState::Early {
-            return;
-        }
         let mut extra = String::new();
         // RFC 4028 §9: the session interval and who refreshes.
         if let Some(s) = c.negotiate_session(wanted, min_se) {
@@ -635,15 +635,10 @@ impl Agent {
 
     /// Refuses an incoming call (a final status from 300 to 699), or ends an early one.
     pub fn reject(&mut self, now: Instant, call: CallHandle, status: u16, warning: Option<&str>) {
-        let Some(c) = self.calls.get(&call) else {
+        let Some((key, req)) = self.early_invite(call) else {
             return;
         };
-        let Some((key, req)) = c.invite.clone() else {
-            return;
-        };
-        if c.state != CallState::Early {
-            return;
-        }
+        let c = &self.calls[&call];
         let extra = warning.map_or_else(String::new, |w| {
             format!("Warning: 399 mswitch \"{}\"\r\n", w.replace('"', "'"))
         });
