@@ -505,38 +505,22 @@ impl App {
             locals.push(Some(prepared.local));
             sockets.push((s, SocketAddr::new(offer.address, offer.port), offer.rtcp));
         }
-        // Sockets to the worker, then the participant.
-        let c = self.calls.get_mut(&call).expect("call");
-        for (s, remote_addr, rtcp) in sockets {
-            let (leg, sock) = (s.leg.0, s.leg.1.try_clone().map_err(join::JoinError::Bind)?);
-            self.pool.send(
-                meeting_id,
-                Command::AddLeg {
-                    meeting: meeting_id,
-                    leg,
-                    socket: sock,
-                    remote: remote_addr,
-                },
-            );
-            c.legs.push(leg);
+        // The participant first, then its sockets: a datagram that is already waiting
+        // (a delayed offer's ClientHello comes right behind the ACK) must find the
+        // participant when the worker first reads the leg.
+        let mut legs = Vec::new();
+        for (s, remote_addr, rtcp) in &sockets {
+            legs.push((s.leg.0, s.leg.1.try_clone(), *remote_addr));
             if let Some((rleg, rs)) = &s.rtcp {
                 let rtcp_remote = rtcp.map_or_else(
                     || SocketAddr::new(remote_addr.ip(), remote_addr.port().wrapping_add(1)),
                     |(p, ip)| SocketAddr::new(ip.unwrap_or(remote_addr.ip()), p),
                 );
-                self.pool.send(
-                    meeting_id,
-                    Command::AddLeg {
-                        meeting: meeting_id,
-                        leg: *rleg,
-                        socket: rs.try_clone().map_err(join::JoinError::Bind)?,
-                        remote: rtcp_remote,
-                    },
-                );
-                c.legs.push(*rleg);
+                legs.push((*rleg, rs.try_clone(), rtcp_remote));
             }
-            c.lines.push(s);
         }
+        let c = self.calls.get_mut(&call).expect("call");
+        c.lines.extend(sockets.into_iter().map(|(s, _, _)| s));
         let screens = join::screens(remote);
         self.pool.send(
             meeting_id,
@@ -550,6 +534,21 @@ impl App {
         c.joined = true;
         if let Some(m) = self.meetings.get_mut(&number) {
             m.participants.push(participant);
+        }
+        for (leg, socket, remote_addr) in legs {
+            let socket = socket.map_err(join::JoinError::Bind)?;
+            self.pool.send(
+                meeting_id,
+                Command::AddLeg {
+                    meeting: meeting_id,
+                    leg,
+                    socket,
+                    remote: remote_addr,
+                },
+            );
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.legs.push(leg);
+            }
         }
         let answer = sdp::answer(remote, self.media_ip, &participant.to_string(), 1, &locals);
         if let Some(c) = self.calls.get_mut(&call) {

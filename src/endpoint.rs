@@ -313,6 +313,7 @@ impl SimulatedCall {
 
     /// One pass: DTLS, MUXCTRL once keyed, everything received answered and checked.
     pub async fn pump(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
         let d = self.endpoint.dtls_pump();
         self.send_all(d).await;
         if self.speaks_tip && !self.muxctrl_sent && self.keyed() {

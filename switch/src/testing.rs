@@ -420,6 +420,21 @@ impl Endpoint {
             .collect()
     }
 
+    /// Time passed: its DTLS handshakes retransmit what was lost (a real endpoint's
+    /// ClientHello can arrive before the switch reads the port).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for l in &mut self.lines {
+            for d in [l.dtls.as_mut(), l.rtcp_dtls.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if d.poll_timeout().is_some_and(|t| t <= now) {
+                    d.handle_timeout(now);
+                }
+            }
+        }
+    }
+
     /// Its lines' DTLS: takes the events (adopting per-hop keys on completion) and returns
     /// the datagrams to send.
     pub fn dtls_pump(&mut self) -> Vec<(LegId, Vec<u8>)> {
