@@ -88,6 +88,8 @@ pub struct EpLine {
     pub group: Option<(u16, [u8; 14], [u8; 16])>,
     /// The SRTP profile the DTLS handshake chose.
     pub dtls_suite: Option<Suite>,
+    /// Non-secure: plain RTP and RTCP, TIP without EKT (a non-secure meeting).
+    pub plain: bool,
 }
 
 /// A simulated TIP endpoint.
@@ -147,6 +149,7 @@ impl Endpoint {
                     rtcp_dtls: None,
                     group: None,
                     dtls_suite: None,
+                    plain: false,
                     sources,
                     refresh: HashMap::new(),
                 }
@@ -161,6 +164,14 @@ impl Endpoint {
             expect_test_group: true,
             ignore_spimap: false,
         }
+    }
+
+    /// The same endpoint, non-secure: plain RTP/RTCP, TIP with the non-secure profile.
+    pub fn non_secure(mut self) -> Self {
+        for l in &mut self.lines {
+            l.plain = true;
+        }
+        self
     }
 
     /// The same endpoint without rtcp-mux: each line's RTCP has its own leg, `leg + 5`.
@@ -208,7 +219,11 @@ impl Endpoint {
                         ))
                     })
                 };
+                if l.plain {
+                    config.group = None;
+                }
                 let keying = match passive(l.leg) {
+                    None if l.plain => HopKeying::Plain,
                     None => HopKeying::Sdes(Box::new(HopKeys {
                         inbound: hop_ctx(seed(l.leg, 1)),
                         outbound: hop_ctx(seed(l.leg, 2)),
@@ -289,7 +304,12 @@ impl Endpoint {
         if is_rtcp {
             // Per-hop TIP from the switch, or a forwarded EKT SDES packet.
             let mut b = bytes.to_vec();
-            let Ok(n) = line.hop_rx.unprotect_rtcp(&mut b) else {
+            let opened = if line.plain {
+                Ok(b.len())
+            } else {
+                line.hop_rx.unprotect_rtcp(&mut b)
+            };
+            let Ok(n) = opened else {
                 self.end_to_end_rtcp.push((leg, bytes.to_vec()));
                 return replies;
             };
@@ -320,8 +340,12 @@ impl Endpoint {
                             .iter()
                             .map(|s| mediaopts::StreamOptions {
                                 ssrc: s.1,
-                                xmit: mediaopts::EKT | flag,
-                                rcv: mediaopts::EKT,
+                                xmit: if line.plain {
+                                    flag
+                                } else {
+                                    mediaopts::EKT | flag
+                                },
+                                rcv: if line.plain { 0 } else { mediaopts::EKT },
                             })
                             .collect();
                         let m = mediaopts::MediaOpts::new(h, &streams).unwrap();
@@ -340,6 +364,8 @@ impl Endpoint {
                     TipPacket::Refresh(r) => {
                         line.refresh.entry(r.target).or_insert(3);
                     }
+                    // Non-secure: no SPIMAP; the switch's MEDIAOPTS ends the negotiation.
+                    TipPacket::MediaOpts(_) if line.plain => line.established = true,
                     _ => {}
                 }
             }
@@ -352,6 +378,18 @@ impl Endpoint {
             "endpoint {} received its own media",
             self.id
         );
+        if line.plain {
+            // Plain RTP: the appended byte must be gone, the payload as sent.
+            let seq = u16::from_be_bytes([bytes[2], bytes[3]]);
+            let csrc = u32::from_be_bytes(bytes[12..16].try_into().unwrap());
+            assert_eq!(
+                &bytes[16..],
+                &payload(ssrc, seq, line.media)[..],
+                "payload intact, appended byte gone"
+            );
+            self.received.push((line.media, ssrc, seq, csrc, now));
+            return replies;
+        }
         // Every sender of the meeting uses the group's master salt (SPIMAP).
         let salt = line.group.map_or(SALT, |g| g.1);
         let rx = self.rx.entry(ssrc).or_insert_with(|| {
@@ -403,7 +441,11 @@ impl Endpoint {
                 let m = MuxCtrl {
                     ssrc: line.control_ssrc,
                     version: 8,
-                    profile: muxctrl::PROFILE_SECURE,
+                    profile: if line.plain {
+                        0
+                    } else {
+                        muxctrl::PROFILE_SECURE
+                    },
                     options: 0,
                     num_xmit: line.sources.len() as u8,
                     num_rcv: line.sources.len() as u8,
@@ -558,9 +600,14 @@ impl Endpoint {
                     if media == Media::Video && x == 1 {
                         idr.insert((*ssrc, *seq));
                     }
-                    let n = tx
-                        .protect_rtp(&mut buf, 16 + p.len(), Some(x), full)
-                        .expect("room");
+                    let n = if line.plain {
+                        // Plain RTP with the appended byte last (ekt-spec.md §5.3).
+                        buf[16 + p.len()] = x;
+                        16 + p.len() + 1
+                    } else {
+                        tx.protect_rtp(&mut buf, 16 + p.len(), Some(x), full)
+                            .expect("room")
+                    };
                     buf.truncate(n);
                     packets.push((line.leg, buf));
                 }
@@ -593,6 +640,9 @@ fn adopt_group(line: &mut EpLine, spi: u16, salt: [u8; 14], kek: [u8; 16]) {
 
 /// Protects a per-hop RTCP packet from the endpoint.
 pub fn protect_hop(line: &mut EpLine, plain: &[u8]) -> Vec<u8> {
+    if line.plain {
+        return plain.to_vec();
+    }
     let mut buf = plain.to_vec();
     buf.resize(plain.len() + 64, 0);
     let n = line.hop_tx.protect_rtcp(&mut buf, plain.len()).unwrap();
@@ -711,8 +761,23 @@ impl Sim {
         Self::with_options(mode, endpoints, dtls, true)
     }
 
+    /// A non-secure meeting: plain RTP and RTCP, TIP without EKT or SPIMAP.
+    pub fn non_secure(mode: Mode, endpoints: &[(u32, u8)]) -> Self {
+        Self::build(mode, endpoints, false, true, false)
+    }
+
     /// As [`Sim::with_keying`]; without `rtcp_mux`, every line's RTCP has its own leg.
     pub fn with_options(mode: Mode, endpoints: &[(u32, u8)], dtls: bool, rtcp_mux: bool) -> Self {
+        Self::build(mode, endpoints, dtls, rtcp_mux, true)
+    }
+
+    fn build(
+        mode: Mode,
+        endpoints: &[(u32, u8)],
+        dtls: bool,
+        rtcp_mux: bool,
+        secure: bool,
+    ) -> Self {
         let mut meeting = Meeting::new(
             SwitchingConfig {
                 mode,
@@ -720,6 +785,7 @@ impl Sim {
             },
             256,
         );
+        meeting.set_secure(secure);
         let registry = meeting.forwarder_mut().registry_mut();
         registry
             .insert(Spi(AUDIO_SPI), params(AUDIO_SPI))
@@ -734,6 +800,7 @@ impl Sim {
                 .iter()
                 .map(|&(id, screens)| {
                     let ep = Endpoint::new(id, screens);
+                    let ep = if secure { ep } else { ep.non_secure() };
                     if rtcp_mux { ep } else { ep.without_rtcp_mux() }
                 })
                 .collect(),

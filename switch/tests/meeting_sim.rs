@@ -365,3 +365,38 @@ fn media_reaches_a_line_only_after_its_tip_negotiation() {
     );
     assert!(sim.endpoints[1].received.iter().any(|r| r.1 >> 16 == 1));
 }
+
+/// A non-secure meeting (R35 Non-Secure, R33: never mixed) runs plain RTP with the same
+/// switching: TIP with the non-secure profile and no SPIMAP, the appended byte stripped,
+/// the CSRC rewritten, the speaker shown only at an IDR.
+#[test]
+fn a_non_secure_meeting_switches_plain_rtp_the_same_way() {
+    let mut sim = Sim::non_secure(Mode::Site, &[(1, 3), (2, 1), (3, 1)]);
+    assert_eq!(sim.negotiate(), 6, "{:?}", sim.events);
+    for _ in 0..150 {
+        sim.media_tick(&[5, 60, 5], true);
+    }
+    for ep in [0, 2] {
+        let from_b = |m| {
+            sim.endpoints[ep]
+                .received
+                .iter()
+                .filter(|r| r.0 == m && r.1 >> 16 == 2)
+                .count()
+        };
+        assert!(from_b(Media::Video) > 10, "endpoint {ep} sees B");
+        assert!(from_b(Media::Audio) > 10, "endpoint {ep} hears B");
+    }
+    // B's picture on A's and C's center screen (position 1), switched at an IDR.
+    let first_b_video = sim.endpoints[2]
+        .received
+        .iter()
+        .find(|r| r.0 == Media::Video && r.1 >> 16 == 2)
+        .unwrap();
+    assert!(sim.idr.contains(&(first_b_video.1, first_b_video.2)));
+    assert_eq!(
+        switch::forward::TipCsrc::from_u32(first_b_video.3).output,
+        1
+    );
+    assert_eq!(sim.meeting.forwarder().stats().dropped_total(), 0);
+}

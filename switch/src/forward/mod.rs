@@ -82,8 +82,12 @@ pub enum PacketKind {
 enum Shape {
     TipFull,
     TipShort,
-    Plain { tag_len: usize },
+    Plain {
+        tag_len: usize,
+    },
     Aead,
+    /// Plain RTP/RTCP of a non-secure meeting: nothing to verify or sign.
+    Unprotected,
 }
 
 /// A packet that verified. Only [`Forwarder::verify`] makes one, so [`Forwarder::emit`]
@@ -231,6 +235,60 @@ impl Forwarder {
             self.verify_rtcp(data)
         } else {
             self.verify_rtp(data, appended_byte)
+        };
+        match r {
+            Ok(_) => self.stats.verified += 1,
+            Err(reason) => self.stats.drop(reason),
+        }
+        r
+    }
+
+    /// Takes a packet of a non-secure meeting (RTP/AVP): there is no tag to verify, so
+    /// this only checks the header and finds the appended byte (the last byte of the
+    /// packet, ekt-spec.md §5.3). The meeting binds the SSRC to the leg it came on.
+    pub fn verify_unprotected(
+        &mut self,
+        data: &[u8],
+        appended_byte: bool,
+    ) -> Result<Verified, DropReason> {
+        let r = if data.len() > SLOT_SIZE {
+            Err(DropReason::TooLarge)
+        } else if is_rtcp(data) {
+            rtcp_ssrc(data)
+                .map_err(|_| DropReason::Malformed)
+                .map(|ssrc| {
+                    let n = data.len();
+                    Verified {
+                        ssrc,
+                        kind: PacketKind::Rtcp,
+                        index: 0,
+                        appended: None,
+                        first_csrc: None,
+                        len: n,
+                        hdr_len: RTCP_HEADER_LEN,
+                        payload_end: n,
+                        tag_start: n,
+                        trailer_start: n,
+                        shape: Shape::Unprotected,
+                        generation: 0,
+                    }
+                })
+        } else {
+            RtpHeader::parse(data)
+                .map_err(|_| DropReason::Malformed)
+                .and_then(|hdr| {
+                    if appended_byte && data.len() <= hdr.len {
+                        return Err(DropReason::Malformed);
+                    }
+                    Ok(Self::verdict(
+                        &hdr,
+                        data,
+                        appended_byte,
+                        data.len(),
+                        0,
+                        Shape::Unprotected,
+                    ))
+                })
         };
         match r {
             Ok(_) => self.stats.verified += 1,
@@ -621,6 +679,9 @@ impl Forwarder {
             }
             return Ok(receivers.len());
         }
+        if v.shape == Shape::Unprotected {
+            return Ok(emit_unprotected(data, v, receivers, out));
+        }
         let source = self.sources.get(&v.ssrc).ok_or(DropReason::UnknownSsrc)?;
         // Re-sign only with the key that verified the packet.
         let key = source.key(v.generation).ok_or(DropReason::UnknownSsrc)?;
@@ -670,6 +731,36 @@ impl Forwarder {
 
 /// Writes one receiver's copy into `slot`: header with `csrc_out`, the ciphertext without
 /// the appended byte, a new tag, the unchanged trailer. Returns (length, re-signed).
+/// Plain RTP out: the appended byte stripped, each receiver's CSRC, one copy per distinct
+/// output header. The caller checked that `out` has room for every receiver.
+fn emit_unprotected(data: &[u8], v: &Verified, receivers: &[Receiver], out: &mut TxBatch) -> usize {
+    let mut shared: [(u32, u32); MAX_SHARED_HEADERS] = [(0, 0); MAX_SHARED_HEADERS];
+    let mut n_shared = 0;
+    let p = v.payload_end;
+    for r in receivers {
+        let csrc_out = v.first_csrc.map(|c| r.csrc.apply(c));
+        let group = csrc_out.unwrap_or(0);
+        let slot = match shared[..n_shared].iter().find(|(g, _)| *g == group) {
+            Some(&(_, slot)) => slot,
+            None => {
+                let buf = out.next_slot();
+                buf[..p].copy_from_slice(&data[..p]);
+                if let Some(c) = csrc_out {
+                    buf[12..16].copy_from_slice(&c.to_be_bytes());
+                }
+                let slot = out.commit_slot(p);
+                if n_shared < MAX_SHARED_HEADERS {
+                    shared[n_shared] = (group, slot);
+                    n_shared += 1;
+                }
+                slot
+            }
+        };
+        out.push(r.id, slot);
+    }
+    receivers.len()
+}
+
 fn build(
     data: &[u8],
     v: &Verified,
@@ -712,6 +803,8 @@ fn build(
             let tag = auth_of(key.ctx.rtp_transform()).mac(&[&slot[..p], &roc]);
             slot[p..p + tag_len].copy_from_slice(&tag[..tag_len]);
         }
+        // Never built here: emit sends unprotected packets before looking for a key.
+        Shape::Unprotected => {}
         Shape::Aead => {
             let gcm = key
                 .gcm_rtp

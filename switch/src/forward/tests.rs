@@ -445,3 +445,53 @@ fn keyed_sources_of_every_suite_are_verified_and_retagged() {
         assert!(forward_one(&mut forwarder(), &rtcp[..n], &SCREEN3).is_err());
     }
 }
+
+#[test]
+fn unprotected_rtp_of_a_non_secure_meeting_loses_its_appended_byte_and_gets_the_screen() {
+    let mut f = Forwarder::new(4);
+    // Header with one CSRC (positions 1/2/1), 4 payload bytes, appended IDR flag 1.
+    let p = h("81700001 00000000 0000abcd 12345121 deadbeef 01");
+    let receivers = [
+        Receiver {
+            id: 1,
+            csrc: CsrcRewrite::TipScreen(3),
+        },
+        Receiver {
+            id: 2,
+            csrc: CsrcRewrite::TipScreen(3),
+        },
+        Receiver {
+            id: 3,
+            csrc: CsrcRewrite::TipScreen(1),
+        },
+    ];
+    let v = f.verify_unprotected(&p, true).unwrap();
+    assert_eq!(v.appended_byte(), Some(1));
+    assert_eq!(v.ssrc(), 0xabcd);
+    let mut out = TxBatch::new(8, 16);
+    assert_eq!(f.emit(&p, &v, &receivers, &mut out), Ok(3));
+    let got: Vec<(ReceiverId, Vec<u8>)> = out.iter().map(|(r, b)| (r, b.to_vec())).collect();
+    let screen3 = h("81700001 00000000 0000abcd 12345323 deadbeef");
+    let screen1 = h("81700001 00000000 0000abcd 12345121 deadbeef");
+    assert_eq!(got, vec![(1, screen3.clone()), (2, screen3), (3, screen1)]);
+    assert_eq!(
+        out.distinct_packets(),
+        2,
+        "one copy per distinct output header"
+    );
+    // Without the appended byte negotiated, the packet goes as it is.
+    let v = f.verify_unprotected(&p[..p.len() - 1], false).unwrap();
+    assert_eq!(v.appended_byte(), None);
+    // Plain RTCP goes out unchanged; a header-only packet cannot carry the byte.
+    let rtcp = h("80c9000100007777");
+    let v = f.verify_unprotected(&rtcp, false).unwrap();
+    assert_eq!(v.kind(), PacketKind::Rtcp);
+    assert_eq!(
+        f.verify_unprotected(&p[..16], true),
+        Err(DropReason::Malformed)
+    );
+    assert_eq!(
+        f.verify_unprotected(&[0x80, 0x60], false),
+        Err(DropReason::Malformed)
+    );
+}

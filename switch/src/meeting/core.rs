@@ -54,6 +54,8 @@ pub enum HopKeying {
     Sdes(Box<HopKeys>),
     /// A DTLS-SRTP handshake on the line's port; TIP starts when it completes.
     Dtls(Box<DtlsSession>),
+    /// None: a non-secure meeting's TIP runs over plain RTCP (Device Security Non-Secure).
+    Plain,
 }
 
 /// A media line being added.
@@ -92,6 +94,8 @@ struct Line {
     /// The peer's control SSRC (from its MUXCTRL): its SRTCP is per-hop.
     peer_control_ssrc: Option<u32>,
     appended_byte: bool,
+    /// TIP control travels in plain RTCP (no per-hop keys).
+    plain_control: bool,
     /// TIP finished (SPIMAP acknowledged in a secure meeting): media goes to this line only
     /// from then on, since before it the endpoint has no group salt to decrypt with.
     established: bool,
@@ -163,6 +167,8 @@ pub struct Meeting {
     keyframe_requests: Vec<(ParticipantId, u32)>,
     next_tick: Option<Instant>,
     layouts_dirty: bool,
+    /// SRTP with EKT (the default); false: a non-secure meeting's plain RTP (R33: never mixed).
+    secure: bool,
 }
 
 impl std::fmt::Debug for Meeting {
@@ -193,7 +199,14 @@ impl Meeting {
             keyframe_requests: Vec::new(),
             next_tick: None,
             layouts_dirty: false,
+            secure: true,
         }
+    }
+
+    /// Makes the meeting non-secure (`false`): media is plain RTP, taken without a tag to
+    /// verify and sent without one; set before the first participant joins.
+    pub fn set_secure(&mut self, secure: bool) {
+        self.secure = secure;
     }
 
     /// The forwarder: its EKT registry takes the meeting's group parameters.
@@ -224,6 +237,7 @@ impl Meeting {
             .into_iter()
             .map(|l| {
                 let media = l.config.media;
+                let plain_control = matches!(l.keying, HopKeying::Plain);
                 let (hop, dtls, tip, waiting_config) = match l.keying {
                     HopKeying::Sdes(keys) => (
                         Some(*keys),
@@ -232,6 +246,7 @@ impl Meeting {
                         None,
                     ),
                     HopKeying::Dtls(session) => (None, Some(session), None, Some(l.config)),
+                    HopKeying::Plain => (None, None, Some(Negotiation::new(l.config, now)), None),
                 };
                 let (rtcp_leg, rtcp_dtls) = match l.rtcp {
                     Some(r) => (Some(r.leg), r.dtls),
@@ -248,6 +263,7 @@ impl Meeting {
                     tip,
                     peer_control_ssrc: None,
                     appended_byte: false,
+                    plain_control,
                     established: false,
                 }
             })
@@ -343,14 +359,23 @@ impl Meeting {
         if !per_hop {
             return self.handle_media(now, pi, li, data, out);
         }
-        let (Some(hop), Some(tip)) = (&mut line.hop, &mut line.tip) else {
+        let plain = line.plain_control;
+        let (hop, Some(tip)) = (&mut line.hop, &mut line.tip) else {
             // Plaintext or early RTCP before the handshake gave keys: dropped quietly.
             self.stats.before_keys += 1;
             return;
         };
         let buf = &mut self.scratch[..data.len()];
         buf.copy_from_slice(data);
-        match hop.inbound.unprotect_rtcp(buf) {
+        let opened = match (plain, hop) {
+            (true, _) => Ok(data.len()),
+            (false, Some(hop)) => hop.inbound.unprotect_rtcp(buf).map_err(|_| ()),
+            (false, None) => {
+                self.stats.before_keys += 1;
+                return;
+            }
+        };
+        match opened {
             Ok(n) => {
                 if let Some(m) = crate::rtp::rtcp_packets(&buf[..n])
                     .find_map(|p| crate::tip::muxctrl::MuxCtrl::decode(p).ok())
@@ -386,7 +411,12 @@ impl Meeting {
             self.stats.ssrc_on_wrong_leg += 1;
             return;
         }
-        let Ok(v) = self.forwarder.verify(data, appended) else {
+        let verified = if self.secure {
+            self.forwarder.verify(data, appended)
+        } else {
+            self.forwarder.verify_unprotected(data, appended)
+        };
+        let Ok(v) = verified else {
             return;
         };
         self.ssrc_owner.entry(v.ssrc()).or_insert(from);
@@ -736,6 +766,19 @@ fn drive_dtls(
 
 /// Protects a line's pending TIP packets with its per-hop key and queues them to its leg.
 fn flush_tip(l: &mut Line, scratch: &mut [u8], out: &mut TxBatch) {
+    let to = l.rtcp_leg.unwrap_or(l.leg);
+    if l.plain_control {
+        // Non-secure: TIP goes as it is.
+        let Some(tip) = &mut l.tip else { return };
+        while let Some(plain) = tip.poll_transmit() {
+            if out.has_room(1) && plain.len() <= crate::forward::SLOT_SIZE {
+                out.next_slot()[..plain.len()].copy_from_slice(&plain);
+                let slot = out.commit_slot(plain.len());
+                out.push(to, slot);
+            }
+        }
+        return;
+    }
     let (Some(tip), Some(hop)) = (&mut l.tip, &mut l.hop) else {
         return;
     };
