@@ -395,7 +395,7 @@ fn a_non_secure_meeting_switches_plain_rtp_the_same_way() {
         .unwrap();
     assert!(sim.idr.contains(&(first_b_video.1, first_b_video.2)));
     assert_eq!(
-        switch::forward::TipCsrc::from_u32(first_b_video.3).output,
+        TipCsrc::from_u32(first_b_video.3).output,
         1
     );
     assert_eq!(sim.meeting.forwarder().stats().dropped_total(), 0);
