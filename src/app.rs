@@ -48,6 +48,8 @@ type PreparedSockets = (LineSockets, SocketAddr, Option<(u16, Option<IpAddr>)>);
 struct MeetingState {
     id: MeetingId,
     security: ConferenceSecurity,
+    /// Whether its media plane runs SRTP with EKT (decided by its first admission).
+    secure: Option<bool>,
     groups: [GroupParams; 2],
     participants: Vec<ParticipantId>,
 }
@@ -288,7 +290,14 @@ impl App {
                     return self.trunk.reject(call, 488, Some(e.to_string()));
                 }
             },
-            Some(_) => None,
+            // A plain offer: RTP/AVP lines, no keys (the policy decides below).
+            Some(o) => keying_for_offer(
+                sip::security::DeviceSecurity::NonSecure,
+                over_tls,
+                o,
+                &suites,
+            )
+            .ok(),
             None => {
                 if let Err(e) = mode_security.check_transport(over_tls) {
                     return self.trunk.reject(call, 488, Some(e.to_string()));
@@ -299,28 +308,51 @@ impl App {
         // The meeting, made on first use.
         let conf_id = self.meeting_for(&number, policy, mode);
         let state = self.meetings.get_mut(&number).expect("made above");
-        match state.security.admit(secure, &call_id, &number) {
+        let before = state.security.clone();
+        let admission = state.security.admit(secure, &call_id, &number);
+        // The media of this endpoint and of the meeting must agree (R33: never mixed).
+        let media_secure = match &admission {
+            Admission::Admit { state: s, .. } => *s == crate::policy::State::Secure,
+            Admission::Reject { .. } => secure,
+        };
+        let refusal = match &admission {
+            Admission::Admit {
+                downgrade_existing: true,
+                ..
+            } => Some("downgrading the existing endpoints is not supported by this build"),
+            Admission::Admit { .. } if media_secure != secure => {
+                Some("a secure offer to a non-secure meeting: offer RTP/AVP")
+            }
+            Admission::Admit { .. } if state.secure.is_some_and(|s| s != media_secure) => {
+                Some("the meeting's media is of the other kind")
+            }
+            _ => None,
+        };
+        if let Some(why) = refusal {
+            state.security = before;
+            warn!(%call_id, conference = conf_id, "{why}: 488");
+            self.end_meeting_if_empty(&number);
+            return self.trunk.reject(call, 488, Some(why.into()));
+        }
+        if let Admission::Admit { .. } = admission
+            && state.secure.is_none()
+        {
+            state.secure = Some(media_secure);
+            if !media_secure {
+                let id = state.id;
+                self.pool.send(
+                    id,
+                    Command::Run(id, Box::new(|m: &mut Meeting, _| m.set_secure(false))),
+                );
+            }
+        }
+        match admission {
             Admission::Reject { log } => {
                 warn!("{log}");
                 self.end_meeting_if_empty(&number);
                 return self
                     .trunk
                     .reject(call, 488, Some("security mismatch".into()));
-            }
-            Admission::Admit {
-                state: crate::policy::State::NonSecure,
-                log,
-                ..
-            } => {
-                if let Some(l) = log {
-                    warn!("{l}");
-                }
-                // Plain-RTP forwarding is not in this build: refuse clearly.
-                warn!(%call_id, conference = conf_id, "non-secure media is not supported by this build: 488");
-                self.end_meeting_if_empty(&number);
-                return self
-                    .trunk
-                    .reject(call, 488, Some("non-secure media not supported".into()));
             }
             Admission::Admit { log, .. } => {
                 if let Some(l) = log {
@@ -397,6 +429,7 @@ impl App {
             MeetingState {
                 id,
                 security: ConferenceSecurity::new(policy, id),
+                secure: None,
                 groups,
                 participants: Vec::new(),
             },
@@ -471,7 +504,8 @@ impl App {
             let mut config =
                 LineConfig::new(media, u32::from_be_bytes(join::random()), number.clone());
             config.conf_id = meeting_id;
-            config.group = Some(g);
+            // A non-secure meeting's TIP has no SPIMAP (R33).
+            config.group = (!matches!(k, Keying::Plain)).then_some(g);
             config.positions = if join::screens(remote) == 3 {
                 0b1110
             } else {

@@ -176,11 +176,18 @@ pub fn endpoint_sdp(ep: &Endpoint, ports: &HashMap<LegId, u16>, fingerprint: &st
             Media::Audio => ("audio", 96, "AAC-LD/48000"),
             Media::Video => ("video", 112, "H264/90000"),
         };
-        s.push_str(&format!(
-            "m={m} {} UDP/TLS/RTP/SAVP {pt}\r\na=rtpmap:{pt} {map}\r\na=rtcp-mux\r\n\
-             a=setup:active\r\na=fingerprint:{fingerprint}\r\n",
-            ports.get(&l.leg).copied().unwrap_or(0)
-        ));
+        let port = ports.get(&l.leg).copied().unwrap_or(0);
+        if l.plain {
+            // Non-secure: plain RTP, no keys.
+            s.push_str(&format!(
+                "m={m} {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {map}\r\na=rtcp-mux\r\n"
+            ));
+        } else {
+            s.push_str(&format!(
+                "m={m} {port} UDP/TLS/RTP/SAVP {pt}\r\na=rtpmap:{pt} {map}\r\na=rtcp-mux\r\n\
+                 a=setup:active\r\na=fingerprint:{fingerprint}\r\n"
+            ));
+        }
         for (_, ssrc, _, _) in &l.sources {
             s.push_str(&format!("a=ssrc:{ssrc} cname:ep{}\r\n", ep.id));
         }
@@ -265,19 +272,26 @@ impl SimulatedCall {
             ack_body,
         ))
         .await?;
+        let plain = endpoint.lines.iter().all(|l| l.plain);
         let fp = switch_sdp
             .media
             .first()
             .and_then(|m| m.fingerprint.as_deref())
-            .and_then(parse_sdp_fingerprint)
-            .ok_or_else(|| EndpointError::Protocol("no fingerprint from the switch".into()))?;
+            .and_then(parse_sdp_fingerprint);
+        if fp.is_none() && !plain {
+            return Err(EndpointError::Protocol(
+                "no fingerprint from the switch".into(),
+            ));
+        }
         let mut sockets = HashMap::new();
         for (l, m) in endpoint.lines.iter().zip(&switch_sdp.media) {
             if let Some(s) = local.remove(&l.leg) {
                 sockets.insert(l.leg, (s, SocketAddr::new(m.address, m.port)));
             }
         }
-        endpoint.start_dtls_toward(Instant::now(), fp, dtls_id);
+        if let Some(fp) = fp.filter(|_| !plain) {
+            endpoint.start_dtls_toward(Instant::now(), fp, dtls_id);
+        }
         Ok(Self {
             endpoint,
             sip,
@@ -298,12 +312,12 @@ impl SimulatedCall {
         }
     }
 
-    /// Whether every line's DTLS is up.
+    /// Whether every line's DTLS is up (a non-secure line has none to wait for).
     pub fn keyed(&self) -> bool {
         self.endpoint
             .lines
             .iter()
-            .all(|l| l.dtls.as_ref().is_some_and(|d| d.is_connected()))
+            .all(|l| l.plain || l.dtls.as_ref().is_some_and(|d| d.is_connected()))
     }
 
     /// Whether every line has its SPIMAP.

@@ -226,8 +226,8 @@ pub fn prepare_line(
             };
             (HopKeying::Sdes(Box::new(keys)), None, Some(line), None)
         }
-        // Non-secure media is not forwarded by this build (see the call-control note).
-        Keying::Plain => return Err(JoinError::Crypto),
+        // A non-secure meeting: plain RTP, TIP over plain RTCP.
+        Keying::Plain => (HopKeying::Plain, None, None, None),
     };
     let local = LocalMedia {
         kind: offer.kind.unwrap_or(MediaKind::Audio),

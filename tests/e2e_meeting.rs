@@ -248,3 +248,84 @@ async fn the_demo_holds_every_check() {
     assert!(timeline.contains("all checks held"), "{timeline}");
     assert!(timeline.contains("SPIMAP acknowledged"), "{timeline}");
 }
+
+/// Dials the non-secure endpoints `(id, screens)` into `number`.
+async fn dial_plain(sw: &common::Switch, number: &str, eps: &[(u32, u8)]) -> Vec<SimulatedCall> {
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let mut calls = Vec::new();
+    for &(id, screens) in eps {
+        let ep = Endpoint::new(id, screens).non_secure();
+        calls.push(
+            SimulatedCall::dial(ep, &sw.policy, sw.sip, number, false, &dtls)
+                .await
+                .unwrap(),
+        );
+    }
+    calls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_secure_meeting_runs_plain_rtp_with_the_same_switching() {
+    let sw = switch(
+        "nonsecure",
+        "32300-32399",
+        "[[meeting]]\nnumber = \"4003\"\npolicy = \"non-secure\"\n",
+        15.0,
+    )
+    .await;
+    let mut calls = dial_plain(&sw, "4003", &[(1, 3), (2, 1), (3, 1)]).await;
+    for c in &calls {
+        assert_eq!(
+            c.switch_sdp.media[0].profile,
+            Some(sip::sdp::Profile::Avp),
+            "answered RTP/AVP"
+        );
+    }
+    assert!(
+        until_established(&mut calls, 30).await,
+        "non-secure TIP on every line"
+    );
+    run_media(&mut calls, 3.0).await;
+    for i in [0, 2] {
+        for m in [Media::Audio, Media::Video] {
+            let n = from_b(&calls[i], m);
+            assert!(n > 20, "endpoint {i}: {n} {m:?} packets from B");
+        }
+    }
+    // A secure endpoint cannot join it (R33: media never mixed).
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let secure = SimulatedCall::dial(
+        Endpoint::new(4, 1),
+        &sw.policy,
+        sw.sip,
+        "4003",
+        false,
+        &dtls,
+    )
+    .await;
+    assert!(
+        matches!(&secure, Err(e) if e.to_string().starts_with("SIP/2.0 488")),
+        "{:?}",
+        secure.err()
+    );
+    sw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_effort_started_by_a_non_secure_endpoint_runs_non_secure_with_the_seed_line() {
+    let sw = switch(
+        "besteffort",
+        "32400-32499",
+        "[[meeting]]\nnumber = \"4004\"\npolicy = \"best-effort\"\n",
+        15.0,
+    )
+    .await;
+    let mut calls = dial_plain(&sw, "4004", &[(1, 1), (2, 1)]).await;
+    // This switch's first meeting: conference id 1.
+    assert!(logged("Conf Id 1: will start as non-secure"));
+    assert!(until_established(&mut calls, 30).await);
+    run_media(&mut calls, 2.0).await;
+    let n = from_b(&calls[0], Media::Audio);
+    assert!(n > 20, "A hears B: {n}");
+    sw.stop().await;
+}

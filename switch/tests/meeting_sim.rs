@@ -394,9 +394,6 @@ fn a_non_secure_meeting_switches_plain_rtp_the_same_way() {
         .find(|r| r.0 == Media::Video && r.1 >> 16 == 2)
         .unwrap();
     assert!(sim.idr.contains(&(first_b_video.1, first_b_video.2)));
-    assert_eq!(
-        TipCsrc::from_u32(first_b_video.3).output,
-        1
-    );
+    assert_eq!(TipCsrc::from_u32(first_b_video.3).output, 1);
     assert_eq!(sim.meeting.forwarder().stats().dropped_total(), 0);
 }
