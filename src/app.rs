@@ -291,13 +291,20 @@ impl App {
                 }
             },
             // A plain offer: RTP/AVP lines, no keys (the policy decides below).
-            Some(o) => keying_for_offer(
-                sip::security::DeviceSecurity::NonSecure,
-                over_tls,
-                o,
-                &suites,
-            )
-            .ok(),
+            Some(o) => {
+                match keying_for_offer(
+                    sip::security::DeviceSecurity::NonSecure,
+                    over_tls,
+                    o,
+                    &suites,
+                ) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        warn!(%call_id, %number, "offer refused: {e}");
+                        return self.trunk.reject(call, 488, Some(e.to_string()));
+                    }
+                }
+            }
             None => {
                 if let Err(e) = mode_security.check_transport(over_tls) {
                     return self.trunk.reject(call, 488, Some(e.to_string()));
