@@ -112,6 +112,20 @@ pub fn forward(data: &[u8]) {
     if let Ok(v) = f.verify(rest, mode & 1 == 1) {
         let _ = f.emit(rest, &v, &RECEIVERS, &mut out);
     }
+    // A non-secure meeting's path: whatever parses is forwarded, one byte shorter when the
+    // appended byte is negotiated, and never panics.
+    out.clear();
+    if let Ok(v) = f.verify_unprotected(rest, mode & 1 == 1) {
+        let n = f
+            .emit(rest, &v, &RECEIVERS, &mut out)
+            .expect("room for the receivers");
+        let stripped = usize::from(mode & 1 == 1 && !is_rtcp(rest));
+        assert!(
+            out.iter()
+                .take(n)
+                .all(|(_, b)| b.len() == rest.len() - stripped)
+        );
+    }
     // Protect `rest` as an RTP packet from a sender the forwarder knows.
     let Ok(hdr) = RtpHeader::parse(rest) else {
         return;
