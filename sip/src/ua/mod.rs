@@ -1116,6 +1116,7 @@ impl Agent {
         let mut expired = Vec::new();
         let mut refresh = Vec::new();
         let mut resend = Vec::new();
+        let mut unpracked = Vec::new();
         for (h, c) in &mut self.calls {
             for r in [&mut c.final_2xx, &mut c.reliable_1xx] {
                 let Some(rt) = r else { continue };
@@ -1123,8 +1124,12 @@ impl Agent {
                     call::RetransmitAction::Send(b) => resend.push((c.remote, b)),
                     call::RetransmitAction::GiveUp => {
                         *r = None;
-                        if c.state == CallState::WaitingAck {
-                            no_ack.push(*h);
+                        match c.state {
+                            CallState::WaitingAck => no_ack.push(*h),
+                            // RFC 3262 §3: a reliable provisional never PRACKed within
+                            // 64*T1: the INVITE is refused with a 5xx.
+                            CallState::Early => unpracked.push(*h),
+                            CallState::Confirmed => {}
                         }
                     }
                     call::RetransmitAction::Wait => {}
@@ -1140,6 +1145,14 @@ impl Agent {
         }
         for (to, b) in resend {
             self.send(to, b);
+        }
+        for h in unpracked {
+            self.reject(
+                now,
+                h,
+                504,
+                Some("no PRACK for the reliable provisional response"),
+            );
         }
         for h in no_ack {
             self.send_in_dialog(now, h, Method::Bye, "", None);

@@ -620,3 +620,26 @@ fn an_incoming_call_the_application_never_answers_is_refused_after_timer_c() {
     );
     assert_eq!(h.agent.call_count(), 0);
 }
+
+#[test]
+fn a_reliable_provisional_never_pracked_refuses_the_invite_with_a_5xx() {
+    let mut h = Harness::new();
+    let call = h.invite("Require: 100rel\r\n", SDP);
+    h.agent.ring(h.now, call);
+    h.sent();
+    h.advance(Duration::from_secs(33));
+    let sent = h.sent();
+    let finals: Vec<u16> = sent
+        .iter()
+        .map(|s| status(s))
+        .filter(|c| *c >= 200)
+        .collect();
+    assert_eq!(finals.first(), Some(&504), "{sent:?}");
+    assert_eq!(
+        h.events(),
+        vec![AgentEvent::Ended {
+            call,
+            reason: EndReason::Local
+        }]
+    );
+}
