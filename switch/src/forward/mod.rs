@@ -256,23 +256,7 @@ impl Forwarder {
         } else if is_rtcp(data) {
             rtcp_ssrc(data)
                 .map_err(|_| DropReason::Malformed)
-                .map(|ssrc| {
-                    let n = data.len();
-                    Verified {
-                        ssrc,
-                        kind: PacketKind::Rtcp,
-                        index: 0,
-                        appended: None,
-                        first_csrc: None,
-                        len: n,
-                        hdr_len: RTCP_HEADER_LEN,
-                        payload_end: n,
-                        tag_start: n,
-                        trailer_start: n,
-                        shape: Shape::Unprotected,
-                        generation: 0,
-                    }
-                })
+                .map(|ssrc| Self::rtcp_verdict(ssrc, data.len(), Shape::Unprotected))
         } else {
             RtpHeader::parse(data)
                 .map_err(|_| DropReason::Malformed)
@@ -504,12 +488,9 @@ impl Forwarder {
         Ok(v)
     }
 
-    /// End-to-end SRTCP: the EKT SDES packet (WIRE.md section 7) or a keyed source's SRTCP.
-    /// Verified and forwarded unchanged.
-    fn verify_rtcp(&mut self, data: &[u8]) -> Result<Verified, DropReason> {
-        let ssrc = rtcp_ssrc(data).map_err(|_| DropReason::Malformed)?;
-        let n = data.len();
-        let mut v = Verified {
+    /// An RTCP packet of `n` bytes from `ssrc`, forwarded unchanged.
+    fn rtcp_verdict(ssrc: u32, n: usize, shape: Shape) -> Verified {
+        Verified {
             ssrc,
             kind: PacketKind::Rtcp,
             index: 0,
@@ -520,9 +501,17 @@ impl Forwarder {
             payload_end: n,
             tag_start: n,
             trailer_start: n,
-            shape: Shape::TipShort,
+            shape,
             generation: 0,
-        };
+        }
+    }
+
+    /// End-to-end SRTCP: the EKT SDES packet (WIRE.md section 7) or a keyed source's SRTCP.
+    /// Verified and forwarded unchanged.
+    fn verify_rtcp(&mut self, data: &[u8]) -> Result<Verified, DropReason> {
+        let ssrc = rtcp_ssrc(data).map_err(|_| DropReason::Malformed)?;
+        let n = data.len();
+        let mut v = Self::rtcp_verdict(ssrc, n, Shape::TipShort);
         if let Some(s) = self
             .sources
             .get_mut(&ssrc)
