@@ -668,12 +668,14 @@ impl Forwarder {
             }
             return Ok(receivers.len());
         }
-        if v.shape == Shape::Unprotected {
-            return Ok(emit_unprotected(data, v, receivers, out));
-        }
-        let source = self.sources.get(&v.ssrc).ok_or(DropReason::UnknownSsrc)?;
-        // Re-sign only with the key that verified the packet.
-        let key = source.key(v.generation).ok_or(DropReason::UnknownSsrc)?;
+        // Re-sign only with the key that verified the packet; plain RTP of a non-secure
+        // meeting has none and is sent unsigned.
+        let key = if v.shape == Shape::Unprotected {
+            None
+        } else {
+            let source = self.sources.get(&v.ssrc).ok_or(DropReason::UnknownSsrc)?;
+            Some(source.key(v.generation).ok_or(DropReason::UnknownSsrc)?)
+        };
         let mut shared: [(u32, u32); MAX_SHARED_HEADERS] = [(0, 0); MAX_SHARED_HEADERS];
         let mut n_shared = 0;
         let mut horner_in = None;
@@ -719,41 +721,12 @@ impl Forwarder {
 }
 
 /// Writes one receiver's copy into `slot`: header with `csrc_out`, the ciphertext without
-/// the appended byte, a new tag, the unchanged trailer. Returns (length, re-signed).
-/// Plain RTP out: the appended byte stripped, each receiver's CSRC, one copy per distinct
-/// output header. The caller checked that `out` has room for every receiver.
-fn emit_unprotected(data: &[u8], v: &Verified, receivers: &[Receiver], out: &mut TxBatch) -> usize {
-    let mut shared: [(u32, u32); MAX_SHARED_HEADERS] = [(0, 0); MAX_SHARED_HEADERS];
-    let mut n_shared = 0;
-    let p = v.payload_end;
-    for r in receivers {
-        let csrc_out = v.first_csrc.map(|c| r.csrc.apply(c));
-        let group = csrc_out.unwrap_or(0);
-        let slot = match shared[..n_shared].iter().find(|(g, _)| *g == group) {
-            Some(&(_, slot)) => slot,
-            None => {
-                let buf = out.next_slot();
-                buf[..p].copy_from_slice(&data[..p]);
-                if let Some(c) = csrc_out {
-                    buf[12..16].copy_from_slice(&c.to_be_bytes());
-                }
-                let slot = out.commit_slot(p);
-                if n_shared < MAX_SHARED_HEADERS {
-                    shared[n_shared] = (group, slot);
-                    n_shared += 1;
-                }
-                slot
-            }
-        };
-        out.push(r.id, slot);
-    }
-    receivers.len()
-}
-
+/// the appended byte, a new tag (none without a key: plain RTP), the unchanged trailer.
+/// Returns (length, re-signed).
 fn build(
     data: &[u8],
     v: &Verified,
-    key: &SourceKey,
+    key: Option<&SourceKey>,
     csrc_out: Option<u32>,
     slot: &mut [u8; SLOT_SIZE],
     horner_in: &mut Option<[u8; 16]>,
@@ -772,6 +745,9 @@ fn build(
         slot[p..p + tag_len].copy_from_slice(&data[v.tag_start..v.trailer_start]);
         return (len, false);
     }
+    let Some(key) = key else {
+        return (len, false);
+    };
     let roc = roc_of(v.index).to_be_bytes();
     match v.shape {
         Shape::TipFull | Shape::TipShort => {
@@ -792,7 +768,7 @@ fn build(
             let tag = auth_of(key.ctx.rtp_transform()).mac(&[&slot[..p], &roc]);
             slot[p..p + tag_len].copy_from_slice(&tag[..tag_len]);
         }
-        // Never built here: emit sends unprotected packets before looking for a key.
+        // Has no key: returned above.
         Shape::Unprotected => {}
         Shape::Aead => {
             let gcm = key
