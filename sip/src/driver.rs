@@ -60,6 +60,7 @@ enum Command {
     Accept(CallHandle, Vec<u8>),
     Reject(CallHandle, u16, Option<String>),
     AnswerReoffer(CallHandle, Option<Vec<u8>>),
+    Reoffer(CallHandle, Vec<u8>),
     Hangup(CallHandle),
     CallOut(String, Vec<u8>, oneshot::Sender<CallHandle>),
 }
@@ -205,6 +206,11 @@ impl Trunk {
         let _ = self.commands.send(Command::AnswerReoffer(call, sdp));
     }
 
+    /// See [`Agent::reoffer`].
+    pub fn reoffer(&self, call: CallHandle, sdp: Vec<u8>) {
+        let _ = self.commands.send(Command::Reoffer(call, sdp));
+    }
+
     /// See [`Agent::hangup`].
     pub fn hangup(&self, call: CallHandle) {
         let _ = self.commands.send(Command::Hangup(call));
@@ -288,6 +294,7 @@ impl Driver {
             Command::Accept(h, sdp) => self.agent.accept(now, h, sdp),
             Command::Reject(h, s, w) => self.agent.reject(now, h, s, w.as_deref()),
             Command::AnswerReoffer(h, sdp) => self.agent.answer_reoffer(now, h, sdp),
+            Command::Reoffer(h, sdp) => self.agent.reoffer(now, h, sdp),
             Command::Hangup(h) => self.agent.hangup(now, h),
             Command::CallOut(user, sdp, reply) => {
                 let _ = reply.send(self.agent.call_out(now, &user, sdp));

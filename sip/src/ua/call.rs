@@ -63,6 +63,20 @@ pub(super) struct Call {
     /// An incoming call not answered by then is refused (480): an application that never
     /// decides must not hold the INVITE open forever (RFC 3261 §16.6 timer C: 3 min).
     pub(super) answer_by: Option<Instant>,
+    /// Our own offer in a re-INVITE ([`super::Agent::reoffer`]), until it is answered.
+    pub(super) our_offer: Option<OurOffer>,
+    /// A re-INVITE of ours (an offer or a refresh) waits for its final response: RFC 3261
+    /// §14.1 allows one at a time.
+    pub(super) reinvite_in_flight: bool,
+}
+
+/// Our offer in a re-INVITE (RFC 3261 §14.1).
+pub(super) struct OurOffer {
+    /// The CSeq of the re-INVITE carrying it, once sent.
+    pub(super) cseq: Option<u32>,
+    /// When to send it: at once, or later while the dialog has another offer/answer
+    /// exchange open or after a 491.
+    pub(super) send_at: Option<Instant>,
 }
 
 impl Call {
@@ -108,6 +122,7 @@ impl Call {
             self.reliable_1xx.as_ref().map(|r| r.next),
             self.session.as_ref().map(SessionTimer::next),
             self.answer_by.filter(|_| self.state == CallState::Early),
+            self.our_offer.as_ref().and_then(|o| o.send_at),
         ]
         .into_iter()
         .flatten()

@@ -9,6 +9,8 @@
 //!   answers with [`Agent::accept`]. An INVITE without SDP (delayed offer, Unified CM's
 //!   default) takes our offer in [`Agent::accept`], and the answer comes back in the ACK
 //!   ([`AgentEvent::Answer`]).
+//! - [`Agent::reoffer`] sends our own offer in a re-INVITE (RFC 3261 §14.1: one at a time,
+//!   491 on glare and retried); the answer or refusal comes back as an event.
 //! - re-INVITE and UPDATE with SDP give [`AgentEvent::Reoffer`]; without SDP a re-INVITE
 //!   still needs our offer, an UPDATE is a session refresh answered at once.
 
@@ -152,6 +154,20 @@ pub enum AgentEvent {
         call: CallHandle,
         /// The new offer.
         offer: Option<Description>,
+    },
+    /// The answer to our re-INVITE's offer ([`Agent::reoffer`]).
+    ReofferAnswered {
+        /// The call.
+        call: CallHandle,
+        /// The answer.
+        answer: Description,
+    },
+    /// Our re-INVITE's offer was refused (RFC 3261 §14.1: the session goes on as it was).
+    ReofferRefused {
+        /// The call.
+        call: CallHandle,
+        /// The final status (a 2xx here carried no usable SDP).
+        status: u16,
     },
     /// The call is over; its media must go.
     Ended {
@@ -541,6 +557,8 @@ impl Agent {
             pending_invite_ack: None,
             outbound: None,
             answer_by: Some(now + self.config.answer_timeout),
+            our_offer: None,
+            reinvite_in_flight: false,
         };
         self.calls.insert(handle, call);
         self.events.push_back(AgentEvent::Incoming {
@@ -780,8 +798,9 @@ impl Agent {
             let b = self.response_bytes(&r, 500, None, "Retry-After: 1\r\n", None);
             return self.respond(now, &key, 500, b);
         }
-        // RFC 3261 §14.2: one re-offer at a time.
-        if c.pending_reoffer.is_some() {
+        // RFC 3261 §14.2: one re-offer at a time, and not while ours is out (glare).
+        let ours_out = c.our_offer.as_ref().is_some_and(|o| o.cseq.is_some());
+        if c.pending_reoffer.is_some() || (r.method == Method::Invite && ours_out) {
             let b = self.response_bytes(&r, 491, None, "", None);
             return self.respond(now, &key, 491, b);
         }
@@ -846,6 +865,82 @@ impl Agent {
                 self.respond(now, &key, 488, b);
             }
         }
+    }
+
+    /// Offers `sdp` to the peer in a re-INVITE (RFC 3261 §14.1), e.g. to move the media
+    /// to RTP/AVP; it becomes our SDP (refreshes re-send it). The answer comes as
+    /// [`AgentEvent::ReofferAnswered`], a refusal as [`AgentEvent::ReofferRefused`]. It
+    /// waits while the dialog is not confirmed or has another offer/answer exchange open,
+    /// and is sent again after a 491 (§14.1: after 0 to 2 s, the Call-ID being the peer's).
+    pub fn reoffer(&mut self, now: Instant, call: CallHandle, sdp: Vec<u8>) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.local_sdp = sdp;
+        c.our_offer = Some(call::OurOffer {
+            cseq: None,
+            send_at: Some(now),
+        });
+        self.send_our_offer(now, call);
+    }
+
+    /// Sends our pending offer when the dialog is free for it, else waits a little.
+    fn send_our_offer(&mut self, now: Instant, call: CallHandle) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let busy = c.state != CallState::Confirmed
+            || c.pending_reoffer.is_some()
+            || c.pending_invite_ack.is_some()
+            || c.reinvite_in_flight;
+        let Some(offer) = c.our_offer.as_mut().filter(|o| o.cseq.is_none()) else {
+            return;
+        };
+        if busy {
+            offer.send_at = Some(now + OFFER_RETRY);
+            return;
+        }
+        offer.send_at = None;
+        offer.cseq = Some(c.local_cseq + 1);
+        c.reinvite_in_flight = true;
+        let extra = c.session_header();
+        let sdp = c.local_sdp.clone();
+        self.send_in_dialog(now, call, Method::Invite, &extra, Some(sdp));
+    }
+
+    /// The final response to a re-INVITE of ours: an offer's answer or refusal.
+    fn our_reinvite_done(&mut self, now: Instant, h: CallHandle, r: &Response) {
+        let Some(c) = self.calls.get_mut(&h) else {
+            return;
+        };
+        c.reinvite_in_flight = false;
+        let cseq = message::response_keys(r).map(|k| k.cseq).ok();
+        let Some(offer) = c
+            .our_offer
+            .as_mut()
+            .filter(|o| o.cseq.is_some() && o.cseq == cseq)
+        else {
+            return;
+        };
+        let status = r.status_code.code();
+        if status == 491 {
+            // Glare (§14.1): both sides offered; ours goes again after 0 to 2 s.
+            let mut b = [0u8; 2];
+            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+            let wait = Duration::from_millis(u64::from(u16::from_be_bytes(b)) % 2001);
+            offer.cseq = None;
+            offer.send_at = Some(now + wait);
+            return;
+        }
+        c.our_offer = None;
+        let answer = (200..300)
+            .contains(&status)
+            .then(|| sdp::parse(&r.body).ok())
+            .flatten();
+        self.events.push_back(match answer {
+            Some(answer) => AgentEvent::ReofferAnswered { call: h, answer },
+            None => AgentEvent::ReofferRefused { call: h, status },
+        });
     }
 
     /// Calls `user` through the trunk with our offer `sdp`: the first peer that is up,
@@ -916,6 +1011,8 @@ impl Agent {
             pending_invite_ack: None,
             outbound: Some((user.to_owned(), sdp.clone())),
             answer_by: None,
+            our_offer: None,
+            reinvite_in_flight: false,
         };
         self.calls.insert(handle, call);
         let expires = format!("Session-Expires: {}\r\n", self.config.session_expires);
@@ -1165,6 +1262,20 @@ impl Agent {
         for h in refresh {
             self.refresh_session(now, h);
         }
+        let offers: Vec<CallHandle> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.our_offer
+                    .as_ref()
+                    .and_then(|o| o.send_at)
+                    .is_some_and(|t| t <= now)
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in offers {
+            self.send_our_offer(now, h);
+        }
         self.keepalive(now);
         self.collect(now);
     }
@@ -1178,7 +1289,10 @@ impl Agent {
         let extra = c.session_header();
         if c.peer_allows_update {
             self.send_in_dialog(now, h, Method::Update, &extra, None);
+        } else if c.reinvite_in_flight {
+            // The re-INVITE that is out refreshes the session when it is answered.
         } else {
+            c.reinvite_in_flight = true;
             let sdp = c.local_sdp.clone();
             self.send_in_dialog(now, h, Method::Invite, &extra, Some(sdp));
         }
@@ -1302,14 +1416,20 @@ impl Agent {
                     self.end(h, EndReason::Timeout);
                 }
                 (Method::Invite, Some(200..=299)) => {
-                    // ACK our refresh re-INVITE's 2xx (RFC 3261 §13.2.2.4).
+                    // ACK our re-INVITE's 2xx (RFC 3261 §13.2.2.4).
                     if let (TransactionEvent::Response(r), Some(c)) = (&e, self.calls.get(&h)) {
                         let ack = c.ack_for_2xx(&local_for(&self.config, c.remote.transport), r);
                         let to = c.remote;
                         self.send(to, ack);
+                        self.our_reinvite_done(now, h, r);
                     }
                     if let Some(s) = self.calls.get_mut(&h).and_then(|c| c.session.as_mut()) {
                         s.refreshed(now);
+                    }
+                }
+                (Method::Invite, Some(300..)) => {
+                    if let TransactionEvent::Response(r) = &e {
+                        self.our_reinvite_done(now, h, r);
                     }
                 }
                 (Method::Update, Some(200..=299)) => {
@@ -1366,6 +1486,9 @@ fn local_for(config: &AgentConfig, t: Transport) -> Local {
         .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)), |(_, a)| *a);
     Local { addr, transport: t }
 }
+
+/// How long our re-INVITE offer waits while the dialog is busy with another exchange.
+const OFFER_RETRY: Duration = Duration::from_millis(200);
 
 /// The seed's line when no trunk peer can be reached (T1 L5).
 pub const LOG_NO_CM: &str = "Could not connect to Cisco Unified CM";

@@ -504,8 +504,13 @@ fn options_keepalives_mark_peers_down_and_up() {
     assert_eq!(h.agent.peer_state(1), Some(PeerState::Down));
 }
 
-/// The response a peer gives to our request `req`.
+/// The response a peer gives to our request `req` (a new dialog: it adds its To tag).
 fn answer(req: &str, code: u16, body: &str) -> String {
+    answer_with(req, code, body, true)
+}
+
+/// The response a peer gives to our request `req`, adding its To tag when `add_tag`.
+fn answer_with(req: &str, code: u16, body: &str, add_tag: bool) -> String {
     let mut out = format!("SIP/2.0 {code} X\r\n");
     for l in req.split("\r\n").skip(1) {
         if l.is_empty() {
@@ -519,7 +524,8 @@ fn answer(req: &str, code: u16, body: &str) -> String {
             out.push_str(l);
             out.push_str("\r\n");
         } else if l.starts_with("To:") {
-            out.push_str(&format!("{l};tag=cm2\r\n"));
+            let tag = if add_tag { ";tag=cm2" } else { "" };
+            out.push_str(&format!("{l}{tag}\r\n"));
         }
     }
     out.push_str("Contact: <sip:4000@10.0.0.2:5060>\r\n");
@@ -641,5 +647,79 @@ fn a_reliable_provisional_never_pracked_refuses_the_invite_with_a_5xx() {
             call,
             reason: EndReason::Local
         }]
+    );
+}
+
+const PLAIN_OFFER: &[u8] = b"v=0\r\no=mswitch 7 2 IN IP4 10.0.0.1\r\ns=mswitch\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 16384 RTP/AVP 0\r\n";
+const PLAIN_ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n\
+                            m=audio 20000 RTP/AVP 0\r\n";
+
+fn cseq_of(m: &str) -> u32 {
+    let l = m.lines().find(|l| l.starts_with("CSeq:")).expect("a CSeq");
+    l[5..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn our_reoffer_waits_for_the_ack_survives_glare_and_reports_answer_or_refusal() {
+    let mut h = Harness::new();
+    let call = h.invite("", SDP);
+    h.agent.accept(h.now, call, OUR_SDP.to_vec());
+    let tag = tag_of(&h.sent().remove(0));
+    // RFC 3261 §14.1: no re-INVITE before the dialog is confirmed.
+    h.agent.reoffer(h.now, call, PLAIN_OFFER.to_vec());
+    assert!(h.sent().is_empty(), "the offer waits for the ACK");
+    h.deliver(&in_dialog("ACK", 1, &tag, "", ""));
+    assert_eq!(h.events(), vec![AgentEvent::Established { call }]);
+    h.advance(Duration::from_millis(300));
+    let first = h.sent().remove(0);
+    assert!(
+        first.starts_with("INVITE sip:1001@10.0.0.2:5060 SIP/2.0\r\n"),
+        "{first}"
+    );
+    assert!(first.contains(&format!(";tag={tag}")) && first.contains(";tag=cm"));
+    assert!(first.ends_with(std::str::from_utf8(PLAIN_OFFER).unwrap()));
+    // Glare (§14.2): the peer's own re-INVITE meanwhile gets 491...
+    h.deliver(&in_dialog("INVITE", 2, &tag, "", SDP));
+    let glare = h.sent();
+    assert!(glare.iter().any(|m| status(m) == 491), "{glare:?}");
+    assert!(h.events().is_empty());
+    // ...and its 491 to ours has ours sent again within 2 s, with a new CSeq.
+    h.deliver(&answer_with(&first, 491, "", false));
+    let acked = h.sent();
+    assert!(acked.iter().any(|m| m.starts_with("ACK ")), "{acked:?}");
+    assert!(h.events().is_empty(), "a 491 is no refusal");
+    h.advance(Duration::from_millis(2100));
+    let again = h
+        .sent()
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("sent again");
+    assert!(cseq_of(&again) > cseq_of(&first));
+    h.deliver(&answer_with(&again, 200, PLAIN_ANSWER, false));
+    let ack = h.sent().remove(0);
+    assert!(
+        ack.starts_with("ACK ") && cseq_of(&ack) == cseq_of(&again),
+        "{ack}"
+    );
+    match h.events().as_slice() {
+        [AgentEvent::ReofferAnswered { call: c, answer }] => {
+            assert_eq!(*c, call);
+            assert_eq!(answer.media[0].profile, Some(sdp::Profile::Avp));
+        }
+        e => panic!("{e:?}"),
+    }
+    // A refused offer is reported; the call goes on (§14.1).
+    h.agent.reoffer(h.now, call, PLAIN_OFFER.to_vec());
+    let third = h.sent().remove(0);
+    h.deliver(&answer_with(&third, 488, "", false));
+    assert_eq!(
+        h.events(),
+        vec![AgentEvent::ReofferRefused { call, status: 488 }]
+    );
+    assert_eq!(h.agent.call_count(), 1);
+    h.advance(Duration::from_secs(5));
+    assert!(
+        h.sent().iter().all(|m| !m.starts_with("INVITE ")),
+        "a refused offer is not sent again"
     );
 }
