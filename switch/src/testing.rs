@@ -90,6 +90,8 @@ pub struct EpLine {
     pub dtls_suite: Option<Suite>,
     /// Non-secure: plain RTP and RTCP, TIP without EKT (a non-secure meeting).
     pub plain: bool,
+    /// The security icon the switch's last NOTIFY showed (R40).
+    pub security_icon: Option<bool>,
 }
 
 /// A simulated TIP endpoint.
@@ -150,6 +152,7 @@ impl Endpoint {
                     group: None,
                     dtls_suite: None,
                     plain: false,
+                    security_icon: None,
                     sources,
                     refresh: HashMap::new(),
                 }
@@ -172,6 +175,20 @@ impl Endpoint {
             l.plain = true;
         }
         self
+    }
+
+    /// The endpoint after the switch's re-INVITE to RTP/AVP (a Best-Effort downgrade,
+    /// R38): its lines drop DTLS and the per-hop keys, send plain RTP and run TIP again
+    /// without EKT.
+    pub fn downgrade(&mut self) {
+        for l in &mut self.lines {
+            l.plain = true;
+            l.dtls = None;
+            l.rtcp_dtls = None;
+            l.dtls_suite = None;
+            l.group = None;
+            l.established = false;
+        }
     }
 
     /// The same endpoint without rtcp-mux: each line's RTCP has its own leg, `leg + 5`.
@@ -364,6 +381,7 @@ impl Endpoint {
                     TipPacket::Refresh(r) => {
                         line.refresh.entry(r.target).or_insert(3);
                     }
+                    TipPacket::Notify(n) => line.security_icon = n.security_icon,
                     // Non-secure: no SPIMAP; the switch's MEDIAOPTS ends the negotiation.
                     TipPacket::MediaOpts(_) if line.plain => line.established = true,
                     _ => {}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use switch::forward::TipCsrc;
 use switch::meeting::MeetingEvent;
 use switch::meeting::switching::Mode;
-use switch::testing::Sim;
+use switch::testing::{Endpoint, Sim};
 use switch::tip::negotiation::Media;
 
 #[test]
@@ -350,7 +350,7 @@ fn media_reaches_a_line_only_after_its_tip_negotiation() {
     let mut sim = Sim::new(Mode::Site, &[(1, 1), (2, 1)]);
     assert_eq!(sim.negotiate(), 4);
     // A third endpoint joins but never sends its MUXCTRL.
-    let late = switch::testing::Endpoint::new(3, 1);
+    let late = Endpoint::new(3, 1);
     let setup = late.setup("4000");
     let now = sim.now;
     sim.meeting.add_participant(now, 3, 1, setup);
@@ -396,4 +396,86 @@ fn a_non_secure_meeting_switches_plain_rtp_the_same_way() {
     assert!(sim.idr.contains(&(first_b_video.1, first_b_video.2)));
     assert_eq!(TipCsrc::from_u32(first_b_video.3).output, 1);
     assert_eq!(sim.meeting.forwarder().stats().dropped_total(), 0);
+}
+
+/// A Best-Effort downgrade (R38, R40, R33): every secure line gets a NOTIFY clearing its
+/// security icon and takes no media from then on, so no SRTP is ever forwarded as RTP;
+/// added again with plain lines (after the SIP re-INVITE to RTP/AVP), the endpoints and a
+/// non-secure newcomer switch plain RTP among themselves.
+#[test]
+fn a_downgrade_clears_the_icon_holds_srtp_back_and_reruns_tip_plain() {
+    let mut sim = Sim::new(Mode::Site, &[(1, 3), (2, 1)]);
+    assert_eq!(sim.negotiate(), 4, "{:?}", sim.events);
+    for _ in 0..50 {
+        sim.media_tick(&[5, 60], true);
+    }
+    assert!(sim.endpoints[0].received.iter().any(|r| r.1 >> 16 == 2));
+    assert!(sim.meeting.is_secure());
+    sim.events.clear();
+    let now = sim.now;
+    sim.meeting.downgrade(now);
+    sim.advance(Duration::from_millis(1));
+    assert!(!sim.meeting.is_secure());
+    assert!(
+        sim.events.contains(&MeetingEvent::Downgraded {
+            participants: vec![1, 2]
+        }),
+        "{:?}",
+        sim.events
+    );
+    for ep in &sim.endpoints {
+        for l in &ep.lines {
+            assert_eq!(l.security_icon, Some(false), "endpoint {} icon", ep.id);
+        }
+    }
+    // The non-secure newcomer joins at once.
+    let mut newcomer = Endpoint::new(3, 1).non_secure();
+    sim.meeting
+        .add_participant(now, 3, 1, newcomer.setup("4000"));
+    let muxctrls = newcomer.muxctrls();
+    sim.endpoints.push(newcomer);
+    for (leg, d) in muxctrls {
+        sim.send(leg, &d);
+    }
+    sim.advance(Duration::from_millis(300));
+    assert!(sim.endpoints[2].lines.iter().all(|l| l.established));
+    // Until re-negotiated, the others' SRTP goes nowhere: the newcomer's plain path would
+    // reject it (its payload is not the plain one).
+    let received =
+        |sim: &Sim| -> Vec<usize> { sim.endpoints.iter().map(|e| e.received.len()).collect() };
+    let before = received(&sim);
+    for _ in 0..10 {
+        sim.media_tick(&[5, 60, 30], true);
+    }
+    let after = received(&sim);
+    assert_eq!(after[..2], before[..2], "nothing goes to the secure lines");
+    assert_eq!(after[2], before[2], "no SRTP to the newcomer");
+    assert!(sim.meeting.stats().other_security > 0);
+    // The re-INVITEs are answered: each is added again with plain lines.
+    let now = sim.now;
+    for ep in &mut sim.endpoints[..2] {
+        ep.downgrade();
+        let screens = ep.lines[0].sources.len() as u8;
+        sim.meeting
+            .add_participant(now, ep.id, screens, ep.setup("4000"));
+    }
+    sim.events.clear();
+    assert_eq!(sim.negotiate(), 4, "{:?}", sim.events);
+    let before = received(&sim);
+    for _ in 0..150 {
+        sim.media_tick(&[5, 60, 30], true);
+    }
+    for ep in [0, 2] {
+        let from_b = sim.endpoints[ep].received[before[ep]..]
+            .iter()
+            .filter(|r| r.1 >> 16 == 2)
+            .count();
+        assert!(from_b > 10, "endpoint {ep} gets B's plain media: {from_b}");
+    }
+    assert!(
+        sim.endpoints[1].received[before[1]..]
+            .iter()
+            .any(|r| r.1 >> 16 == 3),
+        "B hears the newcomer"
+    );
 }

@@ -128,6 +128,12 @@ pub enum MeetingEvent {
     },
     /// The site speaker changed.
     SpeakerChanged(Option<ParticipantId>),
+    /// The meeting is non-secure now ([`Meeting::downgrade`]): its secure lines were told
+    /// and take no media; each participant must be added again with plain lines.
+    Downgraded {
+        /// The participants whose lines are still secure.
+        participants: Vec<ParticipantId>,
+    },
 }
 
 /// Counters of what the meeting dropped before the forwarder saw it.
@@ -145,6 +151,9 @@ pub struct MeetingStats {
     pub not_media: u64,
     /// RTP on a line's RTCP leg, or RTCP on its RTP leg when RTCP has its own.
     pub wrong_leg_kind: u64,
+    /// Media from a line keyed for the other kind of meeting: SRTP from a line not yet
+    /// re-negotiated after a downgrade (R38), never forwarded as RTP (R33).
+    pub other_security: u64,
 }
 
 /// One meeting.
@@ -169,6 +178,8 @@ pub struct Meeting {
     layouts_dirty: bool,
     /// SRTP with EKT (the default); false: a non-secure meeting's plain RTP (R33: never mixed).
     secure: bool,
+    /// Output is waiting outside of any datagram or timer (a NOTIFY of a downgrade).
+    flush_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Meeting {
@@ -200,6 +211,7 @@ impl Meeting {
             next_tick: None,
             layouts_dirty: false,
             secure: true,
+            flush_at: None,
         }
     }
 
@@ -207,6 +219,39 @@ impl Meeting {
     /// verify and sent without one; set before the first participant joins.
     pub fn set_secure(&mut self, secure: bool) {
         self.secure = secure;
+    }
+
+    /// Best-Effort downgrade (R38, T1 L3): the meeting becomes non-secure. Every line that
+    /// is still secure gets a TIP NOTIFY clearing its security icon (R40), and from now on
+    /// neither sends nor receives media: its SRTP is never forwarded as RTP (R33). Each
+    /// of those participants is re-negotiated to RTP/AVP (SIP re-INVITE) and added again
+    /// with plain lines ([`Meeting::add_participant`] replaces it);
+    /// [`MeetingEvent::Downgraded`] lists them.
+    pub fn downgrade(&mut self, now: Instant) {
+        self.secure = false;
+        let mut secure_ones = Vec::new();
+        for p in &mut self.participants {
+            let mut secure_lines = p.lines.iter_mut().filter(|l| !l.plain_control).peekable();
+            if secure_lines.peek().is_some() {
+                secure_ones.push(p.id);
+            }
+            for l in secure_lines {
+                l.established = false;
+                if let Some(tip) = &mut l.tip {
+                    tip.send_notify(now, false);
+                }
+            }
+        }
+        self.layouts_dirty = true;
+        self.flush_at = Some(now);
+        self.events.push_back(MeetingEvent::Downgraded {
+            participants: secure_ones,
+        });
+    }
+
+    /// Whether the meeting runs SRTP with EKT.
+    pub fn is_secure(&self) -> bool {
+        self.secure
     }
 
     /// The forwarder: its EKT registry takes the meeting's group parameters.
@@ -397,6 +442,10 @@ impl Meeting {
     }
 
     fn handle_media(&mut self, now: Instant, pi: usize, li: usize, data: &[u8], out: &mut TxBatch) {
+        if self.participants[pi].lines[li].plain_control == self.secure {
+            self.stats.other_security += 1;
+            return;
+        }
         let from = self.participants[pi].id;
         let media = self.participants[pi].lines[li].media;
         let appended = self.participants[pi].lines[li].appended_byte;
@@ -496,6 +545,7 @@ impl Meeting {
 
     /// Time passed: DTLS and TIP retransmissions and deadlines, switching hold times.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut TxBatch) {
+        self.flush_at = None;
         for p in &mut self.participants {
             for l in &mut p.lines {
                 for d in [l.dtls.as_mut(), l.rtcp_dtls.as_mut()]
@@ -530,6 +580,7 @@ impl Meeting {
                 ]
             })
             .flatten()
+            .chain(self.flush_at)
             .min()
     }
 
