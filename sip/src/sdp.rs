@@ -558,6 +558,33 @@ fn local_media(l: &LocalMedia) -> Media {
     m
 }
 
+/// Our next offer after `ours` (our last SDP) with every line moved to plain RTP/AVP: the
+/// keying attributes (setup, fingerprint, crypto) go, SAVPF becomes AVPF, ports, formats
+/// and the rest stay,
+/// and the o= version goes up (RFC 3264 §8). A Best-Effort meeting's downgrade sends it.
+pub fn plain_reoffer(ours: &[u8]) -> Result<Vec<u8>, SdpError> {
+    let mut s = Session::parse(ours).map_err(|e| SdpError::Malformed(e.to_string()))?;
+    s.origin.sess_version += 1;
+    s.attributes
+        .retain(|a| !matches!(a.attribute.as_str(), "setup" | "fingerprint"));
+    for m in &mut s.medias {
+        // RTP lines only (an SRTP profile becomes its plain counterpart); a line
+        // of another kind keeps its proto.
+        match Profile::parse(&m.proto) {
+            Some(Profile::Savpf | Profile::UdpTlsSavpf) => m.proto = "RTP/AVPF".into(),
+            Some(_) => m.proto = "RTP/AVP".into(),
+            None => {}
+        }
+        m.attributes.retain(|a| {
+            !matches!(
+                a.attribute.as_str(),
+                "setup" | "fingerprint" | "crypto" | "tls-id"
+            )
+        });
+    }
+    Ok(write(&s))
+}
+
 fn write(s: &Session) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
@@ -752,5 +779,42 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
             parse(bad_setup.as_bytes()),
             Err(SdpError::Attribute("setup"))
         );
+    }
+
+    #[test]
+    fn a_plain_reoffer_keeps_the_lines_and_drops_the_keying() {
+        let ours = offer(
+            "10.0.0.1".parse().unwrap(),
+            "7",
+            1,
+            &[LocalMedia {
+                kind: MediaKind::Video,
+                port: 16392,
+                rtcp_port: Some(16393),
+                profile: Profile::UdpTlsSavp,
+                formats: vec![("112".into(), Some("H264/90000".into()))],
+                rtcp_mux: false,
+                dtls: Some((Setup::Passive, "sha-256 AB:CD".into())),
+                crypto: None,
+                direction: Direction::SendRecv,
+            }],
+        );
+        let plain = plain_reoffer(&ours).unwrap();
+        let d = parse(&plain).unwrap();
+        assert_eq!((d.session_id.as_str(), d.session_version), ("7", 2));
+        let m = &d.media[0];
+        assert_eq!(m.profile, Some(Profile::Avp));
+        assert_eq!((m.port, m.rtcp), (16392, Some((16393, None))));
+        assert_eq!(m.rtpmaps, vec![("112".into(), "H264/90000".into())]);
+        assert_eq!((m.setup, m.fingerprint.as_ref()), (None, None));
+        // SAVPF becomes AVPF; a line that is not RTP keeps its proto.
+        let d = parse(&plain_reoffer(BARESIP.as_bytes()).unwrap()).unwrap();
+        assert_eq!(d.media[0].profile, Some(Profile::Avpf));
+        assert!(d.media[0].crypto.is_empty() && d.media[1].setup.is_none());
+        assert_eq!(d.media[2].proto, "UDP/DTLS/SCTP");
+        assert!(matches!(
+            plain_reoffer(b"junk"),
+            Err(SdpError::Malformed(_))
+        ));
     }
 }
