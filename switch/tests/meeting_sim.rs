@@ -401,7 +401,8 @@ fn a_non_secure_meeting_switches_plain_rtp_the_same_way() {
 /// A Best-Effort downgrade (R38, R40, R33): every secure line gets a NOTIFY clearing its
 /// security icon and takes no media from then on, so no SRTP is ever forwarded as RTP;
 /// added again with plain lines (after the SIP re-INVITE to RTP/AVP), the endpoints and a
-/// non-secure newcomer switch plain RTP among themselves.
+/// non-secure newcomer switch plain RTP among themselves. A secure endpoint joining later
+/// is held the same way until it is re-negotiated.
 #[test]
 fn a_downgrade_clears_the_icon_holds_srtp_back_and_reruns_tip_plain() {
     let mut sim = Sim::new(Mode::Site, &[(1, 3), (2, 1)]);
@@ -477,5 +478,43 @@ fn a_downgrade_clears_the_icon_holds_srtp_back_and_reruns_tip_plain() {
             .iter()
             .any(|r| r.1 >> 16 == 3),
         "B hears the newcomer"
+    );
+    // A secure endpoint joining the non-secure meeting is held the same way until it too
+    // is re-negotiated plain.
+    let mut late = Endpoint::new(4, 1);
+    late.expect_test_group = true;
+    let now = sim.now;
+    sim.meeting.add_participant(now, 4, 1, late.setup("4000"));
+    sim.endpoints.push(late);
+    sim.negotiate();
+    let held_before = sim.meeting.stats().other_security;
+    let before = received(&sim);
+    for _ in 0..20 {
+        sim.media_tick(&[5, 60, 30, 90], true);
+    }
+    let after = received(&sim);
+    assert_eq!(after[3], before[3], "nothing goes to the held line");
+    for ep in 0..3 {
+        assert!(
+            sim.endpoints[ep].received[before[ep]..]
+                .iter()
+                .all(|r| r.1 >> 16 != 4),
+            "its SRTP reaches nobody"
+        );
+    }
+    assert!(sim.meeting.stats().other_security > held_before);
+    sim.endpoints[3].downgrade();
+    let setup = sim.endpoints[3].setup("4000");
+    sim.meeting.add_participant(now, 4, 1, setup);
+    sim.negotiate();
+    let before = received(&sim);
+    for _ in 0..50 {
+        sim.media_tick(&[5, 60, 30, 90], true);
+    }
+    assert!(
+        sim.endpoints[1].received[before[1]..]
+            .iter()
+            .any(|r| r.1 >> 16 == 4),
+        "plain now, it is heard"
     );
 }

@@ -99,6 +99,10 @@ struct Line {
     /// TIP finished (SPIMAP acknowledged in a secure meeting): media goes to this line only
     /// from then on, since before it the endpoint has no group salt to decrypt with.
     established: bool,
+    /// Keyed for the other kind of meeting (SRTP in a non-secure one: after a downgrade,
+    /// or a secure endpoint joining a non-secure meeting): it neither takes nor gets media
+    /// until its participant is added again with plain lines (R33: never mixed).
+    held: bool,
 }
 
 struct Participant {
@@ -237,6 +241,7 @@ impl Meeting {
             }
             for l in secure_lines {
                 l.established = false;
+                l.held = true;
                 if let Some(tip) = &mut l.tip {
                     tip.send_notify(now, false);
                 }
@@ -310,6 +315,7 @@ impl Meeting {
                     appended_byte: false,
                     plain_control,
                     established: false,
+                    held: plain_control == self.secure,
                 }
             })
             .collect();
@@ -442,7 +448,7 @@ impl Meeting {
     }
 
     fn handle_media(&mut self, now: Instant, pi: usize, li: usize, data: &[u8], out: &mut TxBatch) {
-        if self.participants[pi].lines[li].plain_control == self.secure {
+        if self.participants[pi].lines[li].held {
             self.stats.other_security += 1;
             return;
         }
@@ -747,7 +753,7 @@ fn drain_line(now: Instant, id: ParticipantId, l: &mut Line, w: &mut Drained<'_>
             match e {
                 TipEvent::PeerMediaOptions { appended_byte, .. } => l.appended_byte = appended_byte,
                 TipEvent::Established => {
-                    l.established = true;
+                    l.established = !l.held;
                     w.events.push_back(MeetingEvent::LineEstablished {
                         participant: id,
                         media: l.media,
