@@ -494,11 +494,9 @@ fn a_downgrade_clears_the_icon_holds_srtp_back_and_reruns_tip_plain() {
     }
     let after = received(&sim);
     assert_eq!(after[3], before[3], "nothing goes to the held line");
-    for ep in 0..3 {
+    for (ep, from) in sim.endpoints[..3].iter().zip(&before) {
         assert!(
-            sim.endpoints[ep].received[before[ep]..]
-                .iter()
-                .all(|r| r.1 >> 16 != 4),
+            ep.received[*from..].iter().all(|r| r.1 >> 16 != 4),
             "its SRTP reaches nobody"
         );
     }
