@@ -65,6 +65,11 @@ struct CallState {
     /// Our last SDP (answers a re-INVITE).
     local_sdp: Vec<u8>,
     joined: bool,
+    /// Joined with SRTP lines a non-secure meeting holds: re-INVITE it to RTP/AVP once
+    /// the call is confirmed.
+    needs_downgrade: bool,
+    /// Our re-INVITE to RTP/AVP is out: its answer adds the participant again, plain.
+    downgrading: bool,
 }
 
 /// The running switch.
@@ -233,6 +238,20 @@ impl App {
             AgentEvent::Established { call } => {
                 if let Some(c) = self.calls.get(&call) {
                     info!(call_id = %c.call_id, conference = %c.number, "call established");
+                    if c.needs_downgrade && c.joined {
+                        self.downgrade_call(call);
+                    }
+                }
+            }
+            AgentEvent::ReofferAnswered { call, answer } => self.downgrade_answered(call, &answer),
+            AgentEvent::ReofferRefused { call, status } => {
+                if let Some(c) = self.calls.get(&call).filter(|c| c.downgrading) {
+                    warn!(
+                        call_id = %c.call_id, conference = %c.number,
+                        "the endpoint refused RTP/AVP ({status}): it cannot stay in the non-secure meeting, BYE"
+                    );
+                    self.trunk.hangup(call);
+                    self.leave(call);
                 }
             }
             AgentEvent::Reoffer { call, .. } => {
@@ -322,15 +341,22 @@ impl App {
             Admission::Admit { state: s, .. } => *s == crate::policy::State::Secure,
             Admission::Reject { .. } => secure,
         };
-        let refusal = match &admission {
+        let downgrade_existing = matches!(
+            admission,
             Admission::Admit {
                 downgrade_existing: true,
                 ..
-            } => Some("downgrading the existing endpoints is not supported by this build"),
-            Admission::Admit { .. } if media_secure != secure => {
-                Some("a secure offer to a non-secure meeting: offer RTP/AVP")
             }
-            Admission::Admit { .. } if state.secure.is_some_and(|s| s != media_secure) => {
+        );
+        // A plain endpoint never joins a secure meeting's media (R33); a secure one joins a
+        // non-secure meeting secure, is held there, and is re-INVITEd to RTP/AVP.
+        let refusal = match &admission {
+            Admission::Admit { .. } if !secure && media_secure => {
+                Some("a plain offer to a secure meeting")
+            }
+            Admission::Admit { .. }
+                if !downgrade_existing && state.secure.is_some_and(|s| s != media_secure) =>
+            {
                 Some("the meeting's media is of the other kind")
             }
             _ => None,
@@ -340,6 +366,16 @@ impl App {
             warn!(%call_id, conference = conf_id, "{why}: 488");
             self.end_meeting_if_empty(&number);
             return self.trunk.reject(call, 488, Some(why.into()));
+        }
+        if downgrade_existing {
+            // R38: the meeting goes non-secure now; its Downgraded event names the
+            // participants to re-INVITE to RTP/AVP.
+            state.secure = Some(false);
+            let id = state.id;
+            self.pool.send(
+                id,
+                Command::Run(id, Box::new(|m: &mut Meeting, now| m.downgrade(now))),
+            );
         }
         if let Admission::Admit { .. } = admission
             && state.secure.is_none()
@@ -381,10 +417,15 @@ impl App {
                 offered: None,
                 local_sdp: Vec::new(),
                 joined: false,
+                needs_downgrade: secure && !media_secure,
+                downgrading: false,
             },
         );
         let result = match (offer, keyings) {
             (Some(o), Some(k)) => self.join(call, &o, &k, &[]).map(|answer| {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.local_sdp = answer.clone();
+                }
                 self.trunk.ring(call);
                 self.trunk.accept(call, answer);
             }),
@@ -573,7 +614,9 @@ impl App {
             ),
         );
         c.joined = true;
-        if let Some(m) = self.meetings.get_mut(&number) {
+        if let Some(m) = self.meetings.get_mut(&number)
+            && !m.participants.contains(&participant)
+        {
             m.participants.push(participant);
         }
         for (leg, socket, remote_addr) in legs {
@@ -587,21 +630,91 @@ impl App {
                     remote: remote_addr,
                 },
             );
-            if let Some(c) = self.calls.get_mut(&call) {
+            // Joining again (a downgrade) re-adds the same legs: the peer's address may
+            // have changed.
+            if let Some(c) = self.calls.get_mut(&call)
+                && !c.legs.contains(&leg)
+            {
                 c.legs.push(leg);
             }
         }
-        let answer = sdp::answer(remote, self.media_ip, &participant.to_string(), 1, &locals);
-        if let Some(c) = self.calls.get_mut(&call) {
-            c.local_sdp = answer.clone();
+        Ok(sdp::answer(
+            remote,
+            self.media_ip,
+            &participant.to_string(),
+            1,
+            &locals,
+        ))
+    }
+
+    /// Re-INVITEs a call to RTP/AVP: its meeting is non-secure (R38 downgrade, or a secure
+    /// endpoint joining a non-secure meeting) and holds its SRTP lines meanwhile.
+    fn downgrade_call(&mut self, call: CallHandle) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.needs_downgrade = false;
+        match sdp::plain_reoffer(&c.local_sdp) {
+            Ok(offer) => {
+                info!(call_id = %c.call_id, conference = %c.number, "re-INVITE to RTP/AVP: the meeting is non-secure");
+                c.local_sdp = offer.clone();
+                c.downgrading = true;
+                self.trunk.reoffer(call, offer);
+            }
+            Err(e) => {
+                warn!(call_id = %c.call_id, "our own SDP does not parse ({e}): BYE");
+                self.trunk.hangup(call);
+                self.leave(call);
+            }
         }
-        Ok(answer)
+    }
+
+    /// The answer to our RTP/AVP re-INVITE: the participant joins again with plain lines
+    /// (TIP runs again, non-secure); an answer that keeps SRTP ends the call.
+    fn downgrade_answered(&mut self, call: CallHandle, answer: &Description) {
+        let Some(c) = self.calls.get_mut(&call).filter(|c| c.downgrading) else {
+            return;
+        };
+        c.downgrading = false;
+        let call_id = c.call_id.clone();
+        let keyings: Vec<Option<Keying>> = answer
+            .media
+            .iter()
+            .map(|m| (m.port != 0 && m.kind.is_some()).then_some(Keying::Plain))
+            .collect();
+        let still_secure = answer
+            .media
+            .iter()
+            .any(|m| m.port != 0 && m.profile.is_none_or(|p| p.is_secure()));
+        if still_secure {
+            warn!(%call_id, "the answer to RTP/AVP keeps SRTP: BYE");
+            self.trunk.hangup(call);
+            return self.leave(call);
+        }
+        match self.join(call, answer, &keyings, &[]) {
+            Ok(_) => info!(%call_id, "downgraded to non-secure: plain RTP, TIP again"),
+            Err(e) => {
+                warn!(%call_id, "media set-up after the downgrade failed: {e}");
+                self.trunk.hangup(call);
+                self.leave(call);
+            }
+        }
     }
 
     /// Delayed offer: ports for an audio and a video line, our keys, our offer.
     fn offer_for_delayed(&mut self, call: CallHandle) -> Result<Vec<u8>, join::JoinError> {
         let mode = self.settings.security;
-        let profile = mode.offer_profile();
+        // A non-secure meeting gets plain RTP offered at once (no downgrade to come).
+        let meeting_plain = self
+            .calls
+            .get(&call)
+            .and_then(|c| self.meetings.get(&c.number))
+            .is_some_and(|m| m.secure == Some(false));
+        let profile = if meeting_plain {
+            Profile::Avp
+        } else {
+            mode.offer_profile()
+        };
         let mut lines = Vec::new();
         let mut keys = Vec::new();
         let mut sockets = Vec::new();
@@ -649,16 +762,20 @@ impl App {
         let c = self.calls.get_mut(&call).expect("a call");
         c.lines = sockets;
         c.offered = Some((offered, keys));
+        c.needs_downgrade = false;
         c.local_sdp = body.clone();
         Ok(body)
     }
 
     /// The ACK brought the answer to our offer: the participant joins now.
     fn answered(&mut self, call: CallHandle, answer: &Description) {
-        let Some((_offered, keys)) = self.calls.get_mut(&call).and_then(|c| c.offered.take())
-        else {
+        let Some((offered, keys)) = self.calls.get_mut(&call).and_then(|c| c.offered.take()) else {
             return;
         };
+        let we_offered_plain = offered
+            .media
+            .iter()
+            .all(|m| !m.profile.is_some_and(|p| p.is_secure()));
         let suites: Vec<&str> = self.settings.suites.iter().map(|s| s.sdes_name()).collect();
         let keyings: Vec<Option<Keying>> = answer
             .media
@@ -667,13 +784,25 @@ impl App {
                 if m.port == 0 {
                     return None;
                 }
+                if we_offered_plain {
+                    return Some(Keying::Plain);
+                }
                 self.settings.security.keying(m, &suites).ok()
             })
             .collect();
         if let Err(e) = self.join(call, answer, &keyings, &keys) {
             warn!("media set-up after the answer failed: {e}");
             self.trunk.hangup(call);
-            self.leave(call);
+            return self.leave(call);
+        }
+        // The meeting went non-secure while our SRTP offer was out: held, then RTP/AVP.
+        let meeting_plain = self
+            .calls
+            .get(&call)
+            .and_then(|c| self.meetings.get(&c.number))
+            .is_some_and(|m| m.secure == Some(false));
+        if meeting_plain && !we_offered_plain {
+            self.downgrade_call(call);
         }
     }
 
@@ -704,6 +833,22 @@ impl App {
             }
             MeetingEvent::SpeakerChanged(p) => {
                 info!(conference = meeting, speaker = ?p, "speaker");
+            }
+            MeetingEvent::Downgraded { participants } => {
+                let calls: Vec<CallHandle> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, c)| c.joined && participants.contains(&c.participant))
+                    .map(|(h, _)| *h)
+                    .collect();
+                info!(
+                    conference = meeting,
+                    endpoints = calls.len(),
+                    "non-secure now: security icons cleared (TIP NOTIFY), re-INVITE to RTP/AVP"
+                );
+                for call in calls {
+                    self.downgrade_call(call);
+                }
             }
         }
     }

@@ -23,6 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_rustls::client::TlsStream;
 
+/// How long a simulated endpoint waits before it sends its MUXCTRL again.
+const MUXCTRL_RETRY: Duration = Duration::from_millis(500);
+
 /// A failure of a simulated endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
@@ -164,6 +167,28 @@ pub fn request(
     )
 }
 
+/// The response of a simulated endpoint at `local` to `request` (its Via, From, To,
+/// Call-ID and CSeq), with `status` (`"200 OK"`) and an SDP `body` (may be empty).
+pub fn response(request: &str, status: &str, local: SocketAddr, body: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for name in ["Via:", "From:", "To:", "Call-ID:", "CSeq:"] {
+        for l in request.lines().filter(|l| l.starts_with(name)) {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+    }
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    out.push_str(&format!(
+        "Contact: <sip:ep@{local};transport=tls>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    out
+}
+
 /// An endpoint's SDP: its ports, its DTLS fingerprint, `setup:active`, rtcp-mux, an
 /// a=ssrc per video source (the switch counts screens from them).
 pub fn endpoint_sdp(ep: &Endpoint, ports: &HashMap<LegId, u16>, fingerprint: &str) -> String {
@@ -209,7 +234,9 @@ pub struct SimulatedCall {
     pub switch_sdp: Description,
     /// Per leg: our socket and the switch's address.
     sockets: HashMap<LegId, (UdpSocket, SocketAddr)>,
-    muxctrl_sent: bool,
+    /// When our MUXCTRL last went out: sent again until TIP is through, as a TIP
+    /// endpoint retransmits an unacknowledged request.
+    muxctrl_sent: Option<Instant>,
     /// Send MUXCTRL once DTLS is up (a TIP endpoint does; a plain one would not).
     pub speaks_tip: bool,
 }
@@ -299,7 +326,7 @@ impl SimulatedCall {
             tag,
             switch_sdp,
             sockets,
-            muxctrl_sent: false,
+            muxctrl_sent: None,
             speaks_tip: true,
         })
     }
@@ -330,8 +357,11 @@ impl SimulatedCall {
         self.endpoint.handle_timeout(now);
         let d = self.endpoint.dtls_pump();
         self.send_all(d).await;
-        if self.speaks_tip && !self.muxctrl_sent && self.keyed() {
-            self.muxctrl_sent = true;
+        let muxctrl_due = self
+            .muxctrl_sent
+            .is_none_or(|t| !self.established() && now >= t + MUXCTRL_RETRY);
+        if self.speaks_tip && muxctrl_due && self.keyed() {
+            self.muxctrl_sent = Some(now);
             let m = self.endpoint.muxctrls();
             self.send_all(m).await;
         }
@@ -349,6 +379,53 @@ impl SimulatedCall {
     pub async fn media_tick(&mut self, level: u8, video: bool, idr: &mut HashSet<(u32, u16)>) {
         let p = self.endpoint.media_tick(level, video, idr);
         self.send_all(p).await;
+    }
+
+    /// Takes the switch's re-INVITE to RTP/AVP (a Best-Effort downgrade, R38): what already
+    /// arrived is taken first in the old mode (the NOTIFY clearing the security icon, SRTP
+    /// sent before), then it answers 200 with plain lines on the same ports, takes the ACK
+    /// and runs TIP again without EKT.
+    pub async fn accept_downgrade(&mut self) -> Result<(), EndpointError> {
+        let invite = loop {
+            let m = self.sip.recv().await?;
+            if m.starts_with("INVITE ") {
+                break m;
+            }
+        };
+        self.pump(Instant::now()).await;
+        let offer = sdp::parse(body_of(&invite).as_bytes())
+            .map_err(|e| EndpointError::Protocol(format!("the switch's re-offer: {e}")))?;
+        if offer
+            .media
+            .iter()
+            .any(|m| m.port != 0 && m.profile.is_none_or(|p| p.is_secure()))
+        {
+            return Err(EndpointError::Protocol(
+                "the re-offer is not plain RTP".into(),
+            ));
+        }
+        self.endpoint.downgrade();
+        let mut ports = HashMap::new();
+        for (leg, (s, _)) in &self.sockets {
+            ports.insert(*leg, s.local_addr()?.port());
+        }
+        let ours = endpoint_sdp(&self.endpoint, &ports, "");
+        let ok = response(&invite, "200 OK", self.sip.local, &ours);
+        self.sip.send(&ok).await?;
+        loop {
+            let m = self.sip.recv().await?;
+            if m.starts_with("ACK ") {
+                break;
+            }
+        }
+        for (l, m) in self.endpoint.lines.iter().zip(&offer.media) {
+            if let Some((_, to)) = self.sockets.get_mut(&l.leg) {
+                *to = SocketAddr::new(m.address, m.port);
+            }
+        }
+        self.switch_sdp = offer;
+        self.muxctrl_sent = None;
+        Ok(())
     }
 
     /// Hangs up: BYE, and its 200.

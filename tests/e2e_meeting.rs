@@ -7,6 +7,7 @@
 //!
 //! - the meeting with one 3-screen and two 1-screen endpoints, early and delayed offer;
 //! - a Secure meeting refusing a plain-RTP endpoint: 488 and the `security mismatch` line;
+//! - Non-Secure and Best-Effort meetings, including the downgrade of a secure one;
 //! - an endpoint without TIP, and one that never acknowledges SPIMAP: the seed's lines,
 //!   a BYE from the switch, and the others undisturbed.
 
@@ -292,9 +293,10 @@ async fn a_non_secure_meeting_runs_plain_rtp_with_the_same_switching() {
             assert!(n > 20, "endpoint {i}: {n} {m:?} packets from B");
         }
     }
-    // A secure endpoint cannot join it (R33: media never mixed).
+    // A secure endpoint joins it non-secure (T4): answered, held, re-INVITEd to RTP/AVP
+    // (R33: media never mixed).
     let dtls = Arc::new(DtlsIdentity::generate().unwrap());
-    let secure = SimulatedCall::dial(
+    let mut secure = SimulatedCall::dial(
         Endpoint::new(4, 1),
         &sw.policy,
         sw.sip,
@@ -302,12 +304,100 @@ async fn a_non_secure_meeting_runs_plain_rtp_with_the_same_switching() {
         false,
         &dtls,
     )
+    .await
+    .unwrap();
+    secure.accept_downgrade().await.unwrap();
+    calls.push(secure);
+    assert!(until_established(&mut calls, 30).await, "TIP again, plain");
+    let before = from_b(&calls[3], Media::Audio);
+    run_media(&mut calls, 2.0).await;
+    let n = from_b(&calls[3], Media::Audio) - before;
+    assert!(n > 20, "the downgraded endpoint hears B: {n}");
+    sw.stop().await;
+}
+
+/// R38, T1 L3, R40: a non-secure endpoint joining a secure Best-Effort meeting downgrades
+/// it. The seed's line is logged; every existing endpoint gets a TIP NOTIFY clearing its
+/// security icon and a re-INVITE to RTP/AVP, which it accepts; TIP runs again without EKT
+/// and the three switch plain RTP (each endpoint checks every payload, so SRTP forwarded
+/// as RTP would fail). A secure endpoint joining afterwards is downgraded the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_effort_downgrades_every_endpoint_when_a_non_secure_one_joins() {
+    let sw = switch(
+        "downgrade",
+        "32500-32599",
+        "[[meeting]]\nnumber = \"4005\"\npolicy = \"best-effort\"\n",
+        15.0,
+    )
     .await;
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let mut calls = Vec::new();
+    for (id, screens) in [(1, 3), (2, 1)] {
+        let ep = Endpoint::new(id, screens);
+        calls.push(
+            SimulatedCall::dial(ep, &sw.policy, sw.sip, "4005", false, &dtls)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(until_established(&mut calls, 30).await, "secure TIP");
+    run_media(&mut calls, 1.0).await;
+    assert!(from_b(&calls[0], Media::Audio) > 10, "A hears B, secure");
+    let icons = |c: &SimulatedCall| -> Vec<Option<bool>> {
+        c.endpoint.lines.iter().map(|l| l.security_icon).collect()
+    };
+    assert_eq!(icons(&calls[0]), vec![Some(true); 2], "locked while secure");
+    // The non-secure newcomer.
+    let mut newcomer = dial_plain(&sw, "4005", &[(3, 1)]).await;
+    assert!(logged(
+        "Conference Manager Conf Id 1: will downgrade security from secure to non-secure. All existing endpoints will be downgraded to non-secure."
+    ));
+    for c in &mut calls {
+        c.accept_downgrade().await.unwrap();
+        assert_eq!(icons(c), vec![Some(false); 2], "icon cleared");
+        assert_eq!(
+            c.switch_sdp.media[0].profile,
+            Some(sip::sdp::Profile::Avp),
+            "re-offered RTP/AVP"
+        );
+    }
+    calls.append(&mut newcomer);
+    assert!(until_established(&mut calls, 30).await, "TIP again, plain");
+    let before: Vec<[usize; 2]> = calls
+        .iter()
+        .map(|c| [Media::Audio, Media::Video].map(|m| from_b(c, m)))
+        .collect();
+    run_media(&mut calls, 3.0).await;
+    for i in [0, 2] {
+        for (k, m) in [Media::Audio, Media::Video].into_iter().enumerate() {
+            let n = from_b(&calls[i], m) - before[i][k];
+            assert!(n > 20, "endpoint {i}: {n} plain {m:?} packets from B");
+        }
+    }
+    // A secure endpoint joining the non-secure meeting is downgraded too.
+    let mut late = SimulatedCall::dial(
+        Endpoint::new(4, 1),
+        &sw.policy,
+        sw.sip,
+        "4005",
+        false,
+        &dtls,
+    )
+    .await
+    .unwrap();
+    late.accept_downgrade().await.unwrap();
+    calls.push(late);
     assert!(
-        matches!(&secure, Err(e) if e.to_string().starts_with("SIP/2.0 488")),
-        "{:?}",
-        secure.err()
+        until_established(&mut calls, 30).await,
+        "the late one, plain"
     );
+    let before = from_b(&calls[3], Media::Audio);
+    run_media(&mut calls, 2.0).await;
+    let n = from_b(&calls[3], Media::Audio) - before;
+    assert!(n > 20, "the late one hears B: {n}");
+    for c in &mut calls {
+        c.hangup("4005").await.unwrap();
+    }
     sw.stop().await;
 }
 
