@@ -335,7 +335,17 @@ impl App {
         let conf_id = self.meeting_for(&number, policy, mode);
         let state = self.meetings.get_mut(&number).expect("made above");
         let before = state.security.clone();
-        let admission = state.security.admit(secure, &call_id, &number);
+        // R38: in a Best-Effort meeting an added audio-only call counts as non-secure (it
+        // downgrades a secure meeting); its SRTP is answered, held and re-INVITEd to
+        // RTP/AVP like any secure endpoint in a non-secure meeting. A delayed offer shows
+        // its lines only in the ACK, too late to decide on.
+        let audio_only = offer.as_ref().is_some_and(|o| {
+            !o.media
+                .iter()
+                .any(|m| m.kind == Some(MediaKind::Video) && m.port != 0)
+        });
+        let counts_secure = secure && !(audio_only && policy == Policy::BestEffort);
+        let admission = state.security.admit(counts_secure, &call_id, &number);
         // The media of this endpoint and of the meeting must agree (R33: never mixed).
         let media_secure = match &admission {
             Admission::Admit { state: s, .. } => *s == crate::policy::State::Secure,

@@ -419,3 +419,90 @@ async fn best_effort_started_by_a_non_secure_endpoint_runs_non_secure_with_the_s
     assert!(n > 20, "A hears B: {n}");
     sw.stop().await;
 }
+
+/// R38: an added audio-only call downgrades a secure Best-Effort meeting like a non-secure
+/// endpoint: the seed's line, the existing endpoints re-INVITEd to RTP/AVP, and the
+/// audio-only caller's own SRTP re-INVITEd to RTP/AVP once its call is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_audio_only_call_downgrades_a_best_effort_meeting() {
+    let sw = switch(
+        "audioonly",
+        "32600-32699",
+        "[[meeting]]\nnumber = \"4006\"\npolicy = \"best-effort\"\n",
+        15.0,
+    )
+    .await;
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let mut calls = Vec::new();
+    for id in [1, 2] {
+        let ep = Endpoint::new(id, 1);
+        calls.push(
+            SimulatedCall::dial(ep, &sw.policy, sw.sip, "4006", false, &dtls)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(until_established(&mut calls, 30).await, "secure TIP");
+    // An audio-only phone with DTLS-SRTP.
+    let mut phone = SipClient::connect(&sw.policy, sw.sip, "mswitch")
+        .await
+        .unwrap();
+    let offer = format!(
+        "v=0\r\no=- 9 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 40100 UDP/TLS/RTP/SAVP 0\r\na=rtcp-mux\r\na=setup:active\r\n\
+         a=fingerprint:{}\r\n",
+        dtls.sdp_fingerprint()
+    );
+    let local = phone.local;
+    phone
+        .send(&endpoint::request(
+            "INVITE", local, "4006", "phone-1", None, 1, &offer,
+        ))
+        .await
+        .unwrap();
+    let ok = phone.final_response().await.unwrap();
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let tag = endpoint::header(&ok, "To:")
+        .split(";tag=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    phone
+        .send(&endpoint::request(
+            "ACK",
+            local,
+            "4006",
+            "phone-1",
+            Some(&tag),
+            1,
+            "",
+        ))
+        .await
+        .unwrap();
+    assert!(logged(
+        "Conference Manager Conf Id 1: will downgrade security from secure to non-secure. All existing endpoints will be downgraded to non-secure."
+    ));
+    for c in &mut calls {
+        c.accept_downgrade().await.unwrap();
+    }
+    let reinvite = loop {
+        let m = phone.recv().await.unwrap();
+        if m.starts_with("INVITE ") {
+            break m;
+        }
+    };
+    let reoffer = sip::sdp::parse(endpoint::body_of(&reinvite).as_bytes()).unwrap();
+    assert_eq!(reoffer.media.len(), 1);
+    assert_eq!(reoffer.media[0].profile, Some(sip::sdp::Profile::Avp));
+    assert!(reoffer.media[0].fingerprint.is_none());
+    let answer = "v=0\r\no=- 9 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                  m=audio 40100 RTP/AVP 0\r\na=rtcp-mux\r\n";
+    phone
+        .send(&endpoint::response(&reinvite, "200 OK", local, answer))
+        .await
+        .unwrap();
+    assert!(until_established(&mut calls, 30).await, "TIP again, plain");
+    run_media(&mut calls, 1.0).await;
+    assert!(from_b(&calls[0], Media::Audio) > 10, "A hears B, plain");
+    sw.stop().await;
+}
