@@ -42,8 +42,8 @@ pub enum AppError {
     Io(#[from] std::io::Error),
 }
 
-/// A line's sockets, the peer's RTP address and its a=rtcp (port, address).
-type PreparedSockets = (LineSockets, SocketAddr, Option<(u16, Option<IpAddr>)>);
+/// A line's sockets, the peer's RTP address and its RTCP address.
+type PreparedSockets = (LineSockets, SocketAddr, SocketAddr);
 
 struct MeetingState {
     id: MeetingId,
@@ -539,8 +539,13 @@ impl App {
                 let pos = lines.iter().position(|l| l.media == media);
                 match pos {
                     Some(p) => {
-                        let l = lines.remove(p);
+                        let mut l = lines.remove(p);
                         self.calls.get_mut(&call).expect("call").lines = lines;
+                        // We offered both (RFC 5761 §5.1.1); multiplexed, the RTCP port
+                        // goes back.
+                        if offer.rtcp_mux {
+                            l.drop_rtcp(&mut self.ports);
+                        }
                         l
                     }
                     None => {
@@ -595,20 +600,20 @@ impl App {
             };
             setups.push(prepared.setup);
             locals.push(Some(prepared.local));
-            sockets.push((s, SocketAddr::new(offer.address, offer.port), offer.rtcp));
+            sockets.push((
+                s,
+                SocketAddr::new(offer.address, offer.port),
+                offer.rtcp_addr(),
+            ));
         }
         // The participant first, then its sockets: a datagram that is already waiting
         // (a delayed offer's ClientHello comes right behind the ACK) must find the
         // participant when the worker first reads the leg.
         let mut legs = Vec::new();
-        for (s, remote_addr, rtcp) in &sockets {
+        for (s, remote_addr, rtcp_remote) in &sockets {
             legs.push((s.leg.0, s.leg.1.try_clone(), *remote_addr));
             if let Some((rleg, rs)) = &s.rtcp {
-                let rtcp_remote = rtcp.map_or_else(
-                    || SocketAddr::new(remote_addr.ip(), remote_addr.port().wrapping_add(1)),
-                    |(p, ip)| SocketAddr::new(ip.unwrap_or(remote_addr.ip()), p),
-                );
-                legs.push((*rleg, rs.try_clone(), rtcp_remote));
+                legs.push((*rleg, rs.try_clone(), *rtcp_remote));
             }
         }
         let c = self.calls.get_mut(&call).expect("call");
@@ -732,14 +737,21 @@ impl App {
             (MediaKind::Audio, ("0", "PCMU/8000")),
             (MediaKind::Video, ("112", "H264/90000")),
         ] {
+            // RTCP port too: the answer may not multiplex (RFC 5761 §5.1.1: a=rtcp-mux
+            // with a fallback a=rtcp).
             let s = join::line_sockets(
                 &mut self.ports,
                 self.media_ip,
                 join::media_of(kind),
-                true,
+                false,
                 &mut self.next_leg,
             )?;
             let port = s.leg.1.local_addr().map_err(join::JoinError::Bind)?.port();
+            let rtcp_port = s
+                .rtcp
+                .as_ref()
+                .and_then(|(_, r)| r.local_addr().ok())
+                .map(|a| a.port());
             let suite = self.settings.suites[0];
             let key = (profile == Profile::Savp).then(|| {
                 let r: [u8; 46] = join::random();
@@ -748,7 +760,7 @@ impl App {
             lines.push(LocalMedia {
                 kind,
                 port,
-                rtcp_port: None,
+                rtcp_port,
                 profile,
                 formats: vec![(fmt.0.into(), Some(fmt.1.into()))],
                 rtcp_mux: true,

@@ -202,14 +202,19 @@ pub fn endpoint_sdp(ep: &Endpoint, ports: &HashMap<LegId, u16>, fingerprint: &st
             Media::Video => ("video", 112, "H264/90000"),
         };
         let port = ports.get(&l.leg).copied().unwrap_or(0);
+        // RTCP multiplexed, or on its own port (RFC 3605 a=rtcp).
+        let rtcp = match l.rtcp_leg {
+            None => "a=rtcp-mux\r\n".to_owned(),
+            Some(leg) => format!("a=rtcp:{}\r\n", ports.get(&leg).copied().unwrap_or(0)),
+        };
         if l.plain {
             // Non-secure: plain RTP, no keys.
             s.push_str(&format!(
-                "m={m} {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {map}\r\na=rtcp-mux\r\n"
+                "m={m} {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {map}\r\n{rtcp}"
             ));
         } else {
             s.push_str(&format!(
-                "m={m} {port} UDP/TLS/RTP/SAVP {pt}\r\na=rtpmap:{pt} {map}\r\na=rtcp-mux\r\n\
+                "m={m} {port} UDP/TLS/RTP/SAVP {pt}\r\na=rtpmap:{pt} {map}\r\n{rtcp}\
                  a=setup:active\r\na=fingerprint:{fingerprint}\r\n"
             ));
         }
@@ -256,9 +261,11 @@ impl SimulatedCall {
         let mut ports = HashMap::new();
         let mut local = HashMap::new();
         for l in &endpoint.lines {
-            let s = UdpSocket::bind("127.0.0.1:0").await?;
-            ports.insert(l.leg, s.local_addr()?.port());
-            local.insert(l.leg, s);
+            for leg in std::iter::once(l.leg).chain(l.rtcp_leg) {
+                let s = UdpSocket::bind("127.0.0.1:0").await?;
+                ports.insert(leg, s.local_addr()?.port());
+                local.insert(leg, s);
+            }
         }
         let our_sdp = endpoint_sdp(&endpoint, &ports, &dtls_id.sdp_fingerprint());
         let mut sip = SipClient::connect(policy, sip_addr, "mswitch").await?;
@@ -314,6 +321,10 @@ impl SimulatedCall {
         for (l, m) in endpoint.lines.iter().zip(&switch_sdp.media) {
             if let Some(s) = local.remove(&l.leg) {
                 sockets.insert(l.leg, (s, SocketAddr::new(m.address, m.port)));
+            }
+            // Without rtcp-mux, RTCP goes to the switch's a=rtcp, else its port + 1.
+            if let Some(s) = l.rtcp_leg.and_then(|leg| local.remove(&leg)) {
+                sockets.insert(l.rtcp_leg.unwrap_or(l.leg), (s, m.rtcp_addr()));
             }
         }
         if let Some(fp) = fp.filter(|_| !plain) {
@@ -421,6 +432,9 @@ impl SimulatedCall {
         for (l, m) in self.endpoint.lines.iter().zip(&offer.media) {
             if let Some((_, to)) = self.sockets.get_mut(&l.leg) {
                 *to = SocketAddr::new(m.address, m.port);
+            }
+            if let Some((_, to)) = l.rtcp_leg.and_then(|leg| self.sockets.get_mut(&leg)) {
+                *to = m.rtcp_addr();
             }
         }
         self.switch_sdp = offer;

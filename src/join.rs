@@ -37,6 +37,18 @@ pub struct LineSockets {
     pub ports: Vec<u16>,
 }
 
+impl LineSockets {
+    /// Closes the RTCP socket and gives its port back: the line multiplexes after all.
+    pub fn drop_rtcp(&mut self, ports: &mut PortAllocator) {
+        if let Some((_, s)) = self.rtcp.take()
+            && let Ok(a) = s.local_addr()
+        {
+            self.ports.retain(|p| *p != a.port());
+            ports.release(a.port());
+        }
+    }
+}
+
 /// Why a call's media could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -153,10 +165,7 @@ pub fn prepare_line(
 ) -> Result<PreparedLine, JoinError> {
     let local_addr = sockets.leg.1.local_addr().map_err(JoinError::Bind)?;
     let remote = SocketAddr::new(offer.address, offer.port);
-    let rtcp_remote = offer.rtcp.map_or_else(
-        || SocketAddr::new(offer.address, offer.port.wrapping_add(1)),
-        |(p, ip)| SocketAddr::new(ip.unwrap_or(offer.address), p),
-    );
+    let rtcp_remote = offer.rtcp_addr();
     let settings = || DtlsSettings {
         profiles: suites.to_vec(),
         ..DtlsSettings::default()

@@ -86,6 +86,8 @@ async fn meeting_over_sip(delayed_offer: bool, ports: &str) {
     let mut calls = Vec::new();
     for (id, screens) in [(1, 3), (2, 1), (3, 1)] {
         let ep = Endpoint::new(id, screens);
+        // C keeps RTCP on its own port (no a=rtcp-mux in its offer or answer).
+        let ep = if id == 3 { ep.without_rtcp_mux() } else { ep };
         calls.push(
             SimulatedCall::dial(ep, &sw.policy, sw.sip, "4000", delayed_offer, &dtls)
                 .await

@@ -257,6 +257,17 @@ pub struct MediaOffer {
     pub direction: Direction,
 }
 
+impl MediaOffer {
+    /// Where the line's RTCP goes when it is not multiplexed: its a=rtcp (RFC 3605), else
+    /// the RTP port + 1 at the same address (RFC 3550 §11).
+    pub fn rtcp_addr(&self) -> std::net::SocketAddr {
+        match self.rtcp {
+            Some((port, ip)) => std::net::SocketAddr::new(ip.unwrap_or(self.address), port),
+            None => std::net::SocketAddr::new(self.address, self.port.wrapping_add(1)),
+        }
+    }
+}
+
 /// The media direction attribute (RFC 3264 §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
