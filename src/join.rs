@@ -277,7 +277,8 @@ pub fn prepare_line(
 }
 
 /// Screens of an endpoint: 3 when its video line announces three or more sources
-/// (a=ssrc), else 1. TIP's MUXCTRL says the same later; the meeting needs it at join.
+/// (a=ssrc), else 1: the meeting's first guess at the join; the video line's TIP MUXCTRL
+/// (the streams the endpoint receives) corrects it.
 pub fn screens(offer: &Description) -> u8 {
     let video = offer
         .media

@@ -516,3 +516,30 @@ fn a_downgrade_clears_the_icon_holds_srtp_back_and_reruns_tip_plain() {
         "plain now, it is heard"
     );
 }
+
+/// The screen count given at the join (from SDP) is only a guess: a video MUXCTRL that
+/// announces three received streams makes the endpoint a 3-screen receiver, which hears
+/// a 3-screen talker at each segment's own position instead of all at the center.
+#[test]
+fn the_video_muxctrl_corrects_the_screen_count() {
+    let mut sim = Sim::new(Mode::Site, &[(1, 3), (2, 3)]);
+    // A joined as if it had one screen (an SDP without its a=ssrc lines).
+    let now = sim.now;
+    let setup = sim.endpoints[0].setup("4000");
+    sim.meeting.add_participant(now, 1, 1, setup);
+    assert_eq!(sim.negotiate(), 4, "{:?}", sim.events);
+    for _ in 0..100 {
+        sim.media_tick(&[5, 60], true);
+    }
+    let outputs: HashSet<u8> = sim.endpoints[0]
+        .received
+        .iter()
+        .filter(|r| r.0 == Media::Audio && r.1 >> 16 == 2)
+        .map(|r| TipCsrc::from_u32(r.3).output)
+        .collect();
+    assert_eq!(
+        outputs,
+        HashSet::from([1, 2, 3]),
+        "B heard at each position"
+    );
+}

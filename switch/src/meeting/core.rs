@@ -428,10 +428,14 @@ impl Meeting {
         };
         match opened {
             Ok(n) => {
+                let mut announced_screens = None;
                 if let Some(m) = crate::rtp::rtcp_packets(&buf[..n])
                     .find_map(|p| crate::tip::muxctrl::MuxCtrl::decode(p).ok())
                 {
                     line.peer_control_ssrc = Some(m.ssrc);
+                    if line.media == Media::Video {
+                        announced_screens = Some(m.num_rcv);
+                    }
                 }
                 // Receiver reports end here (per hop); TIP requests drive the negotiation;
                 // keyframe requests (RFC 4585 PLI, RFC 5104 FIR) go to the shown source.
@@ -442,8 +446,23 @@ impl Meeting {
                         self.keyframe_requests.push((from, target));
                     }
                 }
+                if let Some(streams) = announced_screens {
+                    self.set_screens(pi, streams);
+                }
             }
             Err(_) => self.stats.hop_auth_failed += 1,
+        }
+    }
+
+    /// The screens a video line's MUXCTRL announces (the streams the endpoint receives)
+    /// replace the guess made at the join from SDP.
+    fn set_screens(&mut self, pi: usize, received_streams: u8) {
+        let screens = if received_streams >= 3 { 3 } else { 1 };
+        let p = &mut self.participants[pi];
+        if p.screens != screens {
+            p.screens = screens;
+            self.switching.set_screens(p.id, screens);
+            self.layouts_dirty = true;
         }
     }
 

@@ -155,6 +155,13 @@ impl Switching {
         });
     }
 
+    /// Corrects a participant's screen count (TIP MUXCTRL tells it after the join).
+    pub fn set_screens(&mut self, id: ParticipantId, screens: u8) {
+        if let Some(p) = self.participants.iter_mut().find(|p| p.id == id) {
+            p.screens = if screens >= 3 { 3 } else { 1 };
+        }
+    }
+
     /// Removes a participant; it is no longer shown or heard.
     pub fn remove_participant(&mut self, id: ParticipantId) {
         self.participants.retain(|p| p.id != id);
