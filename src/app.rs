@@ -64,6 +64,8 @@ struct CallState {
     offered: Option<(Description, Vec<Option<Vec<u8>>>)>,
     /// Our last SDP (answers a re-INVITE).
     local_sdp: Vec<u8>,
+    /// The peer's last SDP (a re-offer is compared with it).
+    remote_sdp: Option<Description>,
     joined: bool,
     /// Joined with SRTP lines a non-secure meeting holds: re-INVITE it to RTP/AVP once
     /// the call is confirmed.
@@ -254,11 +256,7 @@ impl App {
                     self.leave(call);
                 }
             }
-            AgentEvent::Reoffer { call, .. } => {
-                // Hold, resume and refreshes keep the media as it is: the same answer.
-                let sdp = self.calls.get(&call).map(|c| c.local_sdp.clone());
-                self.trunk.answer_reoffer(call, sdp);
-            }
+            AgentEvent::Reoffer { call, offer } => self.reoffered(call, offer),
             AgentEvent::Ended { call, reason } => {
                 if let Some(c) = self.calls.get(&call) {
                     info!(call_id = %c.call_id, conference = %c.number, ?reason, "call ended");
@@ -426,6 +424,7 @@ impl App {
                 legs: Vec::new(),
                 offered: None,
                 local_sdp: Vec::new(),
+                remote_sdp: None,
                 joined: false,
                 needs_downgrade: secure && !media_secure,
                 downgrading: false,
@@ -629,6 +628,7 @@ impl App {
             ),
         );
         c.joined = true;
+        c.remote_sdp = Some(remote.clone());
         if let Some(m) = self.meetings.get_mut(&number)
             && !m.participants.contains(&participant)
         {
@@ -660,6 +660,81 @@ impl App {
             1,
             &locals,
         ))
+    }
+
+    /// A re-INVITE or UPDATE from the peer. Without SDP, our current SDP is the offer.
+    /// Hold and resume are answered with the matching direction, and a moved address
+    /// redirects the legs; a re-offer that changes the keying (another fingerprint or
+    /// key, SRTP to RTP) or the lines is refused with 488, and the session goes on as it
+    /// was (RFC 3261 §14.2).
+    fn reoffered(&mut self, call: CallHandle, offer: Option<Description>) {
+        let Some(c) = self.calls.get(&call) else {
+            return self.trunk.answer_reoffer(call, None);
+        };
+        let Some(offer) = offer else {
+            return self.trunk.answer_reoffer(call, Some(c.local_sdp.clone()));
+        };
+        let refusal = match &c.remote_sdp {
+            Some(before) if keying_changed(before, &offer) => {
+                Some("a re-offer that changes the media keying".to_owned())
+            }
+            _ => None,
+        };
+        let answer = match refusal {
+            Some(why) => Err(why),
+            None => sdp::reanswer(&c.local_sdp, &offer).map_err(|e| e.to_string()),
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            Err(why) => {
+                warn!(call_id = %c.call_id, "re-INVITE refused with 488, the session goes on: {why}");
+                return self.trunk.answer_reoffer(call, None);
+            }
+        };
+        // The peer's media may have moved: its legs send to the new address.
+        let meeting = self.meetings.get(&c.number).map(|m| m.id);
+        let mut moved = Vec::new();
+        for (i, o) in offer.media.iter().enumerate() {
+            let before = c.remote_sdp.as_ref().and_then(|d| d.media.get(i));
+            let (Some(kind), Some(before)) = (o.kind, before) else {
+                continue;
+            };
+            let same = |a: &sdp::MediaOffer| (a.address, a.port, a.rtcp_addr());
+            if o.port == 0 || same(o) == same(before) {
+                continue;
+            }
+            let media = join::media_of(kind);
+            if let Some(l) = c.lines.iter().find(|l| l.media == media) {
+                moved.push((
+                    l.leg.0,
+                    l.leg.1.try_clone(),
+                    SocketAddr::new(o.address, o.port),
+                ));
+                if let Some((leg, s)) = &l.rtcp {
+                    moved.push((*leg, s.try_clone(), o.rtcp_addr()));
+                }
+            }
+        }
+        if let Some(id) = meeting {
+            for (leg, socket, remote) in moved {
+                if let Ok(socket) = socket {
+                    self.pool.send(
+                        id,
+                        Command::AddLeg {
+                            meeting: id,
+                            leg,
+                            socket,
+                            remote,
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.local_sdp = answer.clone();
+            c.remote_sdp = Some(offer);
+        }
+        self.trunk.answer_reoffer(call, Some(answer));
     }
 
     /// Re-INVITEs a call to RTP/AVP: its meeting is non-secure (R38 downgrade, or a secure
@@ -905,6 +980,19 @@ impl App {
         }
         self.end_meeting_if_empty(&c.number);
     }
+}
+
+/// Whether a re-offer keys its media differently from the session (per line: SRTP or not,
+/// the DTLS fingerprint, the first SDES key): this switch does not re-key a running line.
+fn keying_changed(before: &Description, offer: &Description) -> bool {
+    offer.media.iter().zip(&before.media).any(|(o, b)| {
+        let secure = |m: &sdp::MediaOffer| m.profile.is_some_and(|p| p.is_secure());
+        let key = |m: &sdp::MediaOffer| m.crypto.first().map(|c| c.key_salt.clone());
+        o.port != 0
+            && (secure(o) != secure(b)
+                || (o.fingerprint.is_some() && o.fingerprint != b.fingerprint)
+                || (key(o).is_some() && key(o) != key(b)))
+    })
 }
 
 /// NTP time now (RFC 5905: seconds since 1900 << 32 | fraction), for TIP timestamps.

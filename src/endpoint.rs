@@ -244,6 +244,8 @@ pub struct SimulatedCall {
     muxctrl_sent: Option<Instant>,
     /// Send MUXCTRL once DTLS is up (a TIP endpoint does; a plain one would not).
     pub speaks_tip: bool,
+    /// Our DTLS certificate's fingerprint, as our SDP gives it.
+    fingerprint: String,
 }
 
 impl SimulatedCall {
@@ -339,7 +341,17 @@ impl SimulatedCall {
             sockets,
             muxctrl_sent: None,
             speaks_tip: true,
+            fingerprint: dtls_id.sdp_fingerprint(),
         })
+    }
+
+    /// Our SDP as it stands: the lines, their ports and keying.
+    pub fn local_sdp(&self) -> Result<String, EndpointError> {
+        let mut ports = HashMap::new();
+        for (leg, (s, _)) in &self.sockets {
+            ports.insert(*leg, s.local_addr()?.port());
+        }
+        Ok(endpoint_sdp(&self.endpoint, &ports, &self.fingerprint))
     }
 
     async fn send_all(&self, datagrams: Vec<(LegId, Vec<u8>)>) {
@@ -416,11 +428,7 @@ impl SimulatedCall {
             ));
         }
         self.endpoint.downgrade();
-        let mut ports = HashMap::new();
-        for (leg, (s, _)) in &self.sockets {
-            ports.insert(*leg, s.local_addr()?.port());
-        }
-        let ours = endpoint_sdp(&self.endpoint, &ports, "");
+        let ours = self.local_sdp()?;
         let ok = response(&invite, "200 OK", self.sip.local, &ours);
         self.sip.send(&ok).await?;
         loop {

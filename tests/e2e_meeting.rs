@@ -112,11 +112,11 @@ async fn meeting_over_sip(delayed_offer: bool, ports: &str) {
             assert!(n > 20, "endpoint {i}: {n} {m:?} packets from B");
         }
     }
-    // A puts the call on hold (re-INVITE, sendonly): answered 200 with the switch's SDP.
+    // A re-offer that changes A's keying (another fingerprint) is refused with 488 and
+    // the session goes on (RFC 3261 §14.2).
     let a = &mut calls[0];
-    let hold = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-                m=audio 9 UDP/TLS/RTP/SAVP 96\r\na=fingerprint:sha-256 AB:CD\r\n\
-                a=setup:active\r\na=sendonly\r\n";
+    let ours = a.local_sdp().unwrap();
+    let rekey = ours.replacen("a=fingerprint:sha-256 ", "a=fingerprint:sha-256 00:", 2);
     let reinvite = endpoint::request(
         "INVITE",
         a.sip.local,
@@ -124,16 +124,37 @@ async fn meeting_over_sip(delayed_offer: bool, ports: &str) {
         &a.call_id,
         Some(&a.tag),
         3,
-        hold,
+        &rekey,
+    );
+    a.sip.send(&reinvite).await.unwrap();
+    let refused = a.sip.final_response().await.unwrap();
+    assert!(refused.starts_with("SIP/2.0 488"), "{refused}");
+    // A puts the call on hold (re-INVITE, sendonly): the answer says recvonly.
+    let hold = ours.replace("a=rtcp-mux\r\n", "a=rtcp-mux\r\na=sendonly\r\n");
+    let reinvite = endpoint::request(
+        "INVITE",
+        a.sip.local,
+        "4000",
+        &a.call_id,
+        Some(&a.tag),
+        4,
+        &hold,
     );
     a.sip.send(&reinvite).await.unwrap();
     let ok = a.sip.final_response().await.unwrap();
     assert!(
-        ok.starts_with("SIP/2.0 200") && ok.contains("CSeq: 3 INVITE"),
+        ok.starts_with("SIP/2.0 200") && ok.contains("CSeq: 4 INVITE"),
         "{ok}"
     );
-    assert!(endpoint::body_of(&ok).contains("m=audio"), "{ok}");
-    let ack = endpoint::request("ACK", a.sip.local, "4000", &a.call_id, Some(&a.tag), 3, "");
+    let answer = sip::sdp::parse(endpoint::body_of(&ok).as_bytes()).unwrap();
+    assert!(
+        answer
+            .media
+            .iter()
+            .all(|m| m.direction == sip::sdp::Direction::RecvOnly),
+        "{ok}"
+    );
+    let ack = endpoint::request("ACK", a.sip.local, "4000", &a.call_id, Some(&a.tag), 4, "");
     a.sip.send(&ack).await.unwrap();
     calls[1].hangup("4000").await.unwrap();
     // Shutdown: the remaining calls get BYE from the switch.

@@ -23,6 +23,14 @@ pub enum SdpError {
     /// A media line has no connection address.
     #[error("media line {0} has no connection address")]
     NoConnection(usize),
+    /// A re-offer whose media lines are not the session's (adding lines is not supported).
+    #[error("the offer has {offered} media lines, the session {ours}")]
+    LineCount {
+        /// In the offer.
+        offered: usize,
+        /// In the session.
+        ours: usize,
+    },
 }
 
 /// The kind of a media line the switch takes.
@@ -596,6 +604,32 @@ pub fn plain_reoffer(ours: &[u8]) -> Result<Vec<u8>, SdpError> {
     Ok(write(&s))
 }
 
+/// Our answer to a re-offer in the same session (hold, resume, a moved address): our
+/// last SDP `ours` with each line's direction answering the offered one (RFC 3264 §6.1),
+/// the lines the offer disables at port 0, and the o= version up (§8). The lines must
+/// be the session's.
+pub fn reanswer(ours: &[u8], offer: &Description) -> Result<Vec<u8>, SdpError> {
+    let mut s = Session::parse(ours).map_err(|e| SdpError::Malformed(e.to_string()))?;
+    if s.medias.len() != offer.media.len() {
+        return Err(SdpError::LineCount {
+            offered: offer.media.len(),
+            ours: s.medias.len(),
+        });
+    }
+    s.origin.sess_version += 1;
+    let directions = ["sendrecv", "sendonly", "recvonly", "inactive"];
+    for (m, o) in s.medias.iter_mut().zip(&offer.media) {
+        if o.port == 0 {
+            m.port = 0;
+        }
+        m.attributes
+            .retain(|a| !directions.contains(&a.attribute.as_str()));
+        m.attributes
+            .push(Attribute::new(o.direction.answer().as_str()));
+    }
+    Ok(write(&s))
+}
+
 fn write(s: &Session) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
@@ -827,5 +861,30 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
             plain_reoffer(b"junk"),
             Err(SdpError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_reanswer_answers_the_direction_and_keeps_the_rest() {
+        let ours = plain_reoffer(BARESIP.as_bytes()).unwrap();
+        let before = parse(&ours).unwrap();
+        let mut hold = before.clone();
+        hold.media[0].direction = Direction::SendOnly;
+        hold.media[1].direction = Direction::Inactive;
+        hold.media[2].port = 0;
+        let d = parse(&reanswer(&ours, &hold).unwrap()).unwrap();
+        assert_eq!(d.session_version, before.session_version + 1);
+        let dirs: Vec<Direction> = d.media.iter().map(|m| m.direction).collect();
+        assert_eq!(dirs[..2], [Direction::RecvOnly, Direction::Inactive]);
+        assert_eq!(d.media[2].port, 0);
+        assert_eq!(d.media[0].port, before.media[0].port);
+        assert_eq!(d.media[0].rtpmaps, before.media[0].rtpmaps);
+        hold.media.pop();
+        assert_eq!(
+            reanswer(&ours, &hold),
+            Err(SdpError::LineCount {
+                offered: 2,
+                ours: 3
+            })
+        );
     }
 }
