@@ -145,7 +145,13 @@ impl App {
         })
         .await?;
         let (tx, rx) = std::sync::mpsc::channel();
-        let pool = WorkerPool::spawn(settings.workers, tx)?;
+        let pool = WorkerPool::spawn_with(
+            settings.workers,
+            tx,
+            switch::udp::WorkerOptions {
+                batch: settings.batch,
+            },
+        )?;
         // Meeting events cross from the workers' threads into the runtime.
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         std::thread::Builder::new()
@@ -165,9 +171,14 @@ impl App {
             Arc::new(DtlsIdentity::generate().map_err(|e| std::io::Error::other(e.to_string()))?);
         info!(
             udp = ?settings.udp, tcp = ?settings.tcp, tls = ?settings.tls, media = %media_ip,
-            workers = settings.workers, security = ?settings.security,
+            workers = settings.workers, batch = settings.batch, security = ?settings.security,
             "mswitch running"
         );
+        if settings.sfu_baseline {
+            warn!(
+                "media.sfu_baseline is on: every packet is decrypted and re-encrypted per receiver, for comparison only"
+            );
+        }
         Ok(Self {
             ports: PortAllocator::new(settings.ports.clone()),
             settings,
@@ -466,6 +477,9 @@ impl App {
             },
             1024,
         );
+        meeting
+            .forwarder_mut()
+            .set_sfu_baseline(self.settings.sfu_baseline);
         for g in &groups {
             let params = ParameterSet::new(
                 EktCipher::AesEcb128,

@@ -143,6 +143,11 @@ pub struct MediaConfig {
     pub address: String,
     /// SRTP suites, strongest first (T3a).
     pub srtp_suites: Vec<String>,
+    /// Datagrams per recvmmsg/sendmmsg call, 1-32 (1 turns batching off, to measure it).
+    pub batch: usize,
+    /// Comparison only: forward as an SFU does, decrypting and re-encrypting every packet
+    /// for every receiver (`mswitch load` measures the difference). Off in production.
+    pub sfu_baseline: bool,
 }
 
 impl Default for MediaConfig {
@@ -155,6 +160,8 @@ impl Default for MediaConfig {
                 .iter()
                 .map(|s| s.sdes_name().to_owned())
                 .collect(),
+            batch: switch::udp::BATCH,
+            sfu_baseline: false,
         }
     }
 }
@@ -257,6 +264,10 @@ pub struct Settings {
     pub ports: std::ops::RangeInclusive<u16>,
     /// Media workers (resolved: at least 1).
     pub workers: usize,
+    /// Datagrams per recvmmsg/sendmmsg call.
+    pub batch: usize,
+    /// The SFU baseline (comparison only).
+    pub sfu_baseline: bool,
     /// The SDP address, when configured.
     pub media_address: Option<IpAddr>,
     /// SRTP suites, strongest first.
@@ -388,6 +399,12 @@ impl Config {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        if !(1..=switch::udp::BATCH).contains(&self.media.batch) {
+            return Err(err(
+                "media.batch",
+                format!("{} is not in 1-{}", self.media.batch, switch::udp::BATCH),
+            ));
+        }
         let media_address = match self.media.address.as_str() {
             "" => None,
             a => Some(
@@ -456,6 +473,8 @@ impl Config {
             peers,
             ports,
             workers,
+            batch: self.media.batch,
+            sfu_baseline: self.media.sfu_baseline,
             media_address,
             suites,
             on_the_fly,
@@ -551,6 +570,8 @@ mod tests {
                 "trunk[0].transport",
             ),
             ("[media]\nports = \"5-1\"", "media.ports"),
+            ("[media]\nbatch = 0", "media.batch"),
+            ("[media]\nbatch = 33", "media.batch"),
             ("[media]\nsrtp_suites = [\"NULL\"]", "media.srtp_suites"),
             ("[media]\naddress = \"x\"", "media.address"),
             ("[tip]\nmuxctrl_timeout = 0", "tip.muxctrl_timeout"),

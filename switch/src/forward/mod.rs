@@ -144,6 +144,10 @@ pub struct Forwarder {
     max_sources: usize,
     next_generation: u64,
     stats: ForwardStats,
+    /// The SFU baseline (comparison only): see [`Forwarder::set_sfu_baseline`].
+    sfu_baseline: bool,
+    /// The decrypted payload in the SFU baseline, reserved up front.
+    plaintext: Box<[u8; SLOT_SIZE]>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -180,7 +184,18 @@ impl Forwarder {
             max_sources,
             next_generation: 1,
             stats: ForwardStats::default(),
+            sfu_baseline: false,
+            plaintext: Box::new([0u8; SLOT_SIZE]),
         }
+    }
+
+    /// For comparison only (`mswitch load`'s baseline): forward as an SFU does, decrypting
+    /// each verified AES-CM packet once and, for every receiver, encrypting and signing it
+    /// again (an SFU keys each receiver's hop with its own key; here the sender's key is
+    /// used again so that the endpoints can check the result, at the same cost). No
+    /// header-sharing of signatures. AEAD packets take the normal path.
+    pub fn set_sfu_baseline(&mut self, on: bool) {
+        self.sfu_baseline = on;
     }
 
     /// The EKT parameter sets (the meeting's SPIMAP group parameters).
@@ -676,6 +691,14 @@ impl Forwarder {
             let source = self.sources.get(&v.ssrc).ok_or(DropReason::UnknownSsrc)?;
             Some(source.key(v.generation).ok_or(DropReason::UnknownSsrc)?)
         };
+        if self.sfu_baseline
+            && let Some(key) = key
+            && v.shape != Shape::Aead
+        {
+            let n = emit_sfu(&mut self.plaintext, data, v, key, receivers, out);
+            self.stats.resigned += n as u64;
+            return Ok(n);
+        }
         let mut shared: [(u32, u32); MAX_SHARED_HEADERS] = [(0, 0); MAX_SHARED_HEADERS];
         let mut n_shared = 0;
         let mut horner_in = None;
@@ -748,25 +771,9 @@ fn build(
     let Some(key) = key else {
         return (len, false);
     };
-    let roc = roc_of(v.index).to_be_bytes();
     match v.shape {
-        Shape::TipFull | Shape::TipShort => {
-            let kind = if v.shape == Shape::TipFull {
-                TagKind::Full(&slot[p + tag_len..len])
-            } else {
-                TagKind::Short
-            };
-            let tag = rtp_base_tag(
-                auth_of(key.ctx.rtp_transform()),
-                &slot[..p],
-                kind,
-                roc_of(v.index),
-            );
-            slot[p..p + BASE_TAG_LEN].copy_from_slice(&tag[..BASE_TAG_LEN]);
-        }
-        Shape::Plain { tag_len } => {
-            let tag = auth_of(key.ctx.rtp_transform()).mac(&[&slot[..p], &roc]);
-            slot[p..p + tag_len].copy_from_slice(&tag[..tag_len]);
+        Shape::TipFull | Shape::TipShort | Shape::Plain { .. } => {
+            sign_hmac(v, key, slot, tag_len, len);
         }
         // Has no key: returned above.
         Shape::Unprotected => {}
@@ -786,4 +793,67 @@ fn build(
         }
     }
     (len, true)
+}
+
+/// Writes the HMAC tag of the copy laid out in `slot[..len]` (authenticated portion
+/// `..payload_end`, then `tag_len` tag bytes, then any EKT trailer).
+fn sign_hmac(
+    v: &Verified,
+    key: &SourceKey,
+    slot: &mut [u8; SLOT_SIZE],
+    tag_len: usize,
+    len: usize,
+) {
+    let p = v.payload_end;
+    let auth = auth_of(key.ctx.rtp_transform());
+    match v.shape {
+        Shape::TipFull | Shape::TipShort => {
+            let kind = if v.shape == Shape::TipFull {
+                TagKind::Full(&slot[p + tag_len..len])
+            } else {
+                TagKind::Short
+            };
+            let tag = rtp_base_tag(auth, &slot[..p], kind, roc_of(v.index));
+            slot[p..p + BASE_TAG_LEN].copy_from_slice(&tag[..BASE_TAG_LEN]);
+        }
+        Shape::Plain { tag_len } => {
+            let tag = auth.mac(&[&slot[..p], &roc_of(v.index).to_be_bytes()]);
+            slot[p..p + tag_len].copy_from_slice(&tag[..tag_len]);
+        }
+        Shape::Unprotected | Shape::Aead => {}
+    }
+}
+
+/// The SFU baseline's emit ([`Forwarder::set_sfu_baseline`]): decrypt once into
+/// `plaintext`, then for every receiver encrypt and sign a copy; returns the copies.
+fn emit_sfu(
+    plaintext: &mut [u8; SLOT_SIZE],
+    data: &[u8],
+    v: &Verified,
+    key: &SourceKey,
+    receivers: &[Receiver],
+    out: &mut TxBatch,
+) -> usize {
+    let transform = key.ctx.rtp_transform();
+    let payload = v.hdr_len..v.payload_end;
+    let plain = &mut plaintext[..payload.len()];
+    plain.copy_from_slice(&data[payload.clone()]);
+    transform.apply_keystream(v.ssrc, v.index, plain);
+    let trailer = &data[v.trailer_start..];
+    let tag_len = v.trailer_start - v.tag_start;
+    let len = v.payload_end + tag_len + trailer.len();
+    for r in receivers {
+        let slot = out.next_slot();
+        slot[..v.hdr_len].copy_from_slice(&data[..v.hdr_len]);
+        if let Some(c) = v.first_csrc.map(|c| r.csrc.apply(c)) {
+            slot[12..16].copy_from_slice(&c.to_be_bytes());
+        }
+        slot[payload.clone()].copy_from_slice(plain);
+        transform.apply_keystream(v.ssrc, v.index, &mut slot[payload.clone()]);
+        slot[len - trailer.len()..len].copy_from_slice(trailer);
+        sign_hmac(v, key, slot, tag_len, len);
+        let slot = out.commit_slot(len);
+        out.push(r.id, slot);
+    }
+    receivers.len()
 }

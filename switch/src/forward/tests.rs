@@ -495,3 +495,41 @@ fn unprotected_rtp_of_a_non_secure_meeting_loses_its_appended_byte_and_gets_the_
         Err(DropReason::Malformed)
     );
 }
+
+/// The SFU baseline (comparison only) does an SFU's work: one decryption, then an
+/// encryption and a signature per receiver, with no sharing; its output is byte for byte
+/// the fast path's, so the endpoints check it the same way.
+#[test]
+fn the_sfu_baseline_re_encrypts_per_receiver_and_sends_the_same_bytes() {
+    let rx = |id, screen| Receiver {
+        id,
+        csrc: CsrcRewrite::TipScreen(screen),
+    };
+    let receivers = [rx(1, 1), rx(2, 1), rx(3, 2)];
+    let mut outputs = Vec::new();
+    for sfu in [false, true] {
+        let mut f = forwarder();
+        f.set_sfu_baseline(sfu);
+        let mut s = Sender::new(&[4; 16], 0x5555, 1);
+        let mut out = TxBatch::new(16, 16);
+        for (i, full) in [true, false, false].into_iter().enumerate() {
+            let p = s.packet(full, i as u16, 1, &[9; 1000]);
+            let v = f.verify(&p, true).unwrap();
+            assert_eq!(f.emit(&p, &v, &receivers, &mut out), Ok(3));
+        }
+        let shared = out.distinct_packets();
+        outputs.push((
+            out.iter().map(|(r, b)| (r, b.to_vec())).collect::<Vec<_>>(),
+            shared,
+            f.stats().resigned,
+        ));
+    }
+    let (fast, sfu) = (&outputs[0], &outputs[1]);
+    assert_eq!(fast.0, sfu.0, "the same datagrams");
+    assert_eq!(
+        (fast.1, fast.2),
+        (6, 6),
+        "the fast path signs per distinct header"
+    );
+    assert_eq!((sfu.1, sfu.2), (9, 9), "the baseline per receiver");
+}

@@ -595,6 +595,19 @@ fn write_trailer_and_tag(
 }
 
 impl Transform {
+    /// XORs the AES-CM keystream of packet `index` of `ssrc` into `data` (encrypts or
+    /// decrypts an SRTP payload); false for AEAD transforms, which have no bare keystream
+    /// here. Only the SFU baseline of `forward` needs it: the switch never decrypts.
+    pub(crate) fn apply_keystream(&self, ssrc: u32, index: u64, data: &mut [u8]) -> bool {
+        match self {
+            Self::AesCm { aes, salt, .. } => {
+                aes_cm_apply(aes, salt, ssrc, index, data);
+                true
+            }
+            Self::Gcm128 { .. } | Self::Gcm256 { .. } => false,
+        }
+    }
+
     fn gcm_salt(&self) -> &[u8; 12] {
         match self {
             Self::Gcm128 { salt, .. } | Self::Gcm256 { salt, .. } => salt,

@@ -15,4 +15,4 @@ mod worker;
 
 pub use pool::WorkerPool;
 pub use sys::{BATCH, MAX_DATAGRAM};
-pub use worker::{Command, MediaWorker, MeetingId, MeetingTask, WorkerStats};
+pub use worker::{Command, MediaWorker, MeetingId, MeetingTask, WorkerOptions, WorkerStats};

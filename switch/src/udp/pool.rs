@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::mpsc::Sender;
 
-use super::worker::{Command, MediaWorker, MeetingId};
+use super::worker::{Command, MediaWorker, MeetingId, WorkerOptions};
 use crate::meeting::{Meeting, MeetingEvent};
 
 /// The media workers and which meeting runs where.
@@ -18,13 +18,22 @@ pub struct WorkerPool {
 impl WorkerPool {
     /// Starts `count` workers (0: one per available core).
     pub fn spawn(count: usize, events: Sender<(MeetingId, MeetingEvent)>) -> io::Result<Self> {
+        Self::spawn_with(count, events, WorkerOptions::default())
+    }
+
+    /// [`WorkerPool::spawn`] with `options` for every worker.
+    pub fn spawn_with(
+        count: usize,
+        events: Sender<(MeetingId, MeetingEvent)>,
+        options: WorkerOptions,
+    ) -> io::Result<Self> {
         let count = if count == 0 {
             std::thread::available_parallelism().map_or(1, usize::from)
         } else {
             count
         };
         let workers = (0..count)
-            .map(|i| MediaWorker::spawn(&format!("media-{i}"), events.clone()))
+            .map(|i| MediaWorker::spawn_with(&format!("media-{i}"), events.clone(), options))
             .collect::<io::Result<_>>()?;
         Ok(Self {
             workers,

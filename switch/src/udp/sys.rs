@@ -129,10 +129,11 @@ impl RecvBatch {
         }
     }
 
-    /// Receives up to [`BATCH`] datagrams from the non-blocking socket `fd`; returns how
-    /// many (0 when none is waiting).
-    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        for i in 0..BATCH {
+    /// Receives up to `limit` (at most [`BATCH`]) datagrams from the non-blocking socket
+    /// `fd`; returns how many (0 when none is waiting).
+    pub(crate) fn recv(&mut self, fd: RawFd, limit: usize) -> io::Result<usize> {
+        let limit = limit.clamp(1, BATCH);
+        for i in 0..limit {
             self.iovs[i] = libc::iovec {
                 iov_base: self.bufs[i].as_mut_ptr().cast(),
                 iov_len: MAX_DATAGRAM,
@@ -147,14 +148,14 @@ impl RecvBatch {
             hdr.msg_flags = 0;
             self.msgs[i].msg_len = 0;
         }
-        // SAFETY: `msgs` holds BATCH initialised headers whose name and iov pointers point
-        // into `names`, `iovs` and `bufs`, all alive and exclusively borrowed for the call;
-        // the lengths given match the buffers.
+        // SAFETY: `msgs` holds `limit` initialised headers whose name and iov pointers
+        // point into `names`, `iovs` and `bufs`, all alive and exclusively borrowed for the
+        // call; the lengths given match the buffers.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
                 self.msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
+                limit as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -194,13 +195,15 @@ pub(crate) struct Sent {
     pub(crate) unsent: usize,
 }
 
-/// Sends `datagrams` to `to` from the non-blocking socket `fd` with sendmmsg, [`BATCH`] per
-/// call, in one pass over them.
+/// Sends `datagrams` to `to` from the non-blocking socket `fd` with sendmmsg, `per_call`
+/// (at most [`BATCH`]) per call, in one pass over them.
 pub(crate) fn send_batch<'a>(
     fd: RawFd,
     to: SocketAddr,
     datagrams: impl Iterator<Item = &'a [u8]>,
+    per_call: usize,
 ) -> io::Result<Sent> {
+    let per_call = per_call.clamp(1, BATCH);
     // SAFETY: all-zero bytes are a valid sockaddr_storage.
     let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let namelen = to_sockaddr(to, &mut name);
@@ -214,7 +217,7 @@ pub(crate) fn send_batch<'a>(
     let mut datagrams = datagrams.peekable();
     while datagrams.peek().is_some() {
         let mut n = 0;
-        while n < BATCH {
+        while n < per_call {
             let Some(d) = datagrams.next() else { break };
             // sendmmsg only reads the buffers; the *mut is what iovec's type demands.
             iovs[n] = libc::iovec {
@@ -276,51 +279,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn send_and_receive_a_batch_over_loopback() {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
-        a.set_nonblocking(true).unwrap();
-        b.set_nonblocking(true).unwrap();
-        let payloads: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 10 + usize::from(i)]).collect();
-        let sent = send_batch(
-            a.as_raw_fd(),
-            b.local_addr().unwrap(),
-            payloads.iter().map(Vec::as_slice),
-        )
-        .unwrap();
-        let bytes = payloads.iter().map(Vec::len).sum();
-        assert_eq!(
-            sent,
-            Sent {
-                datagrams: 40,
-                bytes,
-                unsent: 0
+    fn send_and_receive_a_batch_over_loopback_batched_or_not() {
+        // BATCH per call (recvmmsg/sendmmsg batching), and one per call (batching off).
+        for per_call in [BATCH, 1] {
+            let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+            a.set_nonblocking(true).unwrap();
+            b.set_nonblocking(true).unwrap();
+            let payloads: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 10 + usize::from(i)]).collect();
+            let sent = send_batch(
+                a.as_raw_fd(),
+                b.local_addr().unwrap(),
+                payloads.iter().map(Vec::as_slice),
+                per_call,
+            )
+            .unwrap();
+            let bytes = payloads.iter().map(Vec::len).sum();
+            assert_eq!(
+                sent,
+                Sent {
+                    datagrams: 40,
+                    bytes,
+                    unsent: 0
+                }
+            );
+            let mut fds = [libc::pollfd {
+                fd: b.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            assert_eq!(poll(&mut fds, 1000).unwrap(), 1);
+            let mut batch = RecvBatch::new();
+            let mut got = Vec::new();
+            let mut calls = 0;
+            while got.len() < 40 {
+                let n = batch.recv(b.as_raw_fd(), per_call).unwrap();
+                assert!(n > 0 && n <= per_call);
+                calls += 1;
+                for i in 0..n {
+                    let (from, bytes) = batch.get(i).unwrap();
+                    assert_eq!(from, a.local_addr().unwrap());
+                    got.push(bytes.to_vec());
+                }
             }
-        );
-        let mut fds = [libc::pollfd {
-            fd: b.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        assert_eq!(poll(&mut fds, 1000).unwrap(), 1);
-        let mut batch = RecvBatch::new();
-        let mut got = Vec::new();
-        while got.len() < 40 {
-            let n = batch.recv(b.as_raw_fd()).unwrap();
-            assert!(n > 0);
-            for i in 0..n {
-                let (from, bytes) = batch.get(i).unwrap();
-                assert_eq!(from, a.local_addr().unwrap());
-                got.push(bytes.to_vec());
-            }
+            assert_eq!(got, payloads);
+            assert!(calls >= 40 / per_call);
+            assert_eq!(
+                batch.recv(b.as_raw_fd(), per_call).unwrap(),
+                0,
+                "nothing left: WouldBlock is 0"
+            );
+            assert!(batch.get(0).is_none());
         }
-        assert_eq!(got, payloads);
-        assert_eq!(
-            batch.recv(b.as_raw_fd()).unwrap(),
-            0,
-            "nothing left: WouldBlock is 0"
-        );
-        assert!(batch.get(0).is_none());
     }
 
     #[test]

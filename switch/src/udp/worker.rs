@@ -99,11 +99,35 @@ struct State {
     tx: TxBatch,
     rx: RecvBatch,
     pollfds: Vec<libc::pollfd>,
+    /// Datagrams per recvmmsg/sendmmsg call (1: batching off, to measure it).
+    batch: usize,
+}
+
+/// How a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerOptions {
+    /// Datagrams per recvmmsg/sendmmsg call, 1 to [`BATCH`] (1 turns batching off).
+    pub batch: usize,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self { batch: sys::BATCH }
+    }
 }
 
 impl MediaWorker {
     /// Starts a worker thread named `name`; meeting events go to `events`.
     pub fn spawn(name: &str, events: Sender<(MeetingId, MeetingEvent)>) -> io::Result<Self> {
+        Self::spawn_with(name, events, WorkerOptions::default())
+    }
+
+    /// [`MediaWorker::spawn`] with `options`.
+    pub fn spawn_with(
+        name: &str,
+        events: Sender<(MeetingId, MeetingEvent)>,
+        options: WorkerOptions,
+    ) -> io::Result<Self> {
         let wake_rx = UdpSocket::bind("127.0.0.1:0")?;
         wake_rx.set_nonblocking(true)?;
         let wake_addr = wake_rx.local_addr()?;
@@ -118,6 +142,7 @@ impl MediaWorker {
             tx: TxBatch::new(1024, 4096),
             rx: RecvBatch::new(),
             pollfds: Vec::new(),
+            batch: options.batch,
         };
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
@@ -208,7 +233,7 @@ fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
                 m.handle_timeout(now, &mut s.tx);
             }
         }
-        flush(&s.legs, &mut s.tx, &s.stats);
+        flush(&s.legs, &mut s.tx, &s.stats, s.batch);
         s.forward_events();
     }
 }
@@ -243,7 +268,7 @@ impl State {
             Command::Run(id, f) => {
                 if let Some(m) = self.meetings.get_mut(&id) {
                     f(m, Instant::now());
-                    flush(&self.legs, &mut self.tx, &self.stats);
+                    flush(&self.legs, &mut self.tx, &self.stats, self.batch);
                     self.forward_events();
                 }
             }
@@ -257,7 +282,7 @@ impl State {
             (l.socket.as_raw_fd(), l.remote, l.id, l.meeting)
         };
         loop {
-            let n = match self.rx.recv(fd) {
+            let n = match self.rx.recv(fd, self.batch) {
                 Ok(0) => return,
                 Ok(n) => n,
                 Err(_) => {
@@ -284,11 +309,11 @@ impl State {
                 }
                 m.handle_datagram(now, leg, data, &mut self.tx);
                 if !self.tx.has_room(64) {
-                    flush(&self.legs, &mut self.tx, &self.stats);
+                    flush(&self.legs, &mut self.tx, &self.stats, self.batch);
                 }
             }
-            flush(&self.legs, &mut self.tx, &self.stats);
-            if n < sys::BATCH {
+            flush(&self.legs, &mut self.tx, &self.stats, self.batch);
+            if n < self.batch {
                 return;
             }
         }
@@ -306,13 +331,13 @@ impl State {
 /// Sends everything queued, one sendmmsg run per leg. (It scans the batch once per leg: a
 /// worker has a few hundred legs at most and a batch a few thousand datagrams; issue 6
 /// measures it.)
-fn flush(legs: &[Leg], tx: &mut TxBatch, stats: &WorkerStats) {
+fn flush(legs: &[Leg], tx: &mut TxBatch, stats: &WorkerStats, batch: usize) {
     if tx.is_empty() {
         return;
     }
     for l in legs {
         let datagrams = tx.iter().filter(|(r, _)| *r == l.id).map(|(_, b)| b);
-        match sys::send_batch(l.socket.as_raw_fd(), l.remote, datagrams) {
+        match sys::send_batch(l.socket.as_raw_fd(), l.remote, datagrams, batch) {
             Ok(sent) => {
                 stats
                     .packets_out
