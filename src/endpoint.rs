@@ -345,6 +345,13 @@ impl SimulatedCall {
         })
     }
 
+    /// Its parts, for a driver of its own (the load generator): the TIP endpoint, the SIP
+    /// connection (kept open for the call to last) and, per leg, the socket and the
+    /// switch's address.
+    pub fn into_parts(self) -> (Endpoint, SipClient, HashMap<LegId, (UdpSocket, SocketAddr)>) {
+        (self.endpoint, self.sip, self.sockets)
+    }
+
     /// Our SDP as it stands: the lines, their ports and keying.
     pub fn local_sdp(&self) -> Result<String, EndpointError> {
         let mut ports = HashMap::new();

@@ -7,5 +7,6 @@ pub mod config;
 pub mod demo;
 pub mod endpoint;
 pub mod join;
+pub mod load;
 pub mod policy;
 pub mod selftest;

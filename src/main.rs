@@ -16,6 +16,7 @@ USAGE:
 
 COMMANDS:
     demo                 the switch and three simulated TIP endpoints on loopback: a timeline, exit 0 if every check held
+    load [OPTIONS]       meetings of simulated endpoints against the switch, measured (`mswitch load --help`)
     run [--config FILE]  run the switch (SIP trunk + media plane); every setting has a default
     selftest             forward the published EKT vectors through the fast path and check every byte
     version              print the version
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         }
         Some("run") => run(std::env::args().skip(2).collect()),
         Some("demo") => demo(),
+        Some("load") => load(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("selftest") => match mswitch::selftest::run() {
             Ok(report) => {
                 println!("{report}");
@@ -128,6 +130,45 @@ fn demo() -> ExitCode {
         }
         Err(timeline) => {
             println!("{timeline}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", mswitch::load::args::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let opts = match mswitch::load::LoadOptions::from_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mswitch load: {e}\n\n{}", mswitch::load::args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    // One thread: the generator keeps to one core and leaves the other to the switch.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mswitch load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(mswitch::load::run(&opts)) {
+        Ok(report) => {
+            println!("{report}");
+            println!(
+                "written: {0}/load.txt, {0}/load.json, {0}/load.svg",
+                opts.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mswitch load: {e}");
             ExitCode::FAILURE
         }
     }

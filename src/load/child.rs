@@ -1,0 +1,115 @@
+//! The switch under test as a process of its own, so that its CPU time is its own: started
+//! from this executable with a configuration written for the run, stopped with SIGTERM.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::LoadError;
+
+/// How the switch under test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchMode {
+    /// Media workers.
+    pub workers: usize,
+    /// Datagrams per recvmmsg/sendmmsg call (1: batching off).
+    pub batch: usize,
+    /// Decrypt and re-encrypt per receiver (the SFU baseline).
+    pub sfu_baseline: bool,
+}
+
+/// A switch the generator started.
+#[derive(Debug)]
+pub struct SwitchProcess {
+    child: Child,
+    /// Its process id.
+    pub pid: u32,
+    /// Its SIP/TLS address.
+    pub sip: SocketAddr,
+    /// Its data directory (the local CA the endpoints' certificates come from).
+    pub data_dir: PathBuf,
+}
+
+impl SwitchProcess {
+    /// Starts `mswitch run` with its data, configuration and log in `dir`, and waits until
+    /// it takes TLS connections.
+    pub fn start(dir: &Path, mode: SwitchMode) -> Result<Self, LoadError> {
+        std::fs::create_dir_all(dir)?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let sip = SocketAddr::from(([127, 0, 0, 1], port));
+        let data_dir = dir.join("data");
+        let config = dir.join("switch.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"{sip}\"\noptions_interval = 0\n\
+                 [tls]\ndata_dir = \"{}\"\n\
+                 [media]\nports = \"20000-39999\"\naddress = \"127.0.0.1\"\nworkers = {}\n\
+                 batch = {}\nsfu_baseline = {}\n",
+                data_dir.display(),
+                mode.workers,
+                mode.batch,
+                mode.sfu_baseline
+            ),
+        )?;
+        let log = std::fs::File::create(dir.join("switch.log"))?;
+        let child = Command::new(std::env::current_exe()?)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let mut me = Self {
+            pid: child.id(),
+            child,
+            sip,
+            data_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = me.child.try_wait()? {
+                return Err(LoadError::Switch(format!(
+                    "the switch exited at start ({status}); see {}",
+                    dir.join("switch.log").display()
+                )));
+            }
+            if TcpStream::connect(sip).is_ok() && me.data_dir.join("ca.pem").exists() {
+                return Ok(me);
+            }
+            if Instant::now() > deadline {
+                me.stop();
+                return Err(LoadError::Switch("the switch did not start in 20 s".into()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM (every call gets BYE), then SIGKILL if it has not exited within 5 s.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SwitchProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! `mswitch load` (issue 6): meetings of simulated TelePresence endpoints against a switch
+//! running as a process of its own, and what it costs the switch.
+//!
+//! Each point of a run: the switch starts (or `--target` names a running one); N meetings
+//! of M endpoints (the first 3-screen, the others 1-screen) dial it over SIP/TLS, key their
+//! lines with DTLS-SRTP, negotiate TIP and take the group key; they send realistic audio
+//! and video ([`traffic`]) while the speaker rotates; after every endpoint joined and one
+//! second more, a window of the set duration measures: packets and bytes each way, loss,
+//! the latency the switch adds, verification failures at the receivers, the switch's CPU
+//! time per forwarded packet (/proc) and its peak memory, join times. The same load then
+//! runs against the SFU baseline (`media.sfu_baseline`), and the report gives the ratio.
+
+pub mod args;
+pub mod child;
+pub mod measure;
+pub mod report;
+pub mod traffic;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use switch::dtls::DtlsIdentity;
+
+use child::{SwitchMode, SwitchProcess};
+use traffic::{CallPlan, CallStats, Shared};
+
+/// Why a load run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// I/O (files, sockets, the child process).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The switch under test.
+    #[error("switch: {0}")]
+    Switch(String),
+    /// The endpoints' TLS identity.
+    #[error("endpoints: {0}")]
+    Endpoint(#[from] crate::endpoint::EndpointError),
+}
+
+/// A switch started by someone else.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its SIP/TLS address.
+    pub sip: SocketAddr,
+    /// Its process id (for its CPU time and memory).
+    pub pid: u32,
+    /// Its data directory (its local CA issues the endpoints' certificates).
+    pub data_dir: PathBuf,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Meetings.
+    pub meetings: usize,
+    /// Endpoints per meeting: the first has 3 screens, the others 1.
+    pub endpoints: usize,
+    /// The measurement window.
+    pub duration: Duration,
+    /// How long each speaker talks.
+    pub speaker_period: Duration,
+    /// The switch's media workers (when the generator starts it).
+    pub workers: usize,
+    /// Also measure the SFU baseline, and the switch with batching off.
+    pub baseline: bool,
+    /// Also measure with recvmmsg/sendmmsg batching off.
+    pub batching_off: bool,
+    /// A running switch instead of one started per point.
+    pub target: Option<Target>,
+    /// Segment counts to sweep (the meetings follow); empty: one point.
+    pub sweep: Vec<usize>,
+    /// Where the report, the JSON, the chart and the switch's logs go.
+    pub out: PathBuf,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            meetings: 2,
+            endpoints: 4,
+            duration: Duration::from_secs(10),
+            speaker_period: Duration::from_secs(3),
+            workers: 1,
+            baseline: true,
+            batching_off: false,
+            target: None,
+            sweep: Vec::new(),
+            out: PathBuf::from("mswitch-load"),
+        }
+    }
+}
+
+/// Segments (screens) of `meetings` meetings of `endpoints` endpoints.
+pub fn segments(meetings: usize, endpoints: usize) -> usize {
+    meetings * (if endpoints == 0 { 0 } else { 3 + endpoints - 1 })
+}
+
+/// One measured point.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Point {
+    /// `fast`, `sfu-baseline` or `fast, batching off`.
+    pub switch: String,
+    /// Meetings, endpoints per meeting, segments.
+    pub meetings: usize,
+    /// .
+    pub endpoints: usize,
+    /// .
+    pub segments: usize,
+    /// Endpoints that joined / failed to join.
+    pub joined: usize,
+    /// .
+    pub failed: usize,
+    /// The window, seconds.
+    pub seconds: f64,
+    /// Media packets/s and bits/s the endpoints sent.
+    pub sent_pps: f64,
+    /// .
+    pub sent_bps: f64,
+    /// Media packets/s and bits/s the endpoints received (what the switch forwarded).
+    pub received_pps: f64,
+    /// .
+    pub received_bps: f64,
+    /// Packets missing in received streams, and their share of what arrived.
+    pub lost: u64,
+    /// .
+    pub loss_ratio: f64,
+    /// UDP datagrams the kernel dropped during the window (system-wide).
+    pub kernel_drops: u64,
+    /// Received packets whose tag or payload did not check (must be 0).
+    pub verify_failures: u64,
+    /// Latency the switch added, microseconds: p50, p99, p99.9, max.
+    pub latency_us: [u32; 4],
+    /// The switch's CPU time in the window, and per forwarded (received) packet.
+    pub switch_cpu_seconds: f64,
+    /// .
+    pub switch_cpu_ns_per_packet: f64,
+    /// The switch's CPU use, in cores.
+    pub switch_cores: f64,
+    /// The generator's CPU use, in cores.
+    pub generator_cores: f64,
+    /// The switch's peak resident memory, bytes.
+    pub switch_peak_rss: u64,
+    /// INVITE to first media, milliseconds: median and maximum.
+    pub join_ms: [f64; 2],
+    /// Sends the generator made more than 20 ms late (it saturated).
+    pub late_sends: u64,
+    /// Why this point is saturated, if it is.
+    pub saturated: Option<String>,
+    /// The latency samples' distribution (for the chart): microseconds at each percent.
+    #[serde(skip)]
+    pub latency_cdf: Vec<u32>,
+}
+
+/// Runs one point against `target` or a switch started in `mode` (inside a
+/// [`tokio::task::LocalSet`]: the simulated endpoints stay on the generator's thread).
+pub async fn run_point(
+    opts: &LoadOptions,
+    meetings: usize,
+    mode: SwitchMode,
+    label: &str,
+) -> Result<Point, LoadError> {
+    let dir = opts.out.join(format!(
+        "{}-{}",
+        label.replace([' ', ','], ""),
+        segments(meetings, opts.endpoints)
+    ));
+    let mut started = None;
+    let (sip, pid, data_dir) = match &opts.target {
+        Some(t) => (t.sip, t.pid, t.data_dir.clone()),
+        None => {
+            let p = SwitchProcess::start(&dir, mode)?;
+            let r = (p.sip, p.pid, p.data_dir.clone());
+            started = Some(p);
+            r
+        }
+    };
+    let policy = crate::endpoint::peer_policy(&data_dir, "mswitch-peer")?;
+    let dtls = Arc::new(
+        DtlsIdentity::generate().map_err(|e| LoadError::Switch(format!("DTLS identity: {e}")))?,
+    );
+    let shared = Arc::new(Shared {
+        base: Instant::now(),
+        window_start: 0.into(),
+        window_end: 0.into(),
+        stop: false.into(),
+        joined: 0.into(),
+        failed: 0.into(),
+        speaker_period: opts.speaker_period,
+    });
+    let total = meetings * opts.endpoints;
+    let mut tasks = Vec::new();
+    for m in 0..meetings {
+        for i in 0..opts.endpoints {
+            let plan = CallPlan {
+                id: (m * opts.endpoints + i + 1) as u32,
+                screens: if i == 0 { 3 } else { 1 },
+                number: format!("{}", 7000 + m),
+                index: i,
+                meeting_size: opts.endpoints,
+            };
+            tasks.push(tokio::task::spawn_local(traffic::run_call(
+                plan,
+                policy.clone(),
+                sip,
+                dtls.clone(),
+                shared.clone(),
+            )));
+            // A ramp, not a burst: one INVITE every 20 ms.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let ramp_deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (j, f) = (
+            shared.joined.load(Ordering::Relaxed),
+            shared.failed.load(Ordering::Relaxed),
+        );
+        progress(label, j, f, total);
+        if j + f >= total || Instant::now() > ramp_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let me = std::process::id();
+    let (cpu0, gen0, drops0) = (
+        measure::cpu_time(pid).unwrap_or_default(),
+        measure::cpu_time(me).unwrap_or_default(),
+        measure::UdpDrops::read(),
+    );
+    let t0 = Instant::now();
+    shared
+        .window_start
+        .store((t0 - shared.base).as_nanos() as u64, Ordering::Relaxed);
+    tokio::time::sleep(opts.duration).await;
+    let t1 = Instant::now();
+    shared
+        .window_end
+        .store((t1 - shared.base).as_nanos() as u64, Ordering::Relaxed);
+    let (cpu1, gen1, drops1) = (
+        measure::cpu_time(pid).unwrap_or_default(),
+        measure::cpu_time(me).unwrap_or_default(),
+        measure::UdpDrops::read(),
+    );
+    let rss = measure::peak_rss(pid).unwrap_or(0);
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut calls = Vec::new();
+    for t in tasks {
+        if let Ok(s) = t.await {
+            calls.push(s);
+        }
+    }
+    if let Some(mut p) = started {
+        p.stop();
+    }
+    let seconds = (t1 - t0).as_secs_f64();
+    Ok(summarize(
+        label,
+        meetings,
+        opts.endpoints,
+        &calls,
+        seconds,
+        (cpu1.saturating_sub(cpu0), gen1.saturating_sub(gen0)),
+        drops1.since(drops0),
+        rss,
+    ))
+}
+
+fn progress(label: &str, joined: usize, failed: usize, total: usize) {
+    let width = 30;
+    let done = (joined + failed) * width / total.max(1);
+    eprint!(
+        "\r  {label}: joining [{}{}] {joined}/{total}{}",
+        "#".repeat(done),
+        " ".repeat(width - done),
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        }
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    label: &str,
+    meetings: usize,
+    endpoints: usize,
+    calls: &[CallStats],
+    seconds: f64,
+    (switch_cpu, generator_cpu): (Duration, Duration),
+    kernel_drops: u64,
+    rss: u64,
+) -> Point {
+    let sum = |f: fn(&CallStats) -> u64| calls.iter().map(f).sum::<u64>();
+    let received = sum(|c| c.received_packets);
+    let lost = sum(|c| c.lost);
+    let mut latencies: Vec<u32> = calls
+        .iter()
+        .flat_map(|c| c.latency_us.iter().copied())
+        .collect();
+    let latency = measure::percentiles(&mut latencies);
+    let latency_cdf = (0..=100)
+        .map(|q| {
+            if latencies.is_empty() {
+                0
+            } else {
+                latencies[((latencies.len() - 1) * q) / 100]
+            }
+        })
+        .collect();
+    let mut joins: Vec<f64> = calls
+        .iter()
+        .filter_map(|c| c.join_time.map(|d| d.as_secs_f64() * 1e3))
+        .collect();
+    joins.sort_by(f64::total_cmp);
+    let join_ms = if joins.is_empty() {
+        [0.0; 2]
+    } else {
+        [joins[joins.len() / 2], joins[joins.len() - 1]]
+    };
+    let failed = calls.iter().filter(|c| c.error.is_some()).count();
+    let late_sends = sum(|c| c.late_sends);
+    let mut p = Point {
+        switch: label.to_owned(),
+        meetings,
+        endpoints,
+        segments: segments(meetings, endpoints),
+        joined: calls.len() - failed,
+        failed,
+        seconds,
+        sent_pps: sum(|c| c.sent_packets) as f64 / seconds,
+        sent_bps: sum(|c| c.sent_bytes) as f64 * 8.0 / seconds,
+        received_pps: received as f64 / seconds,
+        received_bps: sum(|c| c.received_bytes) as f64 * 8.0 / seconds,
+        lost,
+        loss_ratio: lost as f64 / (received + lost).max(1) as f64,
+        kernel_drops,
+        verify_failures: sum(|c| c.verify_failures),
+        latency_us: latency,
+        switch_cpu_seconds: switch_cpu.as_secs_f64(),
+        switch_cpu_ns_per_packet: switch_cpu.as_nanos() as f64 / received.max(1) as f64,
+        switch_cores: switch_cpu.as_secs_f64() / seconds,
+        generator_cores: generator_cpu.as_secs_f64() / seconds,
+        switch_peak_rss: rss,
+        join_ms,
+        late_sends,
+        saturated: None,
+        latency_cdf,
+    };
+    p.saturated = saturation(&p);
+    p
+}
+
+/// Why a point is past saturation, if it is: loss, sends the generator made late, a core
+/// used up, endpoints that could not join.
+fn saturation(p: &Point) -> Option<String> {
+    let mut why = Vec::new();
+    if p.failed > 0 {
+        why.push(format!("{} endpoints could not join", p.failed));
+    }
+    if p.loss_ratio > 0.001 || p.kernel_drops > 0 {
+        why.push(format!(
+            "loss {:.3} % ({} kernel drops)",
+            p.loss_ratio * 100.0,
+            p.kernel_drops
+        ));
+    }
+    if p.late_sends > 0 {
+        why.push(format!(
+            "the generator fell behind ({:.2} cores, {} late sends)",
+            p.generator_cores, p.late_sends
+        ));
+    }
+    if p.switch_cores > 0.95 {
+        why.push(format!("the switch used {:.2} cores", p.switch_cores));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// Runs what `opts` asks: one point or a sweep, each against the fast path and (when
+/// asked) the SFU baseline and batching off; writes the report, JSON and chart into
+/// `opts.out`; returns the report text.
+pub async fn run(opts: &LoadOptions) -> Result<String, LoadError> {
+    tokio::task::LocalSet::new().run_until(run_all(opts)).await
+}
+
+async fn run_all(opts: &LoadOptions) -> Result<String, LoadError> {
+    std::fs::create_dir_all(&opts.out)?;
+    let per_meeting = segments(1, opts.endpoints).max(1);
+    let points: Vec<usize> = if opts.sweep.is_empty() {
+        vec![opts.meetings]
+    } else {
+        opts.sweep
+            .iter()
+            .map(|s| (s / per_meeting).max(1))
+            .collect()
+    };
+    let fast = SwitchMode {
+        workers: opts.workers,
+        batch: switch::udp::BATCH,
+        sfu_baseline: false,
+    };
+    let mut results = Vec::new();
+    for (i, &meetings) in points.iter().enumerate() {
+        let p = run_point(opts, meetings, fast, "fast").await?;
+        let saturated = p.saturated.is_some();
+        results.push(p);
+        if opts.baseline && opts.target.is_none() {
+            let mode = SwitchMode {
+                sfu_baseline: true,
+                ..fast
+            };
+            results.push(run_point(opts, meetings, mode, "sfu-baseline").await?);
+        }
+        if opts.batching_off && opts.target.is_none() {
+            let mode = SwitchMode { batch: 1, ..fast };
+            results.push(run_point(opts, meetings, mode, "fast, batching off").await?);
+        }
+        if saturated && i + 1 < points.len() {
+            eprintln!("  saturated: the sweep stops here");
+            break;
+        }
+    }
+    let text = report::text(&results);
+    std::fs::write(opts.out.join("load.txt"), &text)?;
+    std::fs::write(
+        opts.out.join("load.json"),
+        serde_json::to_string_pretty(&results).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::write(opts.out.join("load.svg"), report::svg(&results))?;
+    Ok(text)
+}

@@ -1,0 +1,438 @@
+//! One simulated endpoint under load: it dials the switch (SIP/TLS, DTLS-SRTP, TIP, EKT
+//! through [`SimulatedCall`]), then sends realistic media and checks every packet it
+//! receives.
+//!
+//! - Audio: every source 50 packets/s, 160-byte payloads (about 190 bytes on the wire),
+//!   its activity level in the appended byte: high while it is its meeting's speaker.
+//! - Video: every source (segment) 30 frames/s of 15 packets of about 1090 bytes (about
+//!   3.9 Mb/s); an IDR every 10 s and a few frames after the switch asks for one.
+//! - Each payload starts with the send time, so a receiver measures the latency the
+//!   switch added; every received packet is verified and decrypted with its sender's key
+//!   (the EKT end-to-end path), its payload compared, its sequence followed for loss.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sip::tls::TlsPolicy;
+use switch::dtls::DtlsIdentity;
+use switch::meeting::LegId;
+use switch::srtp::{MasterKey, SrtpContext};
+use switch::testing::{Endpoint, HOP, SALT, sender_key};
+use switch::tip::negotiation::Media;
+use tokio::net::UdpSocket;
+
+use crate::endpoint::SimulatedCall;
+
+/// Audio packet interval.
+const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
+/// Video frame interval (30 frames/s).
+const FRAME_INTERVAL: Duration = Duration::from_nanos(33_333_333);
+/// Packets per video frame (about 4 Mb/s per segment at 30 frames/s).
+const PACKETS_PER_FRAME: usize = 15;
+/// Payload bytes of an audio and of a video packet.
+const AUDIO_PAYLOAD: usize = 160;
+const VIDEO_PAYLOAD: usize = 1060;
+/// An IDR every 10 s anyway.
+const IDR_EVERY_FRAMES: u64 = 300;
+/// A gap in a received stream up to this many packets is loss; a longer one is the
+/// switch showing someone else for a while (voice-activated switching).
+pub const LOSS_GAP: u16 = 64;
+/// A send more than this late means the generator could not keep up.
+const LATE: Duration = Duration::from_millis(20);
+
+/// State shared by the generator's calls and its driver.
+#[derive(Debug)]
+pub struct Shared {
+    /// Where time is counted from (send timestamps, the window).
+    pub base: Instant,
+    /// The measurement window, in ns since `base` (0: not open yet / not closed yet).
+    pub window_start: AtomicU64,
+    /// End of the window.
+    pub window_end: AtomicU64,
+    /// Every call stops.
+    pub stop: AtomicBool,
+    /// Calls whose TIP negotiation is through.
+    pub joined: AtomicUsize,
+    /// Calls that failed to join.
+    pub failed: AtomicUsize,
+    /// How long each meeting's speaker talks before the next one does.
+    pub speaker_period: Duration,
+}
+
+impl Shared {
+    /// Whether `now` is inside the measurement window.
+    fn in_window(&self, now: Instant) -> bool {
+        let t = (now - self.base).as_nanos() as u64;
+        let start = self.window_start.load(Ordering::Relaxed);
+        let end = self.window_end.load(Ordering::Relaxed);
+        start != 0 && t >= start && (end == 0 || t < end)
+    }
+}
+
+/// What one call measured inside the window.
+#[derive(Debug, Default, Clone)]
+pub struct CallStats {
+    /// Media packets and bytes it sent.
+    pub sent_packets: u64,
+    /// .
+    pub sent_bytes: u64,
+    /// Media packets and bytes it received (verified or not).
+    pub received_packets: u64,
+    /// .
+    pub received_bytes: u64,
+    /// Received video packets (the switch forwarded them).
+    pub received_video: u64,
+    /// Packets whose tag or payload did not check.
+    pub verify_failures: u64,
+    /// Packets missing inside a received stream (gaps up to [`LOSS_GAP`]).
+    pub lost: u64,
+    /// Switch latency samples, microseconds.
+    pub latency_us: Vec<u32>,
+    /// INVITE to the first media received.
+    pub join_time: Option<Duration>,
+    /// Sends more than [`LATE`] behind schedule (the generator saturated).
+    pub late_sends: u64,
+    /// Why it failed to join.
+    pub error: Option<String>,
+}
+
+/// Who a call is.
+#[derive(Debug, Clone)]
+pub struct CallPlan {
+    /// The endpoint id (unique across the run).
+    pub id: u32,
+    /// 1 or 3.
+    pub screens: u8,
+    /// The meeting number it dials.
+    pub number: String,
+    /// Its place in the meeting and the meeting's size (the speaker rotates).
+    pub index: usize,
+    /// .
+    pub meeting_size: usize,
+}
+
+/// Dials, waits for TIP, then runs media until the driver says stop.
+pub async fn run_call(
+    plan: CallPlan,
+    policy: TlsPolicy,
+    sip: SocketAddr,
+    dtls: Arc<DtlsIdentity>,
+    shared: Arc<Shared>,
+) -> CallStats {
+    let mut stats = CallStats::default();
+    let dialled = Instant::now();
+    let ep = Endpoint::new(plan.id, plan.screens);
+    let mut call = match SimulatedCall::dial(ep, &policy, sip, &plan.number, false, &dtls).await {
+        Ok(c) => c,
+        Err(e) => {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            stats.error = Some(e.to_string());
+            return stats;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !call.established() {
+        if Instant::now() > deadline || shared.stop.load(Ordering::Relaxed) {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            stats.error = Some("TIP not established within 30 s".into());
+            return stats;
+        }
+        call.pump(Instant::now()).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    shared.joined.fetch_add(1, Ordering::Relaxed);
+    let (endpoint, _sip_kept_open, sockets) = call.into_parts();
+    let mut media = MediaLoop::new(endpoint, sockets, plan, shared, dialled);
+    media.run(&mut stats).await;
+    stats
+}
+
+/// A line's socket and the switch's address for it.
+struct LineSocket {
+    leg: LegId,
+    socket: UdpSocket,
+    to: SocketAddr,
+}
+
+/// The media loop of one endpoint.
+struct MediaLoop {
+    endpoint: Endpoint,
+    audio: LineSocket,
+    video: LineSocket,
+    plan: CallPlan,
+    shared: Arc<Shared>,
+    dialled: Instant,
+    frames: u64,
+    /// Per received SSRC: the last sequence number.
+    last_seq: HashMap<u32, u16>,
+    buf: Vec<u8>,
+}
+
+impl MediaLoop {
+    fn new(
+        endpoint: Endpoint,
+        mut sockets: HashMap<LegId, (UdpSocket, SocketAddr)>,
+        plan: CallPlan,
+        shared: Arc<Shared>,
+        dialled: Instant,
+    ) -> Self {
+        let mut line = |media: Media| {
+            let l = endpoint
+                .lines
+                .iter()
+                .find(|l| l.media == media)
+                .expect("audio and video lines");
+            let (socket, to) = sockets.remove(&l.leg).expect("a socket per line");
+            LineSocket {
+                leg: l.leg,
+                socket,
+                to,
+            }
+        };
+        let (audio, video) = (line(Media::Audio), line(Media::Video));
+        Self {
+            endpoint,
+            audio,
+            video,
+            plan,
+            shared,
+            dialled,
+            frames: 0,
+            last_seq: HashMap::new(),
+            buf: vec![0u8; 2048],
+        }
+    }
+
+    async fn run(&mut self, stats: &mut CallStats) {
+        let start = Instant::now();
+        let mut next_audio = start;
+        let mut next_frame = start;
+        let mut rx_a = vec![0u8; 2048];
+        let mut rx_v = vec![0u8; 2048];
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now >= next_audio {
+                if now - next_audio > LATE {
+                    stats.late_sends += u64::from(self.shared.in_window(now));
+                    next_audio = now;
+                }
+                self.send_audio(now, stats).await;
+                next_audio += AUDIO_INTERVAL;
+            }
+            if now >= next_frame {
+                if now - next_frame > LATE {
+                    stats.late_sends += u64::from(self.shared.in_window(now));
+                    next_frame = now;
+                }
+                self.send_frame(now, stats).await;
+                next_frame += FRAME_INTERVAL;
+            }
+            let wake = tokio::time::Instant::from_std(next_audio.min(next_frame));
+            let readable = tokio::select! {
+                r = self.audio.socket.readable() => r.is_ok(),
+                r = self.video.socket.readable() => r.is_ok(),
+                () = tokio::time::sleep_until(wake) => false,
+            };
+            if readable {
+                // Everything waiting on both, without a wake-up per datagram.
+                while let Ok((n, _)) = self.audio.socket.try_recv_from(&mut rx_a) {
+                    self.received(Media::Audio, &rx_a[..n], stats).await;
+                }
+                while let Ok((n, _)) = self.video.socket.try_recv_from(&mut rx_v) {
+                    self.received(Media::Video, &rx_v[..n], stats).await;
+                }
+            }
+        }
+    }
+
+    /// The speaker's level (high) or a listener's.
+    fn level(&self, now: Instant) -> u8 {
+        let period = self.shared.speaker_period.as_millis().max(1);
+        let turn = ((now - self.shared.base).as_millis() / period) as usize;
+        if turn % self.plan.meeting_size.max(1) == self.plan.index {
+            60
+        } else {
+            5
+        }
+    }
+
+    async fn send_audio(&mut self, now: Instant, stats: &mut CallStats) {
+        let level = self.level(now);
+        self.send_line(Media::Audio, now, level, 1, stats).await;
+    }
+
+    async fn send_frame(&mut self, now: Instant, stats: &mut CallStats) {
+        self.frames += 1;
+        self.send_line(Media::Video, now, 0, PACKETS_PER_FRAME, stats)
+            .await;
+    }
+
+    /// `count` packets from every source of the `media` line.
+    async fn send_line(
+        &mut self,
+        media: Media,
+        now: Instant,
+        level: u8,
+        count: usize,
+        stats: &mut CallStats,
+    ) {
+        let in_window = self.shared.in_window(now);
+        let sock = if media == Media::Audio {
+            &self.audio
+        } else {
+            &self.video
+        };
+        let Some(line) = self.endpoint.lines.iter_mut().find(|l| l.media == media) else {
+            return;
+        };
+        let frame = self.frames;
+        let sent_at = (now - self.shared.base).as_nanos() as u64;
+        for (pos, ssrc, tx, seq) in &mut line.sources {
+            // An IDR at the first frame, every 10 s, and a few frames after a REFRESH.
+            let refresh = match line.refresh.get_mut(ssrc) {
+                Some(0) => line.refresh.remove(ssrc).is_some(),
+                Some(n) => {
+                    *n -= 1;
+                    false
+                }
+                None => false,
+            };
+            let idr = frame == 1 || frame % IDR_EVERY_FRAMES == 0 || refresh;
+            for k in 0..count {
+                *seq = seq.wrapping_add(1);
+                let b = &mut self.buf;
+                let csrc = switch::forward::TipCsrc {
+                    clock_id: 0x777,
+                    output: *pos,
+                    source: *pos,
+                    sink: *pos,
+                }
+                .to_u32();
+                b[0] = 0x81;
+                b[1] = if media == Media::Audio { 96 } else { 112 };
+                b[2..4].copy_from_slice(&seq.to_be_bytes());
+                b[4..8].copy_from_slice(&(frame as u32).to_be_bytes());
+                b[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                b[12..16].copy_from_slice(&csrc.to_be_bytes());
+                let payload = if media == Media::Audio {
+                    AUDIO_PAYLOAD
+                } else {
+                    VIDEO_PAYLOAD
+                };
+                fill_payload(&mut b[16..16 + payload], sent_at, *ssrc, *seq);
+                let (x, full) = match media {
+                    Media::Audio => (level + *pos, *seq % 3 == 1),
+                    Media::Video => (u8::from(k == 0 && idr), k == 0),
+                };
+                let Ok(n) = tx.protect_rtp(b, 16 + payload, Some(x), full) else {
+                    continue;
+                };
+                if sock.socket.send_to(&b[..n], sock.to).await.is_ok() && in_window {
+                    stats.sent_packets += 1;
+                    stats.sent_bytes += n as u64;
+                }
+            }
+        }
+    }
+
+    /// A datagram from the switch: media is checked and measured; DTLS and per-hop TIP
+    /// go to the endpoint, whose replies are sent.
+    async fn received(&mut self, media: Media, data: &[u8], stats: &mut CallStats) {
+        let now = Instant::now();
+        let sock = if media == Media::Audio {
+            &self.audio
+        } else {
+            &self.video
+        };
+        let is_rtp = data.len() >= 12
+            && data[0] >> 6 == 2
+            && !(192..=223).contains(&data[1])
+            && !(20..=63).contains(&data[0]);
+        if !is_rtp {
+            for (leg, reply) in self.endpoint.handle_datagram(now, sock.leg, data) {
+                let s = if leg == self.audio.leg {
+                    &self.audio
+                } else {
+                    &self.video
+                };
+                let _ = s.socket.send_to(&reply, s.to).await;
+            }
+            return;
+        }
+        if stats.join_time.is_none() {
+            stats.join_time = Some(now - self.dialled);
+        }
+        if !self.shared.in_window(now) {
+            return;
+        }
+        stats.received_packets += 1;
+        stats.received_bytes += data.len() as u64;
+        stats.received_video += u64::from(media == Media::Video);
+        let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+        let seq = u16::from_be_bytes([data[2], data[3]]);
+        if let Some(last) = self.last_seq.insert(ssrc, seq) {
+            let gap = seq.wrapping_sub(last).wrapping_sub(1);
+            if gap > 0 && gap <= LOSS_GAP {
+                stats.lost += u64::from(gap);
+            }
+        }
+        let line = self.endpoint.lines.iter().find(|l| l.media == media);
+        let salt = line.and_then(|l| l.group).map_or(SALT, |g| g.1);
+        let rx = self.endpoint.rx.entry(ssrc).or_insert_with(|| {
+            SrtpContext::new(
+                HOP,
+                &MasterKey::new(HOP, &sender_key(ssrc), &salt).expect("key sizes"),
+            )
+        });
+        let mut b = data.to_vec();
+        match rx.unprotect_rtp_tip(&mut b, false) {
+            Ok((len, None)) if len >= 16 + 8 => {
+                let sent_at = u64::from_be_bytes(b[16..24].try_into().expect("8 bytes"));
+                if !payload_is(&b[16..len], sent_at, ssrc, seq) {
+                    stats.verify_failures += 1;
+                    return;
+                }
+                let now_ns = (now - self.shared.base).as_nanos() as u64;
+                let us = now_ns.saturating_sub(sent_at) / 1000;
+                stats.latency_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+            }
+            _ => stats.verify_failures += 1,
+        }
+    }
+}
+
+/// A payload: the send time (ns since the run's base), then bytes derived from the
+/// source and sequence number.
+fn fill_payload(p: &mut [u8], sent_at: u64, ssrc: u32, seq: u16) {
+    p[..8].copy_from_slice(&sent_at.to_be_bytes());
+    for (i, b) in p[8..].iter_mut().enumerate() {
+        *b = (ssrc as u8) ^ (seq as u8) ^ (i as u8);
+    }
+}
+
+fn payload_is(p: &[u8], sent_at: u64, ssrc: u32, seq: u16) -> bool {
+    p.len() >= 8
+        && p[..8] == sent_at.to_be_bytes()
+        && p[8..]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == (ssrc as u8) ^ (seq as u8) ^ (i as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_checks_only_as_sent() {
+        let mut p = [0u8; 100];
+        fill_payload(&mut p, 123_456, 0x0102_0304, 9);
+        assert!(payload_is(&p, 123_456, 0x0102_0304, 9));
+        assert!(!payload_is(&p, 123_456, 0x0102_0304, 10));
+        p[50] ^= 1;
+        assert!(!payload_is(&p, 123_456, 0x0102_0304, 9));
+    }
+}
