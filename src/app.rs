@@ -229,6 +229,19 @@ impl App {
         }
         let calls: Vec<CallHandle> = self.calls.keys().copied().collect();
         info!(calls = calls.len(), "shutting down: every call gets BYE");
+        let total = |f: fn(&switch::udp::WorkerStats) -> u64| {
+            self.worker_stats().iter().map(|w| f(w)).sum::<u64>()
+        };
+        use std::sync::atomic::Ordering::Relaxed;
+        info!(
+            packets_in = total(|w| w.packets_in.load(Relaxed)),
+            packets_out = total(|w| w.packets_out.load(Relaxed)),
+            send_dropped = total(|w| w.send_dropped.load(Relaxed)),
+            socket_errors = total(|w| w.socket_errors.load(Relaxed)),
+            foreign_source = total(|w| w.foreign_source.load(Relaxed)),
+            recv_calls = total(|w| w.recv_calls.load(Relaxed)),
+            "media totals"
+        );
         for c in calls {
             self.trunk.hangup(c);
             self.leave(c);

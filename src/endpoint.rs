@@ -167,6 +167,11 @@ pub fn request(
     )
 }
 
+/// Whether a datagram is RTP media (RFC 7983: not DTLS or STUN; RFC 5761: not RTCP).
+pub fn is_rtp(d: &[u8]) -> bool {
+    d.len() >= 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1])
+}
+
 /// The response of a simulated endpoint at `local` to `request` (its Via, From, To,
 /// Call-ID and CSeq), with `status` (`"200 OK"`) and an SDP `body` (may be empty).
 pub fn response(request: &str, status: &str, local: SocketAddr, body: &str) -> String {
@@ -384,6 +389,12 @@ impl SimulatedCall {
 
     /// One pass: DTLS, MUXCTRL once keyed, everything received answered and checked.
     pub async fn pump(&mut self, now: Instant) {
+        self.pump_with(now, false).await;
+    }
+
+    /// [`SimulatedCall::pump`]; with `skip_media`, forwarded RTP is dropped unread (the
+    /// load generator's media is not the simulator's, and its receivers check it).
+    pub async fn pump_with(&mut self, now: Instant, skip_media: bool) {
         self.endpoint.handle_timeout(now);
         let d = self.endpoint.dtls_pump();
         self.send_all(d).await;
@@ -399,6 +410,9 @@ impl SimulatedCall {
         let mut replies = Vec::new();
         for (leg, (s, _)) in &self.sockets {
             while let Ok((n, _)) = s.try_recv_from(&mut buf) {
+                if skip_media && is_rtp(&buf[..n]) {
+                    continue;
+                }
                 replies.extend(self.endpoint.handle_datagram(now, *leg, &buf[..n]));
             }
         }

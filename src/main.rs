@@ -72,6 +72,7 @@ fn run(args: Vec<String>) -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let settings = match config {
         Some(p) => mswitch::config::Config::load(&p),

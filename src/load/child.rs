@@ -29,6 +29,8 @@ pub struct SwitchProcess {
     pub sip: SocketAddr,
     /// Its data directory (the local CA the endpoints' certificates come from).
     pub data_dir: PathBuf,
+    /// Its log.
+    log: PathBuf,
 }
 
 impl SwitchProcess {
@@ -53,12 +55,13 @@ impl SwitchProcess {
                 mode.sfu_baseline
             ),
         )?;
-        let log = std::fs::File::create(dir.join("switch.log"))?;
+        let log_path = dir.join("switch.log");
+        let log = std::fs::File::create(&log_path)?;
         let child = Command::new(std::env::current_exe()?)
             .arg("run")
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -68,6 +71,7 @@ impl SwitchProcess {
             child,
             sip,
             data_dir,
+            log: log_path,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -86,6 +90,13 @@ impl SwitchProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// A counter of the `media totals` line the switch logs when it stops.
+    pub fn media_totals(&self, counter: &str) -> Option<u64> {
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        let line = log.lines().rev().find(|l| l.contains("media totals"))?;
+        media_total(line, counter)
     }
 
     /// SIGTERM (every call gets BYE), then SIGKILL if it has not exited within 5 s.
@@ -111,5 +122,46 @@ impl Drop for SwitchProcess {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.stop();
         }
+    }
+}
+
+/// `counter=N` in a log line (tracing's fields; colour codes around them are skipped).
+fn media_total(line: &str, counter: &str) -> Option<u64> {
+    let plain: String = {
+        // Drop ANSI escapes (ESC [ ... m).
+        let mut out = String::new();
+        let mut esc = false;
+        for c in line.chars() {
+            match (esc, c) {
+                (false, '\u{1b}') => esc = true,
+                (true, 'm') => esc = false,
+                (true, _) => {}
+                (false, c) => out.push(c),
+            }
+        }
+        out
+    };
+    let at = plain.find(&format!("{counter}="))? + counter.len() + 1;
+    plain[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_totals_are_read_with_or_without_colour() {
+        let coloured = "\u{1b}[2m2026\u{1b}[0m media totals \u{1b}[3mpackets_in\u{1b}[0m\u{1b}[2m=\u{1b}[0m74727 \u{1b}[3msend_dropped\u{1b}[0m\u{1b}[2m=\u{1b}[0m12 x";
+        assert_eq!(media_total(coloured, "send_dropped"), Some(12));
+        assert_eq!(media_total(coloured, "packets_in"), Some(74727));
+        assert_eq!(
+            media_total("media totals send_dropped=0", "send_dropped"),
+            Some(0)
+        );
+        assert_eq!(media_total("media totals", "send_dropped"), None);
     }
 }

@@ -124,10 +124,16 @@ pub struct Point {
     pub received_pps: f64,
     /// .
     pub received_bps: f64,
-    /// Packets missing in received streams, and their share of what arrived.
+    /// Video packets missing in received streams, and their share of the video that
+    /// arrived.
     pub lost: u64,
     /// .
     pub loss_ratio: f64,
+    /// Audio packets missing in received streams (mostly the loudest-N mix changing).
+    pub audio_gaps: u64,
+    /// Datagrams the switch could not send (its own count for the whole run, from its
+    /// log; `None` for a `--target`).
+    pub switch_send_dropped: Option<u64>,
     /// UDP datagrams the kernel dropped during the window (system-wide).
     pub kernel_drops: u64,
     /// Received packets whose tag or payload did not check (must be 0).
@@ -168,7 +174,7 @@ pub async fn run_point(
         label.replace([' ', ','], ""),
         segments(meetings, opts.endpoints)
     ));
-    let mut started = None;
+    let mut started: Option<SwitchProcess> = None;
     let (sip, pid, data_dir) = match &opts.target {
         Some(t) => (t.sip, t.pid, t.data_dir.clone()),
         None => {
@@ -255,11 +261,12 @@ pub async fn run_point(
             calls.push(s);
         }
     }
-    if let Some(mut p) = started {
+    let send_dropped = started.as_mut().and_then(|p| {
         p.stop();
-    }
+        p.media_totals("send_dropped")
+    });
     let seconds = (t1 - t0).as_secs_f64();
-    Ok(summarize(
+    let mut point = summarize(
         label,
         meetings,
         opts.endpoints,
@@ -268,7 +275,10 @@ pub async fn run_point(
         (cpu1.saturating_sub(cpu0), gen1.saturating_sub(gen0)),
         drops1.since(drops0),
         rss,
-    ))
+    );
+    point.switch_send_dropped = send_dropped;
+    point.saturated = saturation(&point);
+    Ok(point)
 }
 
 fn progress(label: &str, joined: usize, failed: usize, total: usize) {
@@ -339,7 +349,9 @@ fn summarize(
         received_pps: received as f64 / seconds,
         received_bps: sum(|c| c.received_bytes) as f64 * 8.0 / seconds,
         lost,
-        loss_ratio: lost as f64 / (received + lost).max(1) as f64,
+        loss_ratio: lost as f64 / (sum(|c| c.received_video) + lost).max(1) as f64,
+        audio_gaps: sum(|c| c.audio_gaps),
+        switch_send_dropped: None,
         kernel_drops,
         verify_failures: sum(|c| c.verify_failures),
         latency_us: latency,
@@ -364,9 +376,10 @@ fn saturation(p: &Point) -> Option<String> {
     if p.failed > 0 {
         why.push(format!("{} endpoints could not join", p.failed));
     }
-    if p.loss_ratio > 0.001 || p.kernel_drops > 0 {
+    let send_dropped = p.switch_send_dropped.unwrap_or(0);
+    if p.loss_ratio > 0.001 || p.kernel_drops > 0 || send_dropped > 0 {
         why.push(format!(
-            "loss {:.3} % ({} kernel drops)",
+            "video loss {:.3} %, {} kernel drops, {send_dropped} unsent by the switch",
             p.loss_ratio * 100.0,
             p.kernel_drops
         ));

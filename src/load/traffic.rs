@@ -87,8 +87,12 @@ pub struct CallStats {
     pub received_video: u64,
     /// Packets whose tag or payload did not check.
     pub verify_failures: u64,
-    /// Packets missing inside a received stream (gaps up to [`LOSS_GAP`]).
+    /// Video packets missing inside a received stream (gaps up to [`LOSS_GAP`]): a shown
+    /// picture is forwarded whole, so a gap is loss.
     pub lost: u64,
+    /// Audio packets missing inside a received stream: the loudest-N mix changes as
+    /// levels move, so a gap is usually a source leaving the mix for a moment, not loss.
+    pub audio_gaps: u64,
     /// Switch latency samples, microseconds.
     pub latency_us: Vec<u32>,
     /// INVITE to the first media received.
@@ -140,7 +144,7 @@ pub async fn run_call(
             stats.error = Some("TIP not established within 30 s".into());
             return stats;
         }
-        call.pump(Instant::now()).await;
+        call.pump_with(Instant::now(), true).await;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     shared.joined.fetch_add(1, Ordering::Relaxed);
@@ -300,7 +304,7 @@ impl MediaLoop {
                 }
                 None => false,
             };
-            let idr = frame == 1 || frame % IDR_EVERY_FRAMES == 0 || refresh;
+            let idr = frame == 1 || frame.is_multiple_of(IDR_EVERY_FRAMES) || refresh;
             for k in 0..count {
                 *seq = seq.wrapping_add(1);
                 let b = &mut self.buf;
@@ -347,11 +351,7 @@ impl MediaLoop {
         } else {
             &self.video
         };
-        let is_rtp = data.len() >= 12
-            && data[0] >> 6 == 2
-            && !(192..=223).contains(&data[1])
-            && !(20..=63).contains(&data[0]);
-        if !is_rtp {
+        if !crate::endpoint::is_rtp(data) {
             for (leg, reply) in self.endpoint.handle_datagram(now, sock.leg, data) {
                 let s = if leg == self.audio.leg {
                     &self.audio
@@ -376,7 +376,10 @@ impl MediaLoop {
         if let Some(last) = self.last_seq.insert(ssrc, seq) {
             let gap = seq.wrapping_sub(last).wrapping_sub(1);
             if gap > 0 && gap <= LOSS_GAP {
-                stats.lost += u64::from(gap);
+                match media {
+                    Media::Video => stats.lost += u64::from(gap),
+                    Media::Audio => stats.audio_gaps += u64::from(gap),
+                }
             }
         }
         let line = self.endpoint.lines.iter().find(|l| l.media == media);
