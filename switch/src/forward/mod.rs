@@ -20,6 +20,7 @@
 mod csrc;
 mod gcm;
 mod source;
+pub(crate) use source::SsrcHashBuilder;
 mod stats;
 mod tx;
 
@@ -35,7 +36,7 @@ pub use csrc::{CsrcRewrite, TipCsrc};
 pub use stats::{DropReason, ForwardStats};
 pub use tx::{ReceiverId, SLOT_SIZE, TxBatch, TxEntry};
 
-use self::source::{Keying, Source, SourceKey, SsrcHashBuilder};
+use self::source::{Keying, Source, SourceKey};
 use crate::rtp::{RTCP_HEADER_LEN, RtpHeader, is_rtcp, rtcp_ssrc};
 use crate::srtp::tip_tag::{BASE_TAG_LEN, TagKind, rtcp_base_tag, rtp_base_tag};
 use crate::srtp::{

@@ -5,7 +5,7 @@
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Datagrams per recvmmsg/sendmmsg call (quinn-udp uses 32 on Linux).
 pub const BATCH: usize = 32;
@@ -254,21 +254,91 @@ pub(crate) fn send_batch<'a>(
     Ok(out)
 }
 
-/// Waits until one of `fds` is readable or `timeout_ms` passes (poll(2)); marks the
-/// readable ones in `revents`' counterpart (`fds[i].revents`).
-pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
-    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd for the whole call,
-    // and its length is what we pass.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(0)
-        } else {
-            Err(e)
-        };
+/// An epoll instance (epoll(7)): sockets are registered once with a token, and a wait
+/// returns only the ready ones, where poll(2) walks every socket on every wake-up (the
+/// load profile showed poll at 16 % of the worker's time with 128 legs).
+pub(crate) struct Epoll {
+    fd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+    ready: usize,
+}
+
+impl Epoll {
+    /// A new instance that reports up to `capacity` ready sockets per wait.
+    pub(crate) fn new(capacity: usize) -> io::Result<Self> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new fd that
+        // we own from here on.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1 and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self {
+            fd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; capacity.max(1)],
+            ready: 0,
+        })
     }
-    Ok(n as usize)
+
+    /// Reports `fd` as readable under `token` (level-triggered).
+    pub(crate) fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call; the kernel
+        // copies it.
+        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops reporting `fd` (needed even before closing it: a duplicate of the same socket
+    /// elsewhere keeps the registration alive).
+    pub(crate) fn remove(&self, fd: RawFd) -> io::Result<()> {
+        // EPOLL_CTL_DEL ignores the event, but kernels before 2.6.9 want it non-null.
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits until a registered socket is readable or `timeout_ms` passes; returns how
+    /// many are ready (their tokens: [`Epoll::token`]).
+    pub(crate) fn wait(&mut self, timeout_ms: i32) -> io::Result<usize> {
+        // SAFETY: `events` is a valid, exclusively borrowed buffer of `len` epoll_events
+        // for the whole call, and its length is what we pass.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                timeout_ms,
+            )
+        };
+        if n < 0 {
+            self.ready = 0;
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        self.ready = n as usize;
+        Ok(self.ready)
+    }
+
+    /// The token of ready socket `i` of the last wait.
+    pub(crate) fn token(&self, i: usize) -> Option<u64> {
+        (i < self.ready).then(|| self.events[i].u64)
+    }
 }
 
 #[cfg(test)]
@@ -303,12 +373,10 @@ mod tests {
                     unsent: 0
                 }
             );
-            let mut fds = [libc::pollfd {
-                fd: b.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            assert_eq!(poll(&mut fds, 1000).unwrap(), 1);
+            let mut epoll = Epoll::new(4).unwrap();
+            epoll.add(b.as_raw_fd(), 7).unwrap();
+            assert_eq!(epoll.wait(1000).unwrap(), 1);
+            assert_eq!((epoll.token(0), epoll.token(1)), (Some(7), None));
             let mut batch = RecvBatch::new();
             let mut got = Vec::new();
             let mut calls = 0;
@@ -330,6 +398,16 @@ mod tests {
                 "nothing left: WouldBlock is 0"
             );
             assert!(batch.get(0).is_none());
+            assert_eq!(epoll.wait(0).unwrap(), 0, "drained: not ready");
+            send_batch(
+                a.as_raw_fd(),
+                b.local_addr().unwrap(),
+                [&b"x"[..]].into_iter(),
+                1,
+            )
+            .unwrap();
+            epoll.remove(b.as_raw_fd()).unwrap();
+            assert_eq!(epoll.wait(50).unwrap(), 0, "removed: not reported");
         }
     }
 

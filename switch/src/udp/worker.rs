@@ -10,6 +10,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::legs::{Leg, Legs, WAKE_TOKEN};
 use super::sys::{self, RecvBatch};
 use crate::forward::TxBatch;
 use crate::meeting::{LegId, Meeting, MeetingEvent};
@@ -84,21 +85,15 @@ impl std::fmt::Debug for MediaWorker {
     }
 }
 
-struct Leg {
-    meeting: MeetingId,
-    id: LegId,
-    socket: UdpSocket,
-    remote: SocketAddr,
-}
-
 struct State {
     meetings: HashMap<MeetingId, Box<Meeting>>,
-    legs: Vec<Leg>,
+    legs: Legs,
+    /// The legs a flush sends to (reused: no allocation per flush).
+    flush_order: Vec<LegId>,
     stats: Arc<WorkerStats>,
     events: Sender<(MeetingId, MeetingEvent)>,
     tx: TxBatch,
     rx: RecvBatch,
-    pollfds: Vec<libc::pollfd>,
     /// Datagrams per recvmmsg/sendmmsg call (1: batching off, to measure it).
     batch: usize,
 }
@@ -136,12 +131,12 @@ impl MediaWorker {
         let stats = Arc::new(WorkerStats::default());
         let state = State {
             meetings: HashMap::new(),
-            legs: Vec::new(),
+            legs: Legs::new(&wake_rx)?,
+            flush_order: Vec::with_capacity(256),
             stats: stats.clone(),
             events,
             tx: TxBatch::new(1024, 4096),
             rx: RecvBatch::new(),
-            pollfds: Vec::new(),
             batch: options.batch,
         };
         let thread = std::thread::Builder::new()
@@ -200,31 +195,20 @@ fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
         let sleep = next.map_or(MAX_SLEEP, |t| {
             t.saturating_duration_since(now).min(MAX_SLEEP)
         });
-        s.pollfds.clear();
-        s.pollfds.push(libc::pollfd {
-            fd: wake.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        for l in &s.legs {
-            s.pollfds.push(libc::pollfd {
-                fd: l.socket.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
         // Round up so a timer 0.4 ms away is not busy-polled at 0 ms.
         let timeout_ms = i32::try_from(sleep.as_micros().div_ceil(1000)).unwrap_or(100);
-        if sys::poll(&mut s.pollfds, timeout_ms).is_err() {
+        let ready = s.legs.wait(timeout_ms).unwrap_or_else(|_| {
             s.stats.socket_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        if s.pollfds[0].revents != 0 {
-            let mut b = [0u8; 16];
-            while wake.recv(&mut b).is_ok() {}
-        }
-        for i in 0..s.legs.len() {
-            if s.pollfds.get(i + 1).is_some_and(|p| p.revents != 0) {
-                s.read_leg(i);
+            0
+        });
+        for i in 0..ready {
+            match s.legs.ready(i) {
+                Some(WAKE_TOKEN) => {
+                    let mut b = [0u8; 16];
+                    while wake.recv(&mut b).is_ok() {}
+                }
+                Some(token) => s.read_leg(token as LegId),
+                None => {}
             }
         }
         let now = Instant::now();
@@ -233,7 +217,7 @@ fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
                 m.handle_timeout(now, &mut s.tx);
             }
         }
-        flush(&s.legs, &mut s.tx, &s.stats, s.batch);
+        flush(&s.legs, &mut s.tx, &s.stats, s.batch, &mut s.flush_order);
         s.forward_events();
     }
 }
@@ -246,7 +230,7 @@ impl State {
             }
             Command::RemoveMeeting(id) => {
                 self.meetings.remove(&id);
-                self.legs.retain(|l| l.meeting != id);
+                self.legs.remove_meeting(id);
             }
             Command::AddLeg {
                 meeting,
@@ -254,21 +238,27 @@ impl State {
                 socket,
                 remote,
             } => {
-                if socket.set_nonblocking(true).is_ok() {
-                    self.legs.retain(|l| l.id != leg);
-                    self.legs.push(Leg {
-                        meeting,
-                        id: leg,
-                        socket,
-                        remote,
-                    });
+                let added = self.legs.add(Leg {
+                    meeting,
+                    id: leg,
+                    socket,
+                    remote,
+                });
+                if added.is_err() {
+                    self.stats.socket_errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Command::RemoveLeg(leg) => self.legs.retain(|l| l.id != leg),
+            Command::RemoveLeg(leg) => self.legs.remove(leg),
             Command::Run(id, f) => {
                 if let Some(m) = self.meetings.get_mut(&id) {
                     f(m, Instant::now());
-                    flush(&self.legs, &mut self.tx, &self.stats, self.batch);
+                    flush(
+                        &self.legs,
+                        &mut self.tx,
+                        &self.stats,
+                        self.batch,
+                        &mut self.flush_order,
+                    );
                     self.forward_events();
                 }
             }
@@ -276,10 +266,13 @@ impl State {
     }
 
     /// Drains a readable socket, a batch at a time.
-    fn read_leg(&mut self, i: usize) {
-        let (fd, remote, leg, meeting) = {
-            let l = &self.legs[i];
-            (l.socket.as_raw_fd(), l.remote, l.id, l.meeting)
+    fn read_leg(&mut self, id: LegId) {
+        let Some((fd, remote, leg, meeting)) = self
+            .legs
+            .get(id)
+            .map(|l| (l.socket.as_raw_fd(), l.remote, l.id, l.meeting))
+        else {
+            return;
         };
         loop {
             let n = match self.rx.recv(fd, self.batch) {
@@ -309,10 +302,22 @@ impl State {
                 }
                 m.handle_datagram(now, leg, data, &mut self.tx);
                 if !self.tx.has_room(64) {
-                    flush(&self.legs, &mut self.tx, &self.stats, self.batch);
+                    flush(
+                        &self.legs,
+                        &mut self.tx,
+                        &self.stats,
+                        self.batch,
+                        &mut self.flush_order,
+                    );
                 }
             }
-            flush(&self.legs, &mut self.tx, &self.stats, self.batch);
+            flush(
+                &self.legs,
+                &mut self.tx,
+                &self.stats,
+                self.batch,
+                &mut self.flush_order,
+            );
             if n < self.batch {
                 return;
             }
@@ -328,16 +333,33 @@ impl State {
     }
 }
 
-/// Sends everything queued, one sendmmsg run per leg. (It scans the batch once per leg: a
-/// worker has a few hundred legs at most and a batch a few thousand datagrams; issue 6
-/// measures it.)
-fn flush(legs: &[Leg], tx: &mut TxBatch, stats: &WorkerStats, batch: usize) {
+/// Sends everything queued, one sendmmsg run per leg that has datagrams (`order` is a
+/// reused list of those legs, in queue order).
+fn flush(legs: &Legs, tx: &mut TxBatch, stats: &WorkerStats, batch: usize, order: &mut Vec<LegId>) {
     if tx.is_empty() {
         return;
     }
-    for l in legs {
-        let datagrams = tx.iter().filter(|(r, _)| *r == l.id).map(|(_, b)| b);
-        match sys::send_batch(l.socket.as_raw_fd(), l.remote, datagrams, batch) {
+    order.clear();
+    for (r, _) in tx.iter() {
+        if !order.contains(&r) {
+            order.push(r);
+        }
+    }
+    for &id in order.iter() {
+        let queued = || tx.iter().filter(|(r, _)| *r == id);
+        let Some(l) = legs.get(id) else {
+            // The leg went away with datagrams queued for it.
+            stats
+                .send_dropped
+                .fetch_add(queued().count() as u64, Ordering::Relaxed);
+            continue;
+        };
+        match sys::send_batch(
+            l.socket.as_raw_fd(),
+            l.remote,
+            queued().map(|(_, b)| b),
+            batch,
+        ) {
             Ok(sent) => {
                 stats
                     .packets_out
@@ -350,11 +372,10 @@ fn flush(legs: &[Leg], tx: &mut TxBatch, stats: &WorkerStats, batch: usize) {
                     .fetch_add(sent.unsent as u64, Ordering::Relaxed);
             }
             Err(_) => {
-                let queued = tx.iter().filter(|(r, _)| *r == l.id).count();
                 stats.socket_errors.fetch_add(1, Ordering::Relaxed);
                 stats
                     .send_dropped
-                    .fetch_add(queued as u64, Ordering::Relaxed);
+                    .fetch_add(queued().count() as u64, Ordering::Relaxed);
             }
         }
     }

@@ -1,0 +1,139 @@
+//! A worker's sockets: one per leg, registered with the worker's epoll under the leg id,
+//! found by id in constant time.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use super::sys::Epoll;
+use super::worker::MeetingId;
+use crate::meeting::LegId;
+
+/// The epoll token of the worker's wake-up socket (leg ids are `u32`).
+pub(crate) const WAKE_TOKEN: u64 = u64::MAX;
+
+/// One leg's socket.
+pub(crate) struct Leg {
+    pub(crate) meeting: MeetingId,
+    pub(crate) id: LegId,
+    pub(crate) socket: UdpSocket,
+    pub(crate) remote: SocketAddr,
+}
+
+/// The legs of a worker.
+pub(crate) struct Legs {
+    legs: Vec<Leg>,
+    index: HashMap<LegId, usize>,
+    epoll: Epoll,
+}
+
+impl Legs {
+    /// No legs yet; `wake` is reported under [`WAKE_TOKEN`].
+    pub(crate) fn new(wake: &UdpSocket) -> io::Result<Self> {
+        let epoll = Epoll::new(256)?;
+        epoll.add(wake.as_raw_fd(), WAKE_TOKEN)?;
+        Ok(Self {
+            legs: Vec::new(),
+            index: HashMap::new(),
+            epoll,
+        })
+    }
+
+    /// Adds a leg, replacing one with the same id (its peer's address may have moved).
+    pub(crate) fn add(&mut self, leg: Leg) -> io::Result<()> {
+        self.remove(leg.id);
+        leg.socket.set_nonblocking(true)?;
+        self.epoll.add(leg.socket.as_raw_fd(), u64::from(leg.id))?;
+        self.index.insert(leg.id, self.legs.len());
+        self.legs.push(leg);
+        Ok(())
+    }
+
+    /// Removes a leg (closes the worker's copy of its socket).
+    pub(crate) fn remove(&mut self, id: LegId) {
+        if let Some(i) = self.index.remove(&id) {
+            let gone = self.legs.swap_remove(i);
+            let _ = self.epoll.remove(gone.socket.as_raw_fd());
+            if let Some(moved) = self.legs.get(i) {
+                self.index.insert(moved.id, i);
+            }
+        }
+    }
+
+    /// Removes every leg of a meeting.
+    pub(crate) fn remove_meeting(&mut self, meeting: MeetingId) {
+        let ids: Vec<LegId> = self
+            .legs
+            .iter()
+            .filter(|l| l.meeting == meeting)
+            .map(|l| l.id)
+            .collect();
+        for id in ids {
+            self.remove(id);
+        }
+    }
+
+    /// The leg with `id`.
+    pub(crate) fn get(&self, id: LegId) -> Option<&Leg> {
+        self.index.get(&id).map(|&i| &self.legs[i])
+    }
+
+    /// Waits for readable legs (see [`Epoll::wait`]).
+    pub(crate) fn wait(&mut self, timeout_ms: i32) -> io::Result<usize> {
+        self.epoll.wait(timeout_ms)
+    }
+
+    /// The token of ready socket `i` of the last wait.
+    pub(crate) fn ready(&self, i: usize) -> Option<u64> {
+        self.epoll.token(i)
+    }
+
+    /// How many legs.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.legs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leg(id: LegId, meeting: MeetingId) -> Leg {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Leg {
+            meeting,
+            id,
+            remote: socket.local_addr().unwrap(),
+            socket,
+        }
+    }
+
+    #[test]
+    fn legs_are_found_by_id_replaced_and_removed_with_their_meeting() {
+        let wake = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut legs = Legs::new(&wake).unwrap();
+        for (id, m) in [(1, 10), (2, 10), (3, 20)] {
+            legs.add(leg(id, m)).unwrap();
+        }
+        let replacement = leg(2, 10);
+        let new_port = replacement.socket.local_addr().unwrap();
+        legs.add(replacement).unwrap();
+        assert_eq!(legs.len(), 3);
+        assert_eq!(legs.get(2).unwrap().socket.local_addr().unwrap(), new_port);
+        // A datagram to leg 3 makes it ready under its id.
+        let to = legs.get(3).unwrap().socket.local_addr().unwrap();
+        wake.send_to(b"x", to).unwrap();
+        assert_eq!(legs.wait(1000).unwrap(), 1);
+        assert_eq!(legs.ready(0), Some(3));
+        legs.remove_meeting(10);
+        assert_eq!(legs.len(), 1);
+        assert!(legs.get(1).is_none() && legs.get(2).is_none());
+        assert_eq!(legs.get(3).unwrap().meeting, 20);
+        // The wake-up socket reports under its own token.
+        wake.send_to(b"w", wake.local_addr().unwrap()).unwrap();
+        let n = legs.wait(1000).unwrap();
+        assert!((0..n).any(|i| legs.ready(i) == Some(WAKE_TOKEN)));
+    }
+}
