@@ -41,9 +41,12 @@ impl Legs {
     }
 
     /// Adds a leg, replacing one with the same id (its peer's address may have moved).
+    /// The socket is connected to the peer: sends reuse the route, and the kernel itself
+    /// drops datagrams from elsewhere (the worker still checks and counts them).
     pub(crate) fn add(&mut self, leg: Leg) -> io::Result<()> {
         self.remove(leg.id);
         leg.socket.set_nonblocking(true)?;
+        leg.socket.connect(leg.remote)?;
         self.epoll.add(leg.socket.as_raw_fd(), u64::from(leg.id))?;
         self.index.insert(leg.id, self.legs.len());
         self.legs.push(leg);
@@ -100,13 +103,13 @@ impl Legs {
 mod tests {
     use super::*;
 
-    fn leg(id: LegId, meeting: MeetingId) -> Leg {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// A leg whose peer is `remote`.
+    fn leg(id: LegId, meeting: MeetingId, remote: SocketAddr) -> Leg {
         Leg {
             meeting,
             id,
-            remote: socket.local_addr().unwrap(),
-            socket,
+            remote,
+            socket: UdpSocket::bind("127.0.0.1:0").unwrap(),
         }
     }
 
@@ -114,17 +117,22 @@ mod tests {
     fn legs_are_found_by_id_replaced_and_removed_with_their_meeting() {
         let wake = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut legs = Legs::new(&wake).unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer_addr = peer.local_addr().unwrap();
         for (id, m) in [(1, 10), (2, 10), (3, 20)] {
-            legs.add(leg(id, m)).unwrap();
+            legs.add(leg(id, m, peer_addr)).unwrap();
         }
-        let replacement = leg(2, 10);
+        let replacement = leg(2, 10, peer_addr);
         let new_port = replacement.socket.local_addr().unwrap();
         legs.add(replacement).unwrap();
         assert_eq!(legs.len(), 3);
         assert_eq!(legs.get(2).unwrap().socket.local_addr().unwrap(), new_port);
-        // A datagram to leg 3 makes it ready under its id.
+        // A datagram to leg 3 from its peer makes it ready under its id; one from
+        // elsewhere never reaches it (the socket is connected to its peer).
         let to = legs.get(3).unwrap().socket.local_addr().unwrap();
-        wake.send_to(b"x", to).unwrap();
+        wake.send_to(b"stranger", to).unwrap();
+        assert_eq!(legs.wait(50).unwrap(), 0);
+        peer.send_to(b"x", to).unwrap();
         assert_eq!(legs.wait(1000).unwrap(), 1);
         assert_eq!(legs.ready(0), Some(3));
         legs.remove_meeting(10);

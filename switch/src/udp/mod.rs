@@ -4,8 +4,9 @@
 //! media line, the leg), so the per-packet path takes no lock (ARCHITECTURE.md: each
 //! meeting lives on one worker). It waits with epoll(7) on its sockets and a wake socket,
 //! reads each readable socket in recvmmsg batches, hands every datagram to its meeting,
-//! runs the meetings' timers, and sends each leg's output with sendmmsg. Datagrams from any
-//! address but the leg's negotiated peer are dropped and counted. Commands (add a meeting,
+//! runs the meetings' timers, and sends each leg's output with sendmmsg. Each leg's socket
+//! is connected to its negotiated peer: the kernel drops datagrams from anywhere else (any
+//! that slip through are dropped and counted), and sends reuse the route. Commands (add a meeting,
 //! a leg, run a closure on a meeting) arrive over a channel; meeting events go out over
 //! another.
 

@@ -196,17 +196,19 @@ pub(crate) struct Sent {
 }
 
 /// Sends `datagrams` to `to` from the non-blocking socket `fd` with sendmmsg, `per_call`
-/// (at most [`BATCH`]) per call, in one pass over them.
+/// (at most [`BATCH`]) per call, in one pass over them. `None`: the socket is connected
+/// to its peer, and the kernel reuses the connection's cached route instead of looking
+/// one up per datagram.
 pub(crate) fn send_batch<'a>(
     fd: RawFd,
-    to: SocketAddr,
+    to: Option<SocketAddr>,
     datagrams: impl Iterator<Item = &'a [u8]>,
     per_call: usize,
 ) -> io::Result<Sent> {
     let per_call = per_call.clamp(1, BATCH);
     // SAFETY: all-zero bytes are a valid sockaddr_storage.
     let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let namelen = to_sockaddr(to, &mut name);
+    let namelen = to.map_or(0, |to| to_sockaddr(to, &mut name));
     let mut iovs = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
@@ -228,7 +230,11 @@ pub(crate) fn send_batch<'a>(
         }
         for i in 0..n {
             let hdr = &mut msgs[i].msg_hdr;
-            hdr.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+            hdr.msg_name = if to.is_some() {
+                (&mut name as *mut libc::sockaddr_storage).cast()
+            } else {
+                std::ptr::null_mut()
+            };
             hdr.msg_namelen = namelen;
             hdr.msg_iov = &mut iovs[i];
             hdr.msg_iovlen = 1;
@@ -359,7 +365,7 @@ mod tests {
             let payloads: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 10 + usize::from(i)]).collect();
             let sent = send_batch(
                 a.as_raw_fd(),
-                b.local_addr().unwrap(),
+                Some(b.local_addr().unwrap()),
                 payloads.iter().map(Vec::as_slice),
                 per_call,
             )
@@ -399,13 +405,9 @@ mod tests {
             );
             assert!(batch.get(0).is_none());
             assert_eq!(epoll.wait(0).unwrap(), 0, "drained: not ready");
-            send_batch(
-                a.as_raw_fd(),
-                b.local_addr().unwrap(),
-                [&b"x"[..]].into_iter(),
-                1,
-            )
-            .unwrap();
+            // Connected: no address per datagram.
+            a.connect(b.local_addr().unwrap()).unwrap();
+            send_batch(a.as_raw_fd(), None, [&b"x"[..]].into_iter(), 1).unwrap();
             epoll.remove(b.as_raw_fd()).unwrap();
             assert_eq!(epoll.wait(50).unwrap(), 0, "removed: not reported");
         }

@@ -354,12 +354,7 @@ fn flush(legs: &Legs, tx: &mut TxBatch, stats: &WorkerStats, batch: usize, order
                 .fetch_add(queued().count() as u64, Ordering::Relaxed);
             continue;
         };
-        match sys::send_batch(
-            l.socket.as_raw_fd(),
-            l.remote,
-            queued().map(|(_, b)| b),
-            batch,
-        ) {
+        match sys::send_batch(l.socket.as_raw_fd(), None, queued().map(|(_, b)| b), batch) {
             Ok(sent) => {
                 stats
                     .packets_out
