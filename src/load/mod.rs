@@ -254,6 +254,12 @@ pub async fn run_point(
         measure::UdpDrops::read(),
     );
     let rss = measure::peak_rss(pid).unwrap_or(0);
+    // The switch stops first, while every endpoint still listens: its count of datagrams
+    // it could not send covers the run, not the endpoints going away.
+    let send_dropped = started.as_mut().and_then(|p| {
+        p.stop();
+        p.media_totals("send_dropped")
+    });
     shared.stop.store(true, Ordering::Relaxed);
     let mut calls = Vec::new();
     for t in tasks {
@@ -261,10 +267,6 @@ pub async fn run_point(
             calls.push(s);
         }
     }
-    let send_dropped = started.as_mut().and_then(|p| {
-        p.stop();
-        p.media_totals("send_dropped")
-    });
     let seconds = (t1 - t0).as_secs_f64();
     let mut point = summarize(
         label,

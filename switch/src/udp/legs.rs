@@ -6,9 +6,12 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use super::sys::Epoll;
+use super::sys::{Epoll, set_buffers};
 use super::worker::MeetingId;
 use crate::meeting::LegId;
+
+/// Send and receive buffer of each leg's socket.
+const SOCKET_BUFFER: usize = 1 << 20;
 
 /// The epoll token of the worker's wake-up socket (leg ids are `u32`).
 pub(crate) const WAKE_TOKEN: u64 = u64::MAX;
@@ -47,6 +50,7 @@ impl Legs {
         self.remove(leg.id);
         leg.socket.set_nonblocking(true)?;
         leg.socket.connect(leg.remote)?;
+        set_buffers(leg.socket.as_raw_fd(), SOCKET_BUFFER)?;
         self.epoll.add(leg.socket.as_raw_fd(), u64::from(leg.id))?;
         self.index.insert(leg.id, self.legs.len());
         self.legs.push(leg);
