@@ -12,6 +12,7 @@ use ekt::Spi;
 use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use switch::forward::{CsrcRewrite, Forwarder, Receiver, TxBatch};
 use switch::meeting::switching::Mode;
+use switch::srtp::batch::{Engine, HmacJob, HmacPads, hmac_sha1_batch};
 use switch::srtp::{HmacSha1Key, MasterKey, SrtpContext, Suite, TipEktSender};
 use switch::testing::Sim;
 use switch::testing::{SALT, params};
@@ -302,5 +303,36 @@ fn config() -> Criterion {
         .sample_size(30)
 }
 
-criterion_group! { name = benches; config = config(); targets = forward, sfu_baselines, gcm, meeting }
+/// Batch HMAC-SHA1 engines (issue 7), 64 jobs per batch: equal 1204-byte messages (a
+/// 1200-byte packet and its ROC), and mixed lengths 100..1300 (mean about 700). Criterion
+/// times the batch; divide by 64 for one HMAC (`floor/2x_hmac_sha1_1200` is two).
+fn batch_hmac(c: &mut Criterion) {
+    let pads = HmacPads::new(&[7; 20]);
+    let equal: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 1204]).collect();
+    let mixed: Vec<Vec<u8>> = (0..64u32)
+        .map(|i| vec![i as u8; 100 + ((i * 2654435761) % 1200) as usize])
+        .collect();
+    let mut engines = vec![Engine::Scalar];
+    engines.extend((1..=4).map(Engine::ShaNi).filter(|e| e.available()));
+    for engine in engines {
+        let name = match engine {
+            Engine::Scalar => "scalar".to_owned(),
+            Engine::ShaNi(n) => format!("shani_x{n}"),
+        };
+        for (set, messages) in [("1204", &equal), ("mixed", &mixed)] {
+            c.bench_function(&format!("hmac/batch64_{set}/{name}"), |b| {
+                b.iter(|| {
+                    let mut jobs: Vec<HmacJob<'_>> = messages
+                        .iter()
+                        .map(|m| HmacJob::new(&pads, black_box(m), &[]))
+                        .collect();
+                    hmac_sha1_batch(engine, &mut jobs).unwrap();
+                    black_box(jobs[63].tag);
+                })
+            });
+        }
+    }
+}
+
+criterion_group! { name = benches; config = config(); targets = forward, sfu_baselines, gcm, meeting, batch_hmac }
 criterion_main!(benches);

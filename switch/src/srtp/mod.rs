@@ -3,6 +3,7 @@
 //! base tag. No I/O; everything works in caller-provided buffers.
 
 mod auth;
+pub mod batch;
 mod context;
 mod kdf;
 mod keys;

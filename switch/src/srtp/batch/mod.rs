@@ -1,0 +1,303 @@
+//! HMAC-SHA1 over a batch of messages at once (issue 7): the authentication of every
+//! packet a recvmmsg batch brings, computed in interleaved streams instead of one packet
+//! after the other.
+//!
+//! - [`HmacPads`]: the inner and outer pad states of a key, computed once per session key
+//!   (RFC 2104), zeroized on drop.
+//! - [`Engine`]: the scalar path (the `sha1` crate's compression, one message at a time:
+//!   the reference and the fallback), or SHA-NI with 1 to 4 interleaved streams
+//!   ([`shani`], chosen when the CPU has the SHA extensions). This machine has no AVX-512,
+//!   so the 8- and 16-lane engines of perf-limits.md are not here yet.
+//! - [`hmac_sha1_batch`]: a scheduler that runs the longest messages first and refills a
+//!   stream as soon as its message is done, so streams of different lengths stay busy.
+
+mod shani;
+
+#[cfg(test)]
+mod tests;
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// SHA-1's initial state (FIPS 180-4 §5.3.1).
+const SHA1_IV: [u32; 5] = [
+    0x6745_2301,
+    0xEFCD_AB89,
+    0x98BA_DCFE,
+    0x1032_5476,
+    0xC3D2_E1F0,
+];
+
+/// The longest message a job may carry (a datagram, plus room for the ROC).
+pub const MAX_MESSAGE: usize = 2048;
+
+/// Bytes of a padded inner message: the message, 0x80, zeros, the 8-byte length.
+const LANE_BYTES: usize = (MAX_MESSAGE + 9).div_ceil(64) * 64;
+
+/// A key's HMAC pads, hashed: the SHA-1 states after `K ^ ipad` and after `K ^ opad`.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct HmacPads {
+    inner: [u32; 5],
+    outer: [u32; 5],
+}
+
+impl std::fmt::Debug for HmacPads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacPads")
+    }
+}
+
+impl HmacPads {
+    /// The pads of `key` (a key longer than a block is hashed first, RFC 2104 §2).
+    pub fn new(key: &[u8]) -> Self {
+        let mut k = [0u8; 64];
+        if key.len() > 64 {
+            use sha1::Digest;
+            let d = sha1::Sha1::digest(key);
+            k[..20].copy_from_slice(&d);
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let pad = |x: u8| {
+            let mut block = [[0u8; 64]];
+            for (b, kb) in block[0].iter_mut().zip(&k) {
+                *b = kb ^ x;
+            }
+            let mut state = SHA1_IV;
+            sha1::block_api::compress(&mut state, &block);
+            block[0].zeroize();
+            state
+        };
+        let pads = Self {
+            inner: pad(0x36),
+            outer: pad(0x5c),
+        };
+        k.zeroize();
+        pads
+    }
+}
+
+/// One HMAC to compute: over the concatenation of `parts` (the authenticated portion and
+/// the ROC, for SRTP), with `pads`; the result goes to `tag`.
+#[derive(Debug)]
+pub struct HmacJob<'a> {
+    /// The key.
+    pub pads: &'a HmacPads,
+    /// The message, in two pieces (at most [`MAX_MESSAGE`] bytes in all).
+    pub parts: [&'a [u8]; 2],
+    /// The HMAC, once computed.
+    pub tag: [u8; 20],
+}
+
+impl<'a> HmacJob<'a> {
+    /// A job over `first || second`.
+    pub fn new(pads: &'a HmacPads, first: &'a [u8], second: &'a [u8]) -> Self {
+        Self {
+            pads,
+            parts: [first, second],
+            tag: [0; 20],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.parts[0].len() + self.parts[1].len()
+    }
+}
+
+/// How a batch is hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// One message at a time with the `sha1` crate's compression (itself SHA-NI where the
+    /// CPU has it): the reference and the fallback.
+    Scalar,
+    /// SHA-NI, this many streams interleaved (1 to 4).
+    ShaNi(usize),
+}
+
+impl Engine {
+    /// The best engine this CPU runs: SHA-NI with 4 streams, else scalar.
+    pub fn detect() -> Self {
+        if shani::available() {
+            Self::ShaNi(4)
+        } else {
+            Self::Scalar
+        }
+    }
+
+    /// Whether this CPU runs it.
+    pub fn available(self) -> bool {
+        match self {
+            Self::Scalar => true,
+            Self::ShaNi(n) => (1..=4).contains(&n) && shani::available(),
+        }
+    }
+}
+
+/// Why a batch was refused (nothing was computed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// A job's message is longer than [`MAX_MESSAGE`].
+    #[error("a message is longer than {MAX_MESSAGE} bytes")]
+    TooLong,
+    /// The engine does not run on this CPU.
+    #[error("the engine does not run on this CPU")]
+    Unavailable,
+}
+
+/// Computes every job's HMAC with `engine`. The batch is taken in chunks of 256 jobs,
+/// longest first within a chunk; no allocation.
+pub fn hmac_sha1_batch(engine: Engine, jobs: &mut [HmacJob<'_>]) -> Result<(), BatchError> {
+    if jobs.iter().any(|j| j.len() > MAX_MESSAGE) {
+        return Err(BatchError::TooLong);
+    }
+    if !engine.available() {
+        return Err(BatchError::Unavailable);
+    }
+    match engine {
+        Engine::Scalar => {
+            for j in jobs.iter_mut() {
+                scalar(j);
+            }
+        }
+        Engine::ShaNi(1) => run_lanes::<1>(jobs),
+        Engine::ShaNi(2) => run_lanes::<2>(jobs),
+        Engine::ShaNi(3) => run_lanes::<3>(jobs),
+        Engine::ShaNi(_) => run_lanes::<4>(jobs),
+    }
+    Ok(())
+}
+
+/// Writes `message || 0x80 || zeros || bit length of (64 + message)` into `buf` (the
+/// inner hash's input after the key block); returns its blocks.
+fn pad_inner(job: &HmacJob<'_>, buf: &mut [u8; LANE_BYTES]) -> usize {
+    let (a, b) = (job.parts[0], job.parts[1]);
+    let m = a.len() + b.len();
+    buf[..a.len()].copy_from_slice(a);
+    buf[a.len()..m].copy_from_slice(b);
+    let blocks = (m + 9).div_ceil(64);
+    let end = blocks * 64;
+    buf[m] = 0x80;
+    buf[m + 1..end - 8].fill(0);
+    buf[end - 8..end].copy_from_slice(&(((64 + m) as u64) * 8).to_be_bytes());
+    blocks
+}
+
+/// The outer hash's input: the inner digest, padded (one block; 64 + 20 bytes hashed).
+fn pad_outer(inner: &[u32; 5], buf: &mut [u8; LANE_BYTES]) {
+    for (i, w) in inner.iter().enumerate() {
+        buf[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+    }
+    buf[20] = 0x80;
+    buf[21..56].fill(0);
+    buf[56..64].copy_from_slice(&((64u64 + 20) * 8).to_be_bytes());
+}
+
+fn digest(state: &[u32; 5]) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    for (i, w) in state.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+    }
+    out
+}
+
+fn as_blocks(buf: &[u8], n: usize) -> &[[u8; 64]] {
+    let (blocks, _) = buf[..64 * n].as_chunks::<64>();
+    blocks
+}
+
+/// One job with the `sha1` crate's compression.
+fn scalar(job: &mut HmacJob<'_>) {
+    let mut buf = [0u8; LANE_BYTES];
+    let n = pad_inner(job, &mut buf);
+    let mut state = job.pads.inner;
+    sha1::block_api::compress(&mut state, as_blocks(&buf, n));
+    pad_outer(&state, &mut buf);
+    let mut outer = job.pads.outer;
+    sha1::block_api::compress(&mut outer, as_blocks(&buf, 1));
+    job.tag = digest(&outer);
+    buf.zeroize();
+}
+
+/// A stream of the SHA-NI engine: which job, its padded input, where it is.
+struct Lane {
+    job: usize,
+    state: [u32; 5],
+    /// Blocks done and in all of the current phase.
+    done: usize,
+    blocks: usize,
+    outer: bool,
+}
+
+/// The SHA-NI engine with N streams: each call compresses every busy stream for the
+/// fewest blocks any of them has left; a stream whose inner hash ends goes on to its
+/// outer block, and one whose HMAC ends takes the next job (longest first).
+fn run_lanes<const N: usize>(jobs: &mut [HmacJob<'_>]) {
+    for chunk in jobs.chunks_mut(256) {
+        let mut order = [0u16; 256];
+        for (i, o) in order.iter_mut().enumerate().take(chunk.len()) {
+            *o = i as u16;
+        }
+        let order = &mut order[..chunk.len()];
+        order.sort_unstable_by_key(|&i| std::cmp::Reverse(chunk[usize::from(i)].len()));
+        let mut next = 0;
+        let mut bufs = [[0u8; LANE_BYTES]; N];
+        let mut lanes: [Option<Lane>; N] = std::array::from_fn(|_| None);
+        loop {
+            for (lane, buf) in lanes.iter_mut().zip(bufs.iter_mut()) {
+                if lane.is_none() && next < order.len() {
+                    let job = usize::from(order[next]);
+                    next += 1;
+                    let blocks = pad_inner(&chunk[job], buf);
+                    *lane = Some(Lane {
+                        job,
+                        state: chunk[job].pads.inner,
+                        done: 0,
+                        blocks,
+                        outer: false,
+                    });
+                }
+            }
+            let Some(step) = lanes.iter().flatten().map(|l| l.blocks - l.done).min() else {
+                break;
+            };
+            // Idle streams hash a busy one's blocks again; their result is dropped.
+            let busy = lanes.iter().position(Option::is_some).expect("one is busy");
+            let mut states = [[0u32; 5]; N];
+            let mut offsets = [0usize; N];
+            let mut src = [busy; N];
+            for i in 0..N {
+                if let Some(l) = &lanes[i] {
+                    states[i] = l.state;
+                    offsets[i] = l.done * 64;
+                    src[i] = i;
+                } else {
+                    let b = lanes[busy].as_ref().expect("busy");
+                    states[i] = b.state;
+                    offsets[i] = b.done * 64;
+                }
+            }
+            let inputs: [&[u8]; N] = std::array::from_fn(|i| &bufs[src[i]][offsets[i]..]);
+            shani::compress::<N>(&mut states, inputs, step);
+            for i in 0..N {
+                let Some(l) = &mut lanes[i] else { continue };
+                l.state = states[i];
+                l.done += step;
+                if l.done < l.blocks {
+                    continue;
+                }
+                if l.outer {
+                    chunk[l.job].tag = digest(&l.state);
+                    lanes[i] = None;
+                } else {
+                    pad_outer(&l.state, &mut bufs[i]);
+                    l.state = chunk[l.job].pads.outer;
+                    l.done = 0;
+                    l.blocks = 1;
+                    l.outer = true;
+                }
+            }
+        }
+        for b in &mut bufs {
+            b.zeroize();
+        }
+    }
+}
