@@ -30,8 +30,9 @@ const SHA1_IV: [u32; 5] = [
 /// The longest message a job may carry (a datagram, plus room for the ROC).
 pub const MAX_MESSAGE: usize = 2048;
 
-/// Bytes of a padded inner message: the message, 0x80, zeros, the 8-byte length.
-const LANE_BYTES: usize = (MAX_MESSAGE + 9).div_ceil(64) * 64;
+/// Bytes of a padded tail: under a block of the first part, the whole second part, 0x80,
+/// zeros, the 8-byte length.
+const LANE_BYTES: usize = (63 + MAX_MESSAGE + 9).div_ceil(64) * 64;
 
 /// A key's HMAC pads, hashed: the SHA-1 states after `K ^ ipad` and after `K ^ opad`.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -154,9 +155,11 @@ pub fn hmac_sha1_batch(engine: Engine, jobs: &mut [HmacJob<'_>]) -> Result<(), B
     }
     match engine {
         Engine::Scalar => {
+            let mut buf = [0u8; LANE_BYTES];
             for j in jobs.iter_mut() {
-                scalar(j);
+                scalar(j, &mut buf);
             }
+            buf[..64].zeroize();
         }
         Engine::ShaNi(1) => run_lanes::<1>(jobs),
         Engine::ShaNi(2) => run_lanes::<2>(jobs),
@@ -166,23 +169,29 @@ pub fn hmac_sha1_batch(engine: Engine, jobs: &mut [HmacJob<'_>]) -> Result<(), B
     Ok(())
 }
 
-/// Writes `message || 0x80 || zeros || bit length of (64 + message)` into `buf` (the
-/// inner hash's input after the key block); returns its blocks.
-fn pad_inner(job: &HmacJob<'_>, buf: &mut [u8; LANE_BYTES]) -> usize {
-    let (a, b) = (job.parts[0], job.parts[1]);
-    let m = a.len() + b.len();
+/// The whole blocks of a job's first part, hashed straight from the caller's memory.
+fn direct_blocks(job: &HmacJob<'_>) -> usize {
+    job.parts[0].len() / 64
+}
+
+/// Writes what follows the direct blocks (the rest of the first part, the second part),
+/// then `0x80`, zeros and the bit length of `64 + message` into `buf` (the inner hash's
+/// last blocks); returns how many blocks.
+fn pad_tail(job: &HmacJob<'_>, buf: &mut [u8; LANE_BYTES]) -> usize {
+    let (a, b) = (&job.parts[0][direct_blocks(job) * 64..], job.parts[1]);
+    let t = a.len() + b.len();
     buf[..a.len()].copy_from_slice(a);
-    buf[a.len()..m].copy_from_slice(b);
-    let blocks = (m + 9).div_ceil(64);
+    buf[a.len()..t].copy_from_slice(b);
+    let blocks = (t + 9).div_ceil(64);
     let end = blocks * 64;
-    buf[m] = 0x80;
-    buf[m + 1..end - 8].fill(0);
-    buf[end - 8..end].copy_from_slice(&(((64 + m) as u64) * 8).to_be_bytes());
+    buf[t] = 0x80;
+    buf[t + 1..end - 8].fill(0);
+    buf[end - 8..end].copy_from_slice(&(((64 + job.len()) as u64) * 8).to_be_bytes());
     blocks
 }
 
 /// The outer hash's input: the inner digest, padded (one block; 64 + 20 bytes hashed).
-fn pad_outer(inner: &[u32; 5], buf: &mut [u8; LANE_BYTES]) {
+fn pad_outer(inner: &[u32; 5], buf: &mut [u8]) {
     for (i, w) in inner.iter().enumerate() {
         buf[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
     }
@@ -205,26 +214,38 @@ fn as_blocks(buf: &[u8], n: usize) -> &[[u8; 64]] {
 }
 
 /// One job with the `sha1` crate's compression.
-fn scalar(job: &mut HmacJob<'_>) {
-    let mut buf = [0u8; LANE_BYTES];
-    let n = pad_inner(job, &mut buf);
+fn scalar(job: &mut HmacJob<'_>, buf: &mut [u8; LANE_BYTES]) {
     let mut state = job.pads.inner;
-    sha1::block_api::compress(&mut state, as_blocks(&buf, n));
-    pad_outer(&state, &mut buf);
+    sha1::block_api::compress(&mut state, as_blocks(job.parts[0], direct_blocks(job)));
+    let n = pad_tail(job, buf);
+    sha1::block_api::compress(&mut state, as_blocks(buf, n));
+    pad_outer(&state, buf);
     let mut outer = job.pads.outer;
-    sha1::block_api::compress(&mut outer, as_blocks(&buf, 1));
+    sha1::block_api::compress(&mut outer, as_blocks(buf, 1));
     job.tag = digest(&outer);
-    buf.zeroize();
+    state.zeroize();
+    outer.zeroize();
 }
 
-/// A stream of the SHA-NI engine: which job, its padded input, where it is.
+/// Where a stream is in its job.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The first part's whole blocks, from the caller's memory.
+    Direct,
+    /// The rest of the inner message, padded, from the stream's buffer.
+    Tail,
+    /// The outer hash's block.
+    Outer,
+}
+
+/// A stream of the SHA-NI engine: which job, where it is.
 struct Lane {
     job: usize,
     state: [u32; 5],
+    phase: Phase,
     /// Blocks done and in all of the current phase.
     done: usize,
     blocks: usize,
-    outer: bool,
 }
 
 /// The SHA-NI engine with N streams: each call compresses every busy stream for the
@@ -246,13 +267,18 @@ fn run_lanes<const N: usize>(jobs: &mut [HmacJob<'_>]) {
                 if lane.is_none() && next < order.len() {
                     let job = usize::from(order[next]);
                     next += 1;
-                    let blocks = pad_inner(&chunk[job], buf);
+                    let direct = direct_blocks(&chunk[job]);
+                    let (phase, blocks) = if direct > 0 {
+                        (Phase::Direct, direct)
+                    } else {
+                        (Phase::Tail, pad_tail(&chunk[job], buf))
+                    };
                     *lane = Some(Lane {
                         job,
                         state: chunk[job].pads.inner,
+                        phase,
                         done: 0,
                         blocks,
-                        outer: false,
                     });
                 }
             }
@@ -262,20 +288,18 @@ fn run_lanes<const N: usize>(jobs: &mut [HmacJob<'_>]) {
             // Idle streams hash a busy one's blocks again; their result is dropped.
             let busy = lanes.iter().position(Option::is_some).expect("one is busy");
             let mut states = [[0u32; 5]; N];
-            let mut offsets = [0usize; N];
-            let mut src = [busy; N];
-            for i in 0..N {
-                if let Some(l) = &lanes[i] {
-                    states[i] = l.state;
-                    offsets[i] = l.done * 64;
-                    src[i] = i;
-                } else {
-                    let b = lanes[busy].as_ref().expect("busy");
-                    states[i] = b.state;
-                    offsets[i] = b.done * 64;
+            let inputs: [&[u8]; N] = std::array::from_fn(|i| {
+                let (l, buf) = match &lanes[i] {
+                    Some(l) => (l, &bufs[i]),
+                    None => (lanes[busy].as_ref().expect("busy"), &bufs[busy]),
+                };
+                states[i] = l.state;
+                let from = l.done * 64;
+                match l.phase {
+                    Phase::Direct => &chunk[l.job].parts[0][from..],
+                    Phase::Tail | Phase::Outer => &buf[from..],
                 }
-            }
-            let inputs: [&[u8]; N] = std::array::from_fn(|i| &bufs[src[i]][offsets[i]..]);
+            });
             shani::compress::<N>(&mut states, inputs, step);
             for i in 0..N {
                 let Some(l) = &mut lanes[i] else { continue };
@@ -284,20 +308,29 @@ fn run_lanes<const N: usize>(jobs: &mut [HmacJob<'_>]) {
                 if l.done < l.blocks {
                     continue;
                 }
-                if l.outer {
-                    chunk[l.job].tag = digest(&l.state);
-                    lanes[i] = None;
-                } else {
-                    pad_outer(&l.state, &mut bufs[i]);
-                    l.state = chunk[l.job].pads.outer;
-                    l.done = 0;
-                    l.blocks = 1;
-                    l.outer = true;
+                l.done = 0;
+                match l.phase {
+                    Phase::Direct => {
+                        l.phase = Phase::Tail;
+                        l.blocks = pad_tail(&chunk[l.job], &mut bufs[i]);
+                    }
+                    Phase::Tail => {
+                        pad_outer(&l.state, &mut bufs[i]);
+                        l.state = chunk[l.job].pads.outer;
+                        l.phase = Phase::Outer;
+                        l.blocks = 1;
+                    }
+                    Phase::Outer => {
+                        chunk[l.job].tag = digest(&l.state);
+                        lanes[i] = None;
+                    }
                 }
             }
         }
+        // The buffers held packet bytes and inner digests; the key-derived states were
+        // in the lanes, which are gone.
         for b in &mut bufs {
-            b.zeroize();
+            b[..64].zeroize();
         }
     }
 }
