@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ekt::Spi;
 use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use switch::forward::{CsrcRewrite, Forwarder, Receiver, TxBatch};
+use switch::forward::{CsrcRewrite, Forwarder, Inbound, Receiver, TxBatch};
 use switch::meeting::switching::Mode;
 use switch::srtp::batch::{Engine, HmacJob, HmacPads, hmac_sha1_batch};
 use switch::srtp::{HmacSha1Key, MasterKey, SrtpContext, Suite, TipEktSender};
@@ -42,10 +42,20 @@ fn receivers(screens: &[u8]) -> Vec<Receiver> {
 /// TIP EKT packets of `wire_len` bytes: the first of each ten with a full tag, the rest
 /// short, each with the appended byte.
 fn tip_packets(wire_len: usize) -> Vec<Vec<u8>> {
+    tip_packets_sized(|_| wire_len)
+}
+
+/// TIP EKT packets of mixed lengths 100..1300 (mean about 700).
+fn tip_packets_mixed() -> Vec<Vec<u8>> {
+    tip_packets_sized(|i| 100 + (i as u64 * 2_654_435_761 % 1200) as usize)
+}
+
+fn tip_packets_sized(wire_len: impl Fn(usize) -> usize) -> Vec<Vec<u8>> {
     let mut tx = TipEktSender::new(&SENDER_KEY, &params(SPI.0), SPI).unwrap();
     (0..=PASS)
         .map(|i| {
             let full = i % 10 == 0;
+            let wire_len = wire_len(i);
             let rtp_len = wire_len - 1 - if full { 34 } else { 11 };
             let mut buf = vec![0u8; 1500];
             buf[..16].copy_from_slice(&HEADER);
@@ -87,8 +97,13 @@ fn timed<S>(
     total
 }
 
+/// `wire_len` 0: mixed lengths.
 fn bench_tip(c: &mut Criterion, id: &str, wire_len: usize, screens: &[u8]) {
-    let packets = tip_packets(wire_len);
+    let packets = if wire_len == 0 {
+        tip_packets_mixed()
+    } else {
+        tip_packets(wire_len)
+    };
     let rx = receivers(screens);
     let mut out = TxBatch::new(8, 8);
     c.bench_function(id, |b| {
@@ -108,7 +123,53 @@ fn bench_tip(c: &mut Criterion, id: &str, wire_len: usize, screens: &[u8]) {
     });
 }
 
+/// The forwarder's batch path: 64 packets per `forward_batch`, their short tags verified
+/// together by `engine`; one receiver each. Criterion's time is per packet.
+fn bench_tip_batch(c: &mut Criterion, id: &str, packets: &[Vec<u8>], engine: Engine) {
+    let rx = receivers(&[1]);
+    let mut out = TxBatch::new(128, 128);
+    c.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters as usize;
+            while left > 0 {
+                let mut f = tip_forwarder(&packets[0]);
+                f.set_hmac_engine(engine);
+                let n = left.min(PASS);
+                let batch: Vec<Inbound<'_>> = packets[1..=n]
+                    .iter()
+                    .map(|p| Inbound {
+                        data: p,
+                        appended_byte: true,
+                        receivers: &rx,
+                    })
+                    .collect();
+                let start = Instant::now();
+                for chunk in batch.chunks(64) {
+                    black_box(f.forward_batch(black_box(chunk), &mut out));
+                    out.clear();
+                }
+                total += start.elapsed();
+                left -= n;
+            }
+            total
+        })
+    });
+}
+
 fn forward(c: &mut Criterion) {
+    let best = Engine::detect();
+    let equal = tip_packets(1200);
+    let mixed = tip_packets_mixed();
+    bench_tip_batch(c, "forward/hmac80_1200_batch64", &equal, best);
+    bench_tip_batch(c, "forward/hmac80_mixed_batch64", &mixed, best);
+    bench_tip_batch(
+        c,
+        "forward/hmac80_1200_batch64_scalar",
+        &equal,
+        Engine::Scalar,
+    );
+    bench_tip(c, "forward/hmac80_mixed", 0, &[1]);
     bench_tip(c, "forward/hmac80_1200", 1200, &[1]);
     bench_tip(c, "forward/hmac80_200", 200, &[1]);
     bench_tip(c, "forward/hmac80_1200_fanout4", 1200, &[1, 1, 1, 1]);

@@ -38,6 +38,7 @@ pub use tx::{ReceiverId, SLOT_SIZE, TxBatch, TxEntry};
 
 use self::source::{Keying, Source, SourceKey};
 use crate::rtp::{RTCP_HEADER_LEN, RtpHeader, is_rtcp, rtcp_ssrc};
+use crate::srtp::batch::{Engine, HmacJob, HmacPads, hmac_sha1_batch};
 use crate::srtp::tip_tag::{BASE_TAG_LEN, TagKind, rtcp_base_tag, rtp_base_tag};
 use crate::srtp::{
     HmacSha1Key, MasterKey, ReplayError, ReplayWindow, Suite, index_of, roc_of, tags_equal,
@@ -138,6 +139,21 @@ impl Verified {
     }
 }
 
+/// Packets per pass of the batch HMAC engine in [`Forwarder::forward_batch`].
+const BATCH_JOBS: usize = 64;
+
+/// A short-tag packet whose tag stage 1 of a batch computes: what it is checked against.
+#[derive(Debug, Clone, Copy)]
+struct EarlyShort {
+    ssrc: u32,
+    /// Where the tag starts (the end of the authenticated portion).
+    start: usize,
+    index: u64,
+    generation: u64,
+    /// The rest of the authenticated input: ROC, then zeros (WIRE.md section 2).
+    tail: [u8; BASE_TAG_LEN + 1],
+}
+
 /// The forwarding state of one meeting: EKT parameter sets, sender sources and counters.
 pub struct Forwarder {
     registry: SpiRegistry,
@@ -149,6 +165,8 @@ pub struct Forwarder {
     sfu_baseline: bool,
     /// The decrypted payload in the SFU baseline, reserved up front.
     plaintext: Box<[u8; SLOT_SIZE]>,
+    /// How [`Forwarder::forward_batch`] computes a batch's tags.
+    engine: Engine,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -187,6 +205,7 @@ impl Forwarder {
             stats: ForwardStats::default(),
             sfu_baseline: false,
             plaintext: Box::new([0u8; SLOT_SIZE]),
+            engine: Engine::detect(),
         }
     }
 
@@ -350,14 +369,7 @@ impl Forwarder {
                 .estimate(hdr.seq)
                 .ok_or(DropReason::IndexOutOfRange)?;
             replay_check(&s.replay, index)?;
-            // Packets before the new key's first index still use the previous key.
-            let before_start = s.start_index.is_some_and(|start| index < start);
-            let key = if before_start {
-                s.previous.as_ref()
-            } else {
-                s.current.as_ref()
-            };
-            let key = key.ok_or(DropReason::UnknownSsrc)?;
+            let key = s.key_for_index(index).ok_or(DropReason::UnknownSsrc)?;
             let ap = &data[..parsed.start];
             let tag = rtp_base_tag(
                 auth_of(key.ctx.rtp_transform()),
@@ -733,14 +745,142 @@ impl Forwarder {
 
     /// Verifies and emits every packet of a batch (as recvmmsg delivers it) whose receivers
     /// are known up front; returns the datagrams added to `out`.
+    ///
+    /// The tags of the short-tag packets of known senders (most of the traffic) are
+    /// computed together by the batch HMAC engine ([`crate::srtp::batch`]), then every
+    /// packet is decided in order exactly as [`Forwarder::verify`] would: a packet whose
+    /// sender's key or index moved meanwhile (a new key earlier in the same batch) is
+    /// verified again on its own.
     pub fn forward_batch(&mut self, batch: &[Inbound<'_>], out: &mut TxBatch) -> usize {
         let mut sent = 0;
-        for p in batch {
-            if let Ok(v) = self.verify(p.data, p.appended_byte) {
-                sent += self.emit(p.data, &v, p.receivers, out).unwrap_or(0);
+        for chunk in batch.chunks(BATCH_JOBS) {
+            let mut early = [None; BATCH_JOBS];
+            let mut tags = [[0u8; 20]; BATCH_JOBS];
+            self.short_tags(chunk, &mut early, &mut tags);
+            for (i, p) in chunk.iter().enumerate() {
+                let v = match &early[i] {
+                    Some(e) => self.finish_short(p.data, p.appended_byte, e, &tags[i]),
+                    None => self.verify(p.data, p.appended_byte),
+                };
+                if let Ok(v) = v {
+                    sent += self.emit(p.data, &v, p.receivers, out).unwrap_or(0);
+                }
             }
         }
         sent
+    }
+
+    /// The HMAC engine of [`Forwarder::forward_batch`] (the best the CPU runs by default;
+    /// tests force the others).
+    pub fn set_hmac_engine(&mut self, engine: Engine) {
+        self.engine = engine;
+    }
+
+    /// Stage 1 of a batch: the base tags of its short-tag packets from known TIP senders,
+    /// with the key and index each would be verified with now.
+    fn short_tags(
+        &self,
+        chunk: &[Inbound<'_>],
+        early: &mut [Option<EarlyShort>; BATCH_JOBS],
+        tags: &mut [[u8; 20]; BATCH_JOBS],
+    ) {
+        static NO_KEY: HmacPads = HmacPads::EMPTY;
+        let mut jobs: [HmacJob<'_>; BATCH_JOBS] =
+            std::array::from_fn(|_| HmacJob::new(&NO_KEY, &[], &[]));
+        let mut slot = [0usize; BATCH_JOBS];
+        let mut n = 0;
+        for (i, p) in chunk.iter().enumerate() {
+            early[i] = self.early_short(p.data, p.appended_byte);
+        }
+        for (i, p) in chunk.iter().enumerate() {
+            let Some(e) = &early[i] else { continue };
+            let Some(key) = self.sources.get(&e.ssrc).and_then(|s| s.key(e.generation)) else {
+                continue;
+            };
+            jobs[n] = HmacJob::new(
+                auth_of(key.ctx.rtp_transform()).pads(),
+                &p.data[..e.start],
+                &e.tail,
+            );
+            slot[n] = i;
+            n += 1;
+        }
+        if n > 0 && hmac_sha1_batch(self.engine, &mut jobs[..n]).is_err() {
+            // An engine this CPU lacks, or an oversized packet: each on its own.
+            for e in early.iter_mut() {
+                *e = None;
+            }
+            return;
+        }
+        for (job, &i) in jobs[..n].iter().zip(&slot[..n]) {
+            tags[i] = job.tag;
+        }
+    }
+
+    /// What [`Forwarder::verify`] would check a short-tag TIP packet against now, if it is
+    /// one from a known sender.
+    fn early_short(&self, data: &[u8], appended: bool) -> Option<EarlyShort> {
+        if data.len() > SLOT_SIZE || is_rtcp(data) {
+            return None;
+        }
+        let hdr = RtpHeader::parse(data).ok()?;
+        let s = self.sources.get(&hdr.ssrc)?;
+        if s.keying != Keying::TipEkt || tip::tag_form(data).ok()? != TagForm::Short {
+            return None;
+        }
+        let parsed = TipEkt::parse(data, hdr.len + usize::from(appended), BASE_TAG_LEN, 0).ok()?;
+        let index = s.index.estimate(hdr.seq)?;
+        let key = s.key_for_index(index)?;
+        let mut tail = [0u8; BASE_TAG_LEN + 1];
+        tail[..4].copy_from_slice(&roc_of(index).to_be_bytes());
+        Some(EarlyShort {
+            ssrc: hdr.ssrc,
+            start: parsed.start,
+            index,
+            generation: key.generation,
+            tail,
+        })
+    }
+
+    /// Stage 2 for a packet whose tag was computed in stage 1: the same decision as
+    /// [`Forwarder::verify`], in order; verified on its own if its sender's key or index
+    /// moved since stage 1.
+    fn finish_short(
+        &mut self,
+        data: &[u8],
+        appended: bool,
+        e: &EarlyShort,
+        tag: &[u8; 20],
+    ) -> Result<Verified, DropReason> {
+        let now = self.early_short(data, appended);
+        if now.as_ref().map(|n| (n.index, n.generation)) != Some((e.index, e.generation)) {
+            return self.verify(data, appended);
+        }
+        let hdr = RtpHeader::parse(data).map_err(|_| DropReason::Malformed)?;
+        let s = self.sources.get_mut(&hdr.ssrc).expect("known in stage 1");
+        let r = replay_check(&s.replay, e.index).and_then(|()| {
+            if tags_equal(&data[e.start..e.start + BASE_TAG_LEN], &tag[..BASE_TAG_LEN]) {
+                Ok(())
+            } else {
+                Err(DropReason::AuthFailed)
+            }
+        });
+        match r {
+            Ok(()) => {
+                s.replay.accept(e.index);
+                s.index.accept(e.index);
+                self.stats.verified += 1;
+                let mut v =
+                    Self::verdict(&hdr, data, appended, e.start, BASE_TAG_LEN, Shape::TipShort);
+                v.index = e.index;
+                v.generation = e.generation;
+                Ok(v)
+            }
+            Err(reason) => {
+                self.stats.drop(reason);
+                Err(reason)
+            }
+        }
     }
 }
 

@@ -193,6 +193,16 @@ impl Source {
             .find(|k| k.announced_by(spi, emk))
     }
 
+    /// The key a packet of `index` is checked with: the previous key before the current
+    /// one's first index (its ISN), else the current one.
+    pub(crate) fn key_for_index(&self, index: u64) -> Option<&SourceKey> {
+        if self.start_index.is_some_and(|start| index < start) {
+            self.previous.as_ref()
+        } else {
+            self.current.as_ref()
+        }
+    }
+
     /// The key with `generation`, current or previous.
     pub(crate) fn key(&self, generation: u64) -> Option<&SourceKey> {
         [self.current.as_ref(), self.previous.as_ref()]

@@ -533,3 +533,96 @@ fn the_sfu_baseline_re_encrypts_per_receiver_and_sends_the_same_bytes() {
     );
     assert_eq!((sfu.1, sfu.2), (9, 9), "the baseline per receiver");
 }
+
+/// A batch decides every packet exactly as one-at-a-time verification does, whatever
+/// engine computes its tags: keys learned and changed mid-batch (ISN), packets of the old
+/// key before the new one starts, a duplicate inside the batch, a forged tag, an unknown
+/// sender, and long runs of short tags (what the engines take).
+#[test]
+fn a_batch_decides_every_packet_as_one_at_a_time_does_with_every_engine() {
+    let mut a = Sender::new(&[1; 16], 0x0a0a, 100);
+    let mut b = Sender::new(&[3; 16], 0x0b0b, 7);
+    let mut packets = vec![
+        a.packet(true, 0, 1, &[1; 300]),
+        b.packet(true, 0, 2, &[2; 900]),
+    ];
+    for i in 0..40u8 {
+        packets.push(a.packet(false, 0, i, &[i; 1000]));
+        packets.push(b.packet(false, 0, i, &vec![i; 200 + usize::from(i) * 20]));
+    }
+    let dup = packets[5].clone();
+    packets.push(dup);
+    let mut forged = a.packet(false, 0, 9, &[9; 500]);
+    let n = forged.len();
+    forged[n - 3] ^= 1;
+    packets.push(forged);
+    packets.push(Sender::new(&[5; 16], 0x0c0c, 1).packet(false, 0, 0, &[0; 100]));
+    // A rekeys: announced now with ISN 3 packets ahead; the old key covers the gap.
+    let old_seq = a.seq;
+    let mut a2 = Sender::new(&[2; 16], 0x0a0a, old_seq);
+    packets.push(a2.packet(true, old_seq + 3, 0, &[4; 400]));
+    a.seq = old_seq + 1;
+    packets.push(a.packet(false, 0, 0, &[5; 400]));
+    packets.push(a.packet(false, 0, 0, &[6; 400]));
+    a2.seq = old_seq + 3;
+    for i in 0..20u8 {
+        packets.push(a2.packet(false, 0, i, &[i; 1100]));
+    }
+    // The old key after the new one started: refused.
+    a.seq = a2.seq;
+    packets.push(a.packet(false, 0, 0, &[7; 400]));
+
+    let rx = [
+        Receiver {
+            id: 1,
+            csrc: CsrcRewrite::TipScreen(1),
+        },
+        Receiver {
+            id: 2,
+            csrc: CsrcRewrite::TipScreen(2),
+        },
+    ];
+    let run = |engine: Option<Engine>| {
+        let mut f = forwarder();
+        let mut out = TxBatch::new(1024, 1024);
+        match engine {
+            None => {
+                for p in &packets {
+                    if let Ok(v) = f.verify(p, true) {
+                        f.emit(p, &v, &rx, &mut out).unwrap();
+                    }
+                }
+            }
+            Some(e) => {
+                f.set_hmac_engine(e);
+                let batch: Vec<Inbound<'_>> = packets
+                    .iter()
+                    .map(|p| Inbound {
+                        data: p,
+                        appended_byte: true,
+                        receivers: &rx,
+                    })
+                    .collect();
+                f.forward_batch(&batch, &mut out);
+            }
+        }
+        let sent: Vec<(u32, Vec<u8>)> = out.iter().map(|(r, b)| (r, b.to_vec())).collect();
+        (sent, format!("{:?}", f.stats()))
+    };
+    let one_at_a_time = run(None);
+    let stats = &one_at_a_time.1;
+    // Every case happened: 3 keys, the forged tag and the old key after the new one's
+    // start (AuthFailed), the unknown sender, the duplicate.
+    assert!(stats.contains("keys_learned: 3"), "{stats}");
+    assert!(
+        stats.contains("dropped: [0, 0, 1, 0, 0, 2, 1, 0"),
+        "{stats}"
+    );
+    let mut engines = vec![Engine::Scalar];
+    engines.extend((1..=4).map(Engine::ShaNi).filter(|e| e.available()));
+    for engine in engines {
+        assert_eq!(run(Some(engine)), one_at_a_time, "{engine:?}");
+    }
+    let f = forwarder();
+    assert_eq!(f.engine, Engine::detect());
+}

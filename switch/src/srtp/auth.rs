@@ -5,6 +5,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
+use super::batch::HmacPads;
+
 // Key material must be wiped on drop (issue 2). A pre-keyed `Hmac<Sha1>` is two
 // `Sha1Core` states (the keyed inner and outer pads), each zeroized by its own `Drop` with
 // sha1's `zeroize` feature; the AES key schedules by aes's. Fails to compile if a feature
@@ -23,7 +25,11 @@ const _: () = {
 /// key, and each tag clones them (two compression calls saved per packet; crates.md
 /// "HMAC-SHA1"). Zeroized on drop (hmac's `zeroize` feature).
 #[derive(Clone)]
-pub struct HmacSha1Key(Hmac<Sha1>);
+pub struct HmacSha1Key {
+    mac: Hmac<Sha1>,
+    /// The same key's pad states for the batch engines ([`crate::srtp::batch`]).
+    pads: HmacPads,
+}
 
 impl std::fmt::Debug for HmacSha1Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,13 +40,21 @@ impl std::fmt::Debug for HmacSha1Key {
 impl HmacSha1Key {
     /// Keys the HMAC with a session authentication key.
     pub fn new(key: &[u8]) -> Self {
-        Self(Hmac::<Sha1>::new_from_slice(key).expect("HMAC takes keys of any length"))
+        Self {
+            mac: Hmac::<Sha1>::new_from_slice(key).expect("HMAC takes keys of any length"),
+            pads: HmacPads::new(key),
+        }
+    }
+
+    /// The key's pads, for [`crate::srtp::batch::hmac_sha1_batch`].
+    pub fn pads(&self) -> &HmacPads {
+        &self.pads
     }
 
     /// HMAC over the concatenation of `parts`.
     #[inline]
     pub fn mac(&self, parts: &[&[u8]]) -> [u8; 20] {
-        let mut m = self.0.clone();
+        let mut m = self.mac.clone();
         for p in parts {
             m.update(p);
         }

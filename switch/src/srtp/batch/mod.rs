@@ -48,6 +48,12 @@ impl std::fmt::Debug for HmacPads {
 }
 
 impl HmacPads {
+    /// No key: a placeholder for unused job slots (its results mean nothing).
+    pub const EMPTY: Self = Self {
+        inner: [0; 5],
+        outer: [0; 5],
+    };
+
     /// The pads of `key` (a key longer than a block is hashed first, RFC 2104 §2).
     pub fn new(key: &[u8]) -> Self {
         let mut k = [0u8; 64];
