@@ -142,6 +142,20 @@ impl Verified {
 /// Packets per pass of the batch HMAC engine in [`Forwarder::forward_batch`].
 const BATCH_JOBS: usize = 64;
 
+/// An output copy laid out in its slot whose tag is still to be computed.
+#[derive(Debug, Clone, Copy)]
+struct DeferredSign {
+    slot: u32,
+    ssrc: u32,
+    generation: u64,
+    /// End of the authenticated portion in the slot (the base tag goes there).
+    payload_end: usize,
+    /// What the HMAC takes after the authenticated portion (WIRE.md section 2), and how
+    /// much of it.
+    tail: [u8; BASE_TAG_LEN + 48 + 4],
+    tail_len: usize,
+}
+
 /// A short-tag packet whose tag stage 1 of a batch computes: what it is checked against.
 #[derive(Debug, Clone, Copy)]
 struct EarlyShort {
@@ -167,6 +181,11 @@ pub struct Forwarder {
     plaintext: Box<[u8; SLOT_SIZE]>,
     /// How [`Forwarder::forward_batch`] computes a batch's tags.
     engine: Engine,
+    /// Inside [`Forwarder::forward_batch`]: output signatures are collected and computed
+    /// together ([`Forwarder::sign_deferred`]) instead of one by one.
+    defer_signing: bool,
+    /// The signatures waiting (capacity [`BATCH_JOBS`], reserved up front).
+    deferred: Vec<DeferredSign>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -206,6 +225,8 @@ impl Forwarder {
             sfu_baseline: false,
             plaintext: Box::new([0u8; SLOT_SIZE]),
             engine: Engine::detect(),
+            defer_signing: false,
+            deferred: Vec::with_capacity(BATCH_JOBS),
         }
     }
 
@@ -696,6 +717,9 @@ impl Forwarder {
             }
             return Ok(receivers.len());
         }
+        if self.defer_signing && self.deferred.len() + receivers.len() > self.deferred.capacity() {
+            self.sign_deferred(out);
+        }
         // Re-sign only with the key that verified the packet; plain RTP of a non-secure
         // meeting has none and is sent unsigned.
         let key = if v.shape == Shape::Unprotected {
@@ -726,10 +750,24 @@ impl Forwarder {
                         self.stats.resigned += resigned;
                         return Err(DropReason::OutputFull);
                     }
-                    let (len, signed) =
-                        build(data, v, key, csrc_out, out.next_slot(), &mut horner_in);
+                    let defer = self.defer_signing
+                        && matches!(v.shape, Shape::TipShort | Shape::TipFull)
+                        && data.len() - v.trailer_start <= 48;
+                    let (len, signed) = build(
+                        data,
+                        v,
+                        key,
+                        csrc_out,
+                        out.next_slot(),
+                        &mut horner_in,
+                        !defer,
+                    );
                     resigned += u64::from(signed);
                     let slot = out.commit_slot(len);
+                    if defer && signed {
+                        self.deferred
+                            .push(deferred_sign(v, slot, out.slot_bytes(slot)));
+                    }
                     if n_shared < MAX_SHARED_HEADERS {
                         shared[n_shared] = (group, slot);
                         n_shared += 1;
@@ -753,21 +791,64 @@ impl Forwarder {
     /// verified again on its own.
     pub fn forward_batch(&mut self, batch: &[Inbound<'_>], out: &mut TxBatch) -> usize {
         let mut sent = 0;
+        self.defer_signing = true;
         for chunk in batch.chunks(BATCH_JOBS) {
             let mut early = [None; BATCH_JOBS];
             let mut tags = [[0u8; 20]; BATCH_JOBS];
             self.short_tags(chunk, &mut early, &mut tags);
             for (i, p) in chunk.iter().enumerate() {
+                let keys = self.stats.keys_learned;
                 let v = match &early[i] {
                     Some(e) => self.finish_short(p.data, p.appended_byte, e, &tags[i]),
                     None => self.verify(p.data, p.appended_byte),
                 };
+                if self.stats.keys_learned != keys {
+                    // A key change may retire a key a waiting signature needs.
+                    self.sign_deferred(out);
+                }
                 if let Ok(v) = v {
                     sent += self.emit(p.data, &v, p.receivers, out).unwrap_or(0);
                 }
             }
+            self.sign_deferred(out);
         }
+        self.defer_signing = false;
         sent
+    }
+
+    /// Computes the waiting output signatures together and writes them into their slots.
+    fn sign_deferred(&mut self, out: &mut TxBatch) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        static NO_KEY: HmacPads = HmacPads::EMPTY;
+        let mut jobs: [HmacJob<'_>; BATCH_JOBS] =
+            std::array::from_fn(|_| HmacJob::new(&NO_KEY, &[], &[]));
+        let n = self.deferred.len();
+        for (job, d) in jobs.iter_mut().zip(&self.deferred) {
+            let key = self.sources.get(&d.ssrc).and_then(|s| s.key(d.generation));
+            // Flushed before every key change, so the key is still there.
+            let key = key.expect("a deferred signature's key");
+            *job = HmacJob::new(
+                auth_of(key.ctx.rtp_transform()).pads(),
+                &out.slot_bytes(d.slot)[..d.payload_end],
+                &d.tail[..d.tail_len],
+            );
+        }
+        let engine = if hmac_sha1_batch(self.engine, &mut jobs[..n]).is_ok() {
+            None
+        } else {
+            Some(Engine::Scalar)
+        };
+        if let Some(fallback) = engine {
+            hmac_sha1_batch(fallback, &mut jobs[..n]).expect("scalar takes any job");
+        }
+        let tags: [[u8; 20]; BATCH_JOBS] = std::array::from_fn(|i| jobs[i].tag);
+        for (d, tag) in self.deferred.iter().zip(&tags) {
+            let slot = out.slot_bytes_mut(d.slot);
+            slot[d.payload_end..d.payload_end + BASE_TAG_LEN].copy_from_slice(&tag[..BASE_TAG_LEN]);
+        }
+        self.deferred.clear();
     }
 
     /// The HMAC engine of [`Forwarder::forward_batch`] (the best the CPU runs by default;
@@ -894,6 +975,7 @@ fn build(
     csrc_out: Option<u32>,
     slot: &mut [u8; SLOT_SIZE],
     horner_in: &mut Option<[u8; 16]>,
+    sign_now: bool,
 ) -> (usize, bool) {
     let p = v.payload_end;
     let trailer = &data[v.trailer_start..];
@@ -913,6 +995,8 @@ fn build(
         return (len, false);
     };
     match v.shape {
+        // Deferred: the caller computes it with the batch ([`Forwarder::sign_deferred`]).
+        Shape::TipFull | Shape::TipShort if !sign_now => {}
         Shape::TipFull | Shape::TipShort | Shape::Plain { .. } => {
             sign_hmac(v, key, slot, tag_len, len);
         }
@@ -962,6 +1046,35 @@ fn sign_hmac(
             slot[p..p + tag_len].copy_from_slice(&tag[..tag_len]);
         }
         Shape::Unprotected | Shape::Aead => {}
+    }
+}
+
+/// A copy laid out in `slot` (committed as `slot_id`) whose TIP base tag is deferred:
+/// what its HMAC takes after the authenticated portion, as [`rtp_base_tag`] builds it.
+fn deferred_sign(v: &Verified, slot_id: u32, slot: &[u8]) -> DeferredSign {
+    let tag_len = v.trailer_start - v.tag_start;
+    let trailer = &slot[v.payload_end + tag_len..];
+    let roc = roc_of(v.index).to_be_bytes();
+    let mut tail = [0u8; BASE_TAG_LEN + 48 + 4];
+    let tail_len = match v.shape {
+        Shape::TipFull => {
+            let t = BASE_TAG_LEN + trailer.len();
+            tail[BASE_TAG_LEN..t].copy_from_slice(trailer);
+            tail[t..t + 4].copy_from_slice(&roc);
+            t + 4
+        }
+        _ => {
+            tail[..4].copy_from_slice(&roc);
+            BASE_TAG_LEN + 1
+        }
+    };
+    DeferredSign {
+        slot: slot_id,
+        ssrc: v.ssrc,
+        generation: v.generation,
+        payload_end: v.payload_end,
+        tail,
+        tail_len,
     }
 }
 

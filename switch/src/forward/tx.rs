@@ -77,6 +77,17 @@ impl TxBatch {
         &self.bytes[i * SLOT_SIZE..i * SLOT_SIZE + usize::from(self.slot_lens[i])]
     }
 
+    /// A committed slot's bytes.
+    pub(crate) fn slot_bytes(&self, slot: u32) -> &[u8] {
+        self.slot(slot as usize)
+    }
+
+    /// A committed slot's bytes, to finish (a deferred signature).
+    pub(crate) fn slot_bytes_mut(&mut self, slot: u32) -> &mut [u8] {
+        let i = slot as usize;
+        &mut self.bytes[i * SLOT_SIZE..i * SLOT_SIZE + usize::from(self.slot_lens[i])]
+    }
+
     /// Room for one more packet and `entries` more datagrams.
     pub(crate) fn has_room(&self, entries: usize) -> bool {
         self.slots_used < self.slot_lens.len()
