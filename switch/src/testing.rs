@@ -730,6 +730,34 @@ impl Sim {
         self.deliver_outputs();
     }
 
+    /// Datagrams from an endpoint that arrive together on `leg` (a recvmmsg batch).
+    pub fn send_batch(&mut self, leg: LegId, datagrams: &[Vec<u8>]) {
+        let batch: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+        self.meeting
+            .handle_datagrams(self.now, leg, &batch, &mut self.out);
+        self.deliver_outputs();
+    }
+
+    /// [`Sim::media_tick`] with each endpoint's packets of a line arriving as one batch.
+    pub fn media_tick_batched(&mut self, levels: &[u8], video: bool) {
+        let mut packets: Vec<(LegId, Vec<u8>)> = Vec::new();
+        for (ei, ep) in self.endpoints.iter_mut().enumerate() {
+            packets.extend(ep.media_tick(levels[ei], video, &mut self.idr));
+        }
+        let mut i = 0;
+        while i < packets.len() {
+            let leg = packets[i].0;
+            let run: Vec<Vec<u8>> = packets[i..]
+                .iter()
+                .take_while(|(l, _)| *l == leg)
+                .map(|(_, p)| p.clone())
+                .collect();
+            i += run.len();
+            self.send_batch(leg, &run);
+        }
+        self.advance(Duration::from_millis(20));
+    }
+
     /// Advances virtual time, running the meeting's timers.
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;

@@ -143,11 +143,11 @@ impl Verified {
 const BATCH_JOBS: usize = 64;
 
 /// An output copy laid out in its slot whose tag is still to be computed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct DeferredSign {
     slot: u32,
-    ssrc: u32,
-    generation: u64,
+    /// The key's pads, copied: a key change later in the batch cannot take them away.
+    pads: HmacPads,
     /// End of the authenticated portion in the slot (the base tag goes there).
     payload_end: usize,
     /// What the HMAC takes after the authenticated portion (WIRE.md section 2), and how
@@ -186,6 +186,11 @@ pub struct Forwarder {
     defer_signing: bool,
     /// The signatures waiting (capacity [`BATCH_JOBS`], reserved up front).
     deferred: Vec<DeferredSign>,
+    /// The last [`Forwarder::prepare_batch`]: per datagram, what it is checked against,
+    /// and its computed tag.
+    prepared: Box<[Option<EarlyShort>; BATCH_JOBS]>,
+    prepared_tags: Box<[[u8; 20]; BATCH_JOBS]>,
+    prepared_len: usize,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -227,6 +232,9 @@ impl Forwarder {
             engine: Engine::detect(),
             defer_signing: false,
             deferred: Vec::with_capacity(BATCH_JOBS),
+            prepared: Box::new([None; BATCH_JOBS]),
+            prepared_tags: Box::new([[0; 20]; BATCH_JOBS]),
+            prepared_len: 0,
         }
     }
 
@@ -764,9 +772,12 @@ impl Forwarder {
                     );
                     resigned += u64::from(signed);
                     let slot = out.commit_slot(len);
-                    if defer && signed {
+                    if defer
+                        && signed
+                        && let Some(key) = key
+                    {
                         self.deferred
-                            .push(deferred_sign(v, slot, out.slot_bytes(slot)));
+                            .push(deferred_sign(v, key, slot, out.slot_bytes(slot)));
                     }
                     if n_shared < MAX_SHARED_HEADERS {
                         shared[n_shared] = (group, slot);
@@ -782,38 +793,106 @@ impl Forwarder {
     }
 
     /// Verifies and emits every packet of a batch (as recvmmsg delivers it) whose receivers
-    /// are known up front; returns the datagrams added to `out`.
-    ///
-    /// The tags of the short-tag packets of known senders (most of the traffic) are
-    /// computed together by the batch HMAC engine ([`crate::srtp::batch`]), then every
-    /// packet is decided in order exactly as [`Forwarder::verify`] would: a packet whose
-    /// sender's key or index moved meanwhile (a new key earlier in the same batch) is
-    /// verified again on its own.
+    /// are known up front; returns the datagrams added to `out`. The same decisions and
+    /// bytes as [`Forwarder::verify`] and [`Forwarder::emit`] packet by packet, with the
+    /// tags computed together (see [`Forwarder::prepare_batch`]).
     pub fn forward_batch(&mut self, batch: &[Inbound<'_>], out: &mut TxBatch) -> usize {
         let mut sent = 0;
-        self.defer_signing = true;
+        self.begin_batch();
         for chunk in batch.chunks(BATCH_JOBS) {
-            let mut early = [None; BATCH_JOBS];
-            let mut tags = [[0u8; 20]; BATCH_JOBS];
-            self.short_tags(chunk, &mut early, &mut tags);
+            let mut data: [(&[u8], bool); BATCH_JOBS] = [(&[], false); BATCH_JOBS];
+            for (d, p) in data.iter_mut().zip(chunk) {
+                *d = (p.data, p.appended_byte);
+            }
+            self.prepare_batch(&data[..chunk.len()]);
             for (i, p) in chunk.iter().enumerate() {
-                let keys = self.stats.keys_learned;
-                let v = match &early[i] {
-                    Some(e) => self.finish_short(p.data, p.appended_byte, e, &tags[i]),
-                    None => self.verify(p.data, p.appended_byte),
-                };
-                if self.stats.keys_learned != keys {
-                    // A key change may retire a key a waiting signature needs.
-                    self.sign_deferred(out);
-                }
-                if let Ok(v) = v {
+                if let Ok(v) = self.verify_prepared(i, p.data, p.appended_byte) {
                     sent += self.emit(p.data, &v, p.receivers, out).unwrap_or(0);
                 }
             }
             self.sign_deferred(out);
         }
-        self.defer_signing = false;
+        self.end_batch(out);
         sent
+    }
+
+    /// The HMAC engine of the batch path (the best the CPU runs by default; tests force
+    /// the others).
+    pub fn set_hmac_engine(&mut self, engine: Engine) {
+        self.engine = engine;
+    }
+
+    /// Starts a batch: until [`Forwarder::end_batch`], [`Forwarder::emit`] lays out its
+    /// copies and leaves their HMAC tags to be computed together.
+    pub fn begin_batch(&mut self) {
+        self.defer_signing = true;
+    }
+
+    /// Ends a batch: every copy emitted since [`Forwarder::begin_batch`] gets its tag.
+    /// Call it before `out` is sent.
+    pub fn end_batch(&mut self, out: &mut TxBatch) {
+        self.sign_deferred(out);
+        self.defer_signing = false;
+        self.prepared_len = 0;
+    }
+
+    /// Stage 1 of a batch of up to 64 datagrams (data, appended byte negotiated): the
+    /// base tags of the short-tag packets of known TIP senders (most of the traffic),
+    /// computed together, with the key and index each would be verified with now. Each
+    /// datagram is then verified in order with [`Forwarder::verify_prepared`].
+    pub fn prepare_batch(&mut self, packets: &[(&[u8], bool)]) {
+        static NO_KEY: HmacPads = HmacPads::EMPTY;
+        let packets = &packets[..packets.len().min(BATCH_JOBS)];
+        self.prepared_len = packets.len();
+        for (e, (data, appended)) in self.prepared.iter_mut().zip(packets) {
+            *e = None;
+            if !data.is_empty() {
+                *e = early_short(&self.sources, data, *appended);
+            }
+        }
+        let mut jobs: [HmacJob<'_>; BATCH_JOBS] =
+            std::array::from_fn(|_| HmacJob::new(&NO_KEY, &[], &[]));
+        let mut at = [0usize; BATCH_JOBS];
+        let mut n = 0;
+        for (i, (data, _)) in packets.iter().enumerate() {
+            let Some(e) = &self.prepared[i] else { continue };
+            let Some(key) = self.sources.get(&e.ssrc).and_then(|s| s.key(e.generation)) else {
+                continue;
+            };
+            jobs[n] = HmacJob::new(
+                auth_of(key.ctx.rtp_transform()).pads(),
+                &data[..e.start],
+                &e.tail,
+            );
+            at[n] = i;
+            n += 1;
+        }
+        if n > 0 && hmac_sha1_batch(self.engine, &mut jobs[..n]).is_err() {
+            // An engine this CPU lacks: each packet is verified on its own.
+            self.prepared_len = 0;
+            return;
+        }
+        for (job, &i) in jobs[..n].iter().zip(&at[..n]) {
+            self.prepared_tags[i] = job.tag;
+        }
+    }
+
+    /// Verifies datagram `i` of the last [`Forwarder::prepare_batch`] (`data` must be the
+    /// same): the decision [`Forwarder::verify`] would take, with the tag computed there
+    /// when it is still the one to check (else verified on its own).
+    pub fn verify_prepared(
+        &mut self,
+        i: usize,
+        data: &[u8],
+        appended: bool,
+    ) -> Result<Verified, DropReason> {
+        match self.prepared.get(i).filter(|_| i < self.prepared_len) {
+            Some(Some(e)) => {
+                let (e, tag) = (*e, self.prepared_tags[i]);
+                self.finish_short(data, appended, &e, &tag)
+            }
+            _ => self.verify(data, appended),
+        }
     }
 
     /// Computes the waiting output signatures together and writes them into their slots.
@@ -826,22 +905,15 @@ impl Forwarder {
             std::array::from_fn(|_| HmacJob::new(&NO_KEY, &[], &[]));
         let n = self.deferred.len();
         for (job, d) in jobs.iter_mut().zip(&self.deferred) {
-            let key = self.sources.get(&d.ssrc).and_then(|s| s.key(d.generation));
-            // Flushed before every key change, so the key is still there.
-            let key = key.expect("a deferred signature's key");
             *job = HmacJob::new(
-                auth_of(key.ctx.rtp_transform()).pads(),
+                &d.pads,
                 &out.slot_bytes(d.slot)[..d.payload_end],
                 &d.tail[..d.tail_len],
             );
         }
-        let engine = if hmac_sha1_batch(self.engine, &mut jobs[..n]).is_ok() {
-            None
-        } else {
-            Some(Engine::Scalar)
-        };
-        if let Some(fallback) = engine {
-            hmac_sha1_batch(fallback, &mut jobs[..n]).expect("scalar takes any job");
+        if hmac_sha1_batch(self.engine, &mut jobs[..n]).is_err() {
+            // An engine this CPU lacks: the scalar one takes any job of a slot.
+            let _ = hmac_sha1_batch(Engine::Scalar, &mut jobs[..n]);
         }
         let tags: [[u8; 20]; BATCH_JOBS] = std::array::from_fn(|i| jobs[i].tag);
         for (d, tag) in self.deferred.iter().zip(&tags) {
@@ -849,78 +921,6 @@ impl Forwarder {
             slot[d.payload_end..d.payload_end + BASE_TAG_LEN].copy_from_slice(&tag[..BASE_TAG_LEN]);
         }
         self.deferred.clear();
-    }
-
-    /// The HMAC engine of [`Forwarder::forward_batch`] (the best the CPU runs by default;
-    /// tests force the others).
-    pub fn set_hmac_engine(&mut self, engine: Engine) {
-        self.engine = engine;
-    }
-
-    /// Stage 1 of a batch: the base tags of its short-tag packets from known TIP senders,
-    /// with the key and index each would be verified with now.
-    fn short_tags(
-        &self,
-        chunk: &[Inbound<'_>],
-        early: &mut [Option<EarlyShort>; BATCH_JOBS],
-        tags: &mut [[u8; 20]; BATCH_JOBS],
-    ) {
-        static NO_KEY: HmacPads = HmacPads::EMPTY;
-        let mut jobs: [HmacJob<'_>; BATCH_JOBS] =
-            std::array::from_fn(|_| HmacJob::new(&NO_KEY, &[], &[]));
-        let mut slot = [0usize; BATCH_JOBS];
-        let mut n = 0;
-        for (i, p) in chunk.iter().enumerate() {
-            early[i] = self.early_short(p.data, p.appended_byte);
-        }
-        for (i, p) in chunk.iter().enumerate() {
-            let Some(e) = &early[i] else { continue };
-            let Some(key) = self.sources.get(&e.ssrc).and_then(|s| s.key(e.generation)) else {
-                continue;
-            };
-            jobs[n] = HmacJob::new(
-                auth_of(key.ctx.rtp_transform()).pads(),
-                &p.data[..e.start],
-                &e.tail,
-            );
-            slot[n] = i;
-            n += 1;
-        }
-        if n > 0 && hmac_sha1_batch(self.engine, &mut jobs[..n]).is_err() {
-            // An engine this CPU lacks, or an oversized packet: each on its own.
-            for e in early.iter_mut() {
-                *e = None;
-            }
-            return;
-        }
-        for (job, &i) in jobs[..n].iter().zip(&slot[..n]) {
-            tags[i] = job.tag;
-        }
-    }
-
-    /// What [`Forwarder::verify`] would check a short-tag TIP packet against now, if it is
-    /// one from a known sender.
-    fn early_short(&self, data: &[u8], appended: bool) -> Option<EarlyShort> {
-        if data.len() > SLOT_SIZE || is_rtcp(data) {
-            return None;
-        }
-        let hdr = RtpHeader::parse(data).ok()?;
-        let s = self.sources.get(&hdr.ssrc)?;
-        if s.keying != Keying::TipEkt || tip::tag_form(data).ok()? != TagForm::Short {
-            return None;
-        }
-        let parsed = TipEkt::parse(data, hdr.len + usize::from(appended), BASE_TAG_LEN, 0).ok()?;
-        let index = s.index.estimate(hdr.seq)?;
-        let key = s.key_for_index(index)?;
-        let mut tail = [0u8; BASE_TAG_LEN + 1];
-        tail[..4].copy_from_slice(&roc_of(index).to_be_bytes());
-        Some(EarlyShort {
-            ssrc: hdr.ssrc,
-            start: parsed.start,
-            index,
-            generation: key.generation,
-            tail,
-        })
     }
 
     /// Stage 2 for a packet whose tag was computed in stage 1: the same decision as
@@ -933,8 +933,9 @@ impl Forwarder {
         e: &EarlyShort,
         tag: &[u8; 20],
     ) -> Result<Verified, DropReason> {
-        let now = self.early_short(data, appended);
-        if now.as_ref().map(|n| (n.index, n.generation)) != Some((e.index, e.generation)) {
+        let now = early_short(&self.sources, data, appended);
+        let same = |n: &EarlyShort| (n.ssrc, n.start, n.index, n.generation);
+        if now.as_ref().map(same) != Some(same(e)) {
             return self.verify(data, appended);
         }
         let hdr = RtpHeader::parse(data).map_err(|_| DropReason::Malformed)?;
@@ -1051,7 +1052,7 @@ fn sign_hmac(
 
 /// A copy laid out in `slot` (committed as `slot_id`) whose TIP base tag is deferred:
 /// what its HMAC takes after the authenticated portion, as [`rtp_base_tag`] builds it.
-fn deferred_sign(v: &Verified, slot_id: u32, slot: &[u8]) -> DeferredSign {
+fn deferred_sign(v: &Verified, key: &SourceKey, slot_id: u32, slot: &[u8]) -> DeferredSign {
     let tag_len = v.trailer_start - v.tag_start;
     let trailer = &slot[v.payload_end + tag_len..];
     let roc = roc_of(v.index).to_be_bytes();
@@ -1070,8 +1071,7 @@ fn deferred_sign(v: &Verified, slot_id: u32, slot: &[u8]) -> DeferredSign {
     };
     DeferredSign {
         slot: slot_id,
-        ssrc: v.ssrc,
-        generation: v.generation,
+        pads: auth_of(key.ctx.rtp_transform()).pads().clone(),
         payload_end: v.payload_end,
         tail,
         tail_len,
@@ -1110,4 +1110,33 @@ fn emit_sfu(
         out.push(r.id, slot);
     }
     receivers.len()
+}
+
+/// What [`Forwarder::verify`] would check a short-tag TIP packet against now, if it is
+/// one from a known sender.
+fn early_short(
+    sources: &HashMap<u32, Source, SsrcHashBuilder>,
+    data: &[u8],
+    appended: bool,
+) -> Option<EarlyShort> {
+    if data.len() > SLOT_SIZE || is_rtcp(data) {
+        return None;
+    }
+    let hdr = RtpHeader::parse(data).ok()?;
+    let s = sources.get(&hdr.ssrc)?;
+    if s.keying != Keying::TipEkt || tip::tag_form(data).ok()? != TagForm::Short {
+        return None;
+    }
+    let parsed = TipEkt::parse(data, hdr.len + usize::from(appended), BASE_TAG_LEN, 0).ok()?;
+    let index = s.index.estimate(hdr.seq)?;
+    let key = s.key_for_index(index)?;
+    let mut tail = [0u8; BASE_TAG_LEN + 1];
+    tail[..4].copy_from_slice(&roc_of(index).to_be_bytes());
+    Some(EarlyShort {
+        ssrc: hdr.ssrc,
+        start: parsed.start,
+        index,
+        generation: key.generation,
+        tail,
+    })
 }

@@ -192,6 +192,8 @@ pub struct Meeting {
     secure: bool,
     /// Output is waiting outside of any datagram or timer (a NOTIFY of a downgrade).
     flush_at: Option<Instant>,
+    /// Inside [`Meeting::handle_datagrams`]: the datagram's place in the prepared batch.
+    prepared: Option<usize>,
 }
 
 impl std::fmt::Debug for Meeting {
@@ -224,6 +226,7 @@ impl Meeting {
             layouts_dirty: false,
             secure: true,
             flush_at: None,
+            prepared: None,
         }
     }
 
@@ -379,6 +382,44 @@ impl Meeting {
         })
     }
 
+    /// Datagrams that arrived together on `leg` (a recvmmsg batch, up to 64): the same as
+    /// [`Meeting::handle_datagram`] for each in order, with the media tags verified
+    /// together and the outputs signed together (`forward`'s batch path). `out` must have
+    /// room for the batch's outputs: its tags are written in place at the end.
+    pub fn handle_datagrams(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        datagrams: &[&[u8]],
+        out: &mut TxBatch,
+    ) {
+        let appended = self
+            .find_leg(leg)
+            .map(|(pi, li, _)| &self.participants[pi].lines[li])
+            .filter(|l| self.secure && !l.held)
+            .map(|l| l.appended_byte);
+        let Some(appended) = appended else {
+            // Nothing to verify in batch here (non-secure, held or unknown).
+            for d in datagrams {
+                self.handle_datagram(now, leg, d, out);
+            }
+            return;
+        };
+        let mut packets: [(&[u8], bool); 64] = [(&[], false); 64];
+        let n = datagrams.len().min(64);
+        for (p, d) in packets.iter_mut().zip(&datagrams[..n]) {
+            *p = (d, appended);
+        }
+        self.forwarder.begin_batch();
+        self.forwarder.prepare_batch(&packets[..n]);
+        for (i, d) in datagrams.iter().enumerate() {
+            self.prepared = (i < n).then_some(i);
+            self.handle_datagram(now, leg, d, out);
+        }
+        self.prepared = None;
+        self.forwarder.end_batch(out);
+    }
+
     /// A datagram that arrived on `leg`.
     pub fn handle_datagram(&mut self, now: Instant, leg: LegId, data: &[u8], out: &mut TxBatch) {
         let Some((pi, li, on_rtcp_leg)) = self.find_leg(leg) else {
@@ -497,7 +538,10 @@ impl Meeting {
             return;
         }
         let verified = if self.secure {
-            self.forwarder.verify(data, appended)
+            match self.prepared {
+                Some(i) => self.forwarder.verify_prepared(i, data, appended),
+                None => self.forwarder.verify(data, appended),
+            }
         } else {
             self.forwarder.verify_unprotected(data, appended)
         };

@@ -288,6 +288,11 @@ impl State {
             let Some(m) = self.meetings.get_mut(&meeting) else {
                 return;
             };
+            // The batch goes to the meeting whole: its tags are verified and its outputs
+            // signed together (`Meeting::handle_datagrams`). The queue was flushed after
+            // the last batch, so it has room for this one's outputs.
+            let mut batch: [&[u8]; sys::BATCH] = [&[]; sys::BATCH];
+            let mut taken = 0;
             for k in 0..n {
                 let Some((from, data)) = self.rx.get(k) else {
                     continue;
@@ -300,17 +305,10 @@ impl State {
                     self.stats.foreign_source.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                m.handle_datagram(now, leg, data, &mut self.tx);
-                if !self.tx.has_room(64) {
-                    flush(
-                        &self.legs,
-                        &mut self.tx,
-                        &self.stats,
-                        self.batch,
-                        &mut self.flush_order,
-                    );
-                }
+                batch[taken] = data;
+                taken += 1;
             }
+            m.handle_datagrams(now, leg, &batch[..taken], &mut self.tx);
             flush(
                 &self.legs,
                 &mut self.tx,
