@@ -319,24 +319,30 @@ async fn a_non_secure_meeting_runs_plain_rtp_with_the_same_switching() {
     // A secure endpoint joins it non-secure (T4): answered, held, re-INVITEd to RTP/AVP
     // (R33: media never mixed).
     let dtls = Arc::new(DtlsIdentity::generate().unwrap());
-    let mut secure = SimulatedCall::dial(
-        Endpoint::new(4, 1),
-        &sw.policy,
-        sw.sip,
-        "4003",
-        false,
-        &dtls,
-    )
-    .await
-    .unwrap();
+    joins_secure_and_is_downgraded(&sw, "4003", &dtls, &mut calls).await;
+    sw.stop().await;
+}
+
+/// A secure endpoint (id 4) dials `number`, a non-secure meeting: it is answered, accepts
+/// the switch's re-INVITE to RTP/AVP, runs TIP again and hears B (`calls[1]`).
+async fn joins_secure_and_is_downgraded(
+    sw: &common::Switch,
+    number: &str,
+    dtls: &Arc<DtlsIdentity>,
+    calls: &mut Vec<SimulatedCall>,
+) {
+    let mut secure =
+        SimulatedCall::dial(Endpoint::new(4, 1), &sw.policy, sw.sip, number, false, dtls)
+            .await
+            .unwrap();
     secure.accept_downgrade().await.unwrap();
     calls.push(secure);
-    assert!(until_established(&mut calls, 30).await, "TIP again, plain");
-    let before = from_b(&calls[3], Media::Audio);
-    run_media(&mut calls, 2.0).await;
-    let n = from_b(&calls[3], Media::Audio) - before;
+    let i = calls.len() - 1;
+    assert!(until_established(calls, 30).await, "TIP again, plain");
+    let before = from_b(&calls[i], Media::Audio);
+    run_media(calls, 2.0).await;
+    let n = from_b(&calls[i], Media::Audio) - before;
     assert!(n > 20, "the downgraded endpoint hears B: {n}");
-    sw.stop().await;
 }
 
 /// R38, T1 L3, R40: a non-secure endpoint joining a secure Best-Effort meeting downgrades
@@ -398,26 +404,7 @@ async fn best_effort_downgrades_every_endpoint_when_a_non_secure_one_joins() {
         }
     }
     // A secure endpoint joining the non-secure meeting is downgraded too.
-    let mut late = SimulatedCall::dial(
-        Endpoint::new(4, 1),
-        &sw.policy,
-        sw.sip,
-        "4005",
-        false,
-        &dtls,
-    )
-    .await
-    .unwrap();
-    late.accept_downgrade().await.unwrap();
-    calls.push(late);
-    assert!(
-        until_established(&mut calls, 30).await,
-        "the late one, plain"
-    );
-    let before = from_b(&calls[3], Media::Audio);
-    run_media(&mut calls, 2.0).await;
-    let n = from_b(&calls[3], Media::Audio) - before;
-    assert!(n > 20, "the late one hears B: {n}");
+    joins_secure_and_is_downgraded(&sw, "4005", &dtls, &mut calls).await;
     for c in &mut calls {
         c.hangup("4005").await.unwrap();
     }

@@ -217,7 +217,7 @@ fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
                 m.handle_timeout(now, &mut s.tx);
             }
         }
-        flush(&s.legs, &mut s.tx, &s.stats, s.batch, &mut s.flush_order);
+        s.flush_tx();
         s.forward_events();
     }
 }
@@ -252,17 +252,22 @@ impl State {
             Command::Run(id, f) => {
                 if let Some(m) = self.meetings.get_mut(&id) {
                     f(m, Instant::now());
-                    flush(
-                        &self.legs,
-                        &mut self.tx,
-                        &self.stats,
-                        self.batch,
-                        &mut self.flush_order,
-                    );
+                    self.flush_tx();
                     self.forward_events();
                 }
             }
         }
+    }
+
+    /// Sends everything queued.
+    fn flush_tx(&mut self) {
+        flush(
+            &self.legs,
+            &mut self.tx,
+            &self.stats,
+            self.batch,
+            &mut self.flush_order,
+        );
     }
 
     /// Drains a readable socket, a batch at a time.
@@ -309,13 +314,7 @@ impl State {
                 taken += 1;
             }
             m.handle_datagrams(now, leg, &batch[..taken], &mut self.tx);
-            flush(
-                &self.legs,
-                &mut self.tx,
-                &self.stats,
-                self.batch,
-                &mut self.flush_order,
-            );
+            self.flush_tx();
             if n < self.batch {
                 return;
             }
