@@ -104,30 +104,29 @@ pub fn segments(meetings: usize, endpoints: usize) -> usize {
 pub struct Point {
     /// `fast`, `sfu-baseline` or `fast, batching off`.
     pub switch: String,
-    /// Meetings, endpoints per meeting, segments.
+    /// Meetings.
     pub meetings: usize,
-    /// .
+    /// Endpoints per meeting.
     pub endpoints: usize,
-    /// .
+    /// Segments (screens) in all.
     pub segments: usize,
-    /// Endpoints that joined / failed to join.
+    /// Endpoints that joined.
     pub joined: usize,
-    /// .
+    /// Endpoints that failed to join.
     pub failed: usize,
     /// The window, seconds.
     pub seconds: f64,
-    /// Media packets/s and bits/s the endpoints sent.
+    /// Media packets/s the endpoints sent.
     pub sent_pps: f64,
-    /// .
+    /// Media bits/s the endpoints sent.
     pub sent_bps: f64,
-    /// Media packets/s and bits/s the endpoints received (what the switch forwarded).
+    /// Media packets/s the endpoints received (what the switch forwarded).
     pub received_pps: f64,
-    /// .
+    /// Media bits/s the endpoints received.
     pub received_bps: f64,
-    /// Video packets missing in received streams, and their share of the video that
-    /// arrived.
+    /// Video packets missing in received streams.
     pub lost: u64,
-    /// .
+    /// Their share of the video that should have arrived.
     pub loss_ratio: f64,
     /// Audio packets missing in received streams (mostly the loudest-N mix changing).
     pub audio_gaps: u64,
@@ -140,9 +139,9 @@ pub struct Point {
     pub verify_failures: u64,
     /// Latency the switch added, microseconds: p50, p99, p99.9, max.
     pub latency_us: [u32; 4],
-    /// The switch's CPU time in the window, and per forwarded (received) packet.
+    /// The switch's CPU time in the window.
     pub switch_cpu_seconds: f64,
-    /// .
+    /// The switch's CPU time per forwarded (received) packet, nanoseconds.
     pub switch_cpu_ns_per_packet: f64,
     /// The switch's CPU use, in cores.
     pub switch_cores: f64,

@@ -75,13 +75,13 @@ impl Shared {
 /// What one call measured inside the window.
 #[derive(Debug, Default, Clone)]
 pub struct CallStats {
-    /// Media packets and bytes it sent.
+    /// Media packets it sent.
     pub sent_packets: u64,
-    /// .
+    /// Their bytes.
     pub sent_bytes: u64,
-    /// Media packets and bytes it received (verified or not).
+    /// Media packets it received (verified or not).
     pub received_packets: u64,
-    /// .
+    /// Their bytes.
     pub received_bytes: u64,
     /// Received video packets (the switch forwarded them).
     pub received_video: u64,
@@ -112,9 +112,9 @@ pub struct CallPlan {
     pub screens: u8,
     /// The meeting number it dials.
     pub number: String,
-    /// Its place in the meeting and the meeting's size (the speaker rotates).
+    /// Its place in the meeting (the speaker rotates in this order).
     pub index: usize,
-    /// .
+    /// Endpoints in its meeting.
     pub meeting_size: usize,
 }
 
@@ -218,19 +218,11 @@ impl MediaLoop {
         let mut rx_v = vec![0u8; 2048];
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            if now >= next_audio {
-                if now - next_audio > LATE {
-                    stats.late_sends += u64::from(self.shared.in_window(now));
-                    next_audio = now;
-                }
+            if self.due(now, &mut next_audio, stats) {
                 self.send_audio(now, stats).await;
                 next_audio += AUDIO_INTERVAL;
             }
-            if now >= next_frame {
-                if now - next_frame > LATE {
-                    stats.late_sends += u64::from(self.shared.in_window(now));
-                    next_frame = now;
-                }
+            if self.due(now, &mut next_frame, stats) {
                 self.send_frame(now, stats).await;
                 next_frame += FRAME_INTERVAL;
             }
@@ -250,6 +242,19 @@ impl MediaLoop {
                 }
             }
         }
+    }
+
+    /// Whether a send scheduled at `next` is due; one more than [`LATE`] behind is counted
+    /// (the generator fell behind) and the schedule restarts from now.
+    fn due(&self, now: Instant, next: &mut Instant, stats: &mut CallStats) -> bool {
+        if now < *next {
+            return false;
+        }
+        if now - *next > LATE {
+            stats.late_sends += u64::from(self.shared.in_window(now));
+            *next = now;
+        }
+        true
     }
 
     /// The speaker's level (high) or a listener's.
