@@ -375,10 +375,12 @@ fn batch_hmac(c: &mut Criterion) {
         .collect();
     let mut engines = vec![Engine::Scalar];
     engines.extend((1..=4).map(Engine::ShaNi).filter(|e| e.available()));
+    engines.extend([Engine::Avx2].into_iter().filter(|e| e.available()));
     for engine in engines {
         let name = match engine {
             Engine::Scalar => "scalar".to_owned(),
             Engine::ShaNi(n) => format!("shani_x{n}"),
+            Engine::Avx2 => "avx2_x8".to_owned(),
         };
         for (set, messages) in [("1204", &equal), ("mixed", &mixed)] {
             c.bench_function(&format!("hmac/batch64_{set}/{name}"), |b| {

@@ -619,7 +619,12 @@ fn a_batch_decides_every_packet_as_one_at_a_time_does_with_every_engine() {
         "{stats}"
     );
     let mut engines = vec![Engine::Scalar];
-    engines.extend((1..=4).map(Engine::ShaNi).filter(|e| e.available()));
+    engines.extend(
+        (1..=4)
+            .map(Engine::ShaNi)
+            .chain([Engine::Avx2])
+            .filter(|e| e.available()),
+    );
     for engine in engines {
         assert_eq!(run(Some(engine)), one_at_a_time, "{engine:?}");
     }

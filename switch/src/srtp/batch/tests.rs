@@ -35,6 +35,7 @@ fn engines() -> Vec<Engine> {
         Engine::ShaNi(2),
         Engine::ShaNi(3),
         Engine::ShaNi(4),
+        Engine::Avx2,
     ];
     let (run, skip): (Vec<Engine>, Vec<Engine>) = all.into_iter().partition(|e| e.available());
     if !skip.is_empty() {
@@ -130,4 +131,15 @@ fn rfc2202_case_2_and_the_limits() {
     );
     assert_eq!(format!("{pads:?}"), "HmacPads");
     hmac_sha1_batch(Engine::detect(), &mut []).unwrap();
+}
+
+#[test]
+fn small_batches_take_fewer_streams() {
+    assert_eq!(Engine::ShaNi(4).for_batch(1), Engine::ShaNi(1));
+    assert_eq!(Engine::ShaNi(4).for_batch(3), Engine::ShaNi(3));
+    assert_eq!(Engine::ShaNi(4).for_batch(64), Engine::ShaNi(4));
+    assert_eq!(Engine::ShaNi(4).for_batch(0), Engine::ShaNi(1));
+    assert_eq!(Engine::Avx2.for_batch(6), Engine::Scalar);
+    assert_eq!(Engine::Avx2.for_batch(7), Engine::Avx2);
+    assert_eq!(Engine::Scalar.for_batch(64), Engine::Scalar);
 }
