@@ -9,7 +9,7 @@
 //! - [`meeting`]: voice-activated switching and refresh-point display switching.
 //! - [`rtp`]: RTP/RTCP header views.
 //! - [`udp`]: the media worker: sockets, recvmmsg/sendmmsg batches, epoll (`unsafe` is
-//!   only in `udp::sys` and in the SHA-NI engine, `srtp::batch::shani`).
+//!   only in `udp::sys` and in the SIMD engines, `srtp::batch::{shani, avx2}`).
 //! - [`tip`]: TIP control packets (RTCP APP "xcts"); SPIMAP so far, the rest with issue 3.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
