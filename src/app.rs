@@ -818,16 +818,19 @@ impl App {
         }
     }
 
+    /// Whether the meeting of `call` runs plain RTP.
+    fn meeting_is_plain(&self, call: CallHandle) -> bool {
+        self.calls
+            .get(&call)
+            .and_then(|c| self.meetings.get(&c.number))
+            .is_some_and(|m| m.secure == Some(false))
+    }
+
     /// Delayed offer: ports for an audio and a video line, our keys, our offer.
     fn offer_for_delayed(&mut self, call: CallHandle) -> Result<Vec<u8>, join::JoinError> {
         let mode = self.settings.security;
         // A non-secure meeting gets plain RTP offered at once (no downgrade to come).
-        let meeting_plain = self
-            .calls
-            .get(&call)
-            .and_then(|c| self.meetings.get(&c.number))
-            .is_some_and(|m| m.secure == Some(false));
-        let profile = if meeting_plain {
+        let profile = if self.meeting_is_plain(call) {
             Profile::Avp
         } else {
             mode.offer_profile()
@@ -920,12 +923,7 @@ impl App {
             return self.leave(call);
         }
         // The meeting went non-secure while our SRTP offer was out: held, then RTP/AVP.
-        let meeting_plain = self
-            .calls
-            .get(&call)
-            .and_then(|c| self.meetings.get(&c.number))
-            .is_some_and(|m| m.secure == Some(false));
-        if meeting_plain && !we_offered_plain {
+        if self.meeting_is_plain(call) && !we_offered_plain {
             self.downgrade_call(call);
         }
     }

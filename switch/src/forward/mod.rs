@@ -160,8 +160,10 @@ struct DeferredSign {
 #[derive(Debug, Clone, Copy)]
 struct EarlyShort {
     ssrc: u32,
-    /// Where the tag starts (the end of the authenticated portion).
+    /// Where the tag starts (the end of the authenticated portion), for this setting of
+    /// the appended byte.
     start: usize,
+    appended: bool,
     index: u64,
     generation: u64,
     /// The rest of the authenticated input: ROC, then zeros (WIRE.md section 2).
@@ -933,13 +935,18 @@ impl Forwarder {
         e: &EarlyShort,
         tag: &[u8; 20],
     ) -> Result<Verified, DropReason> {
-        let now = early_short(&self.sources, data, appended);
-        let same = |n: &EarlyShort| (n.ssrc, n.start, n.index, n.generation);
-        if now.as_ref().map(same) != Some(same(e)) {
+        // Only the sender's state can have moved since stage 1 (the packet's own bytes
+        // were parsed there): its index estimate and the key that index selects.
+        let hdr = RtpHeader::parse(data).map_err(|_| DropReason::Malformed)?;
+        let unchanged = appended == e.appended
+            && self.sources.get(&hdr.ssrc).is_some_and(|s| {
+                s.index.estimate(hdr.seq) == Some(e.index)
+                    && s.key_for_index(e.index).map(|k| k.generation) == Some(e.generation)
+            });
+        if !unchanged {
             return self.verify(data, appended);
         }
-        let hdr = RtpHeader::parse(data).map_err(|_| DropReason::Malformed)?;
-        let s = self.sources.get_mut(&hdr.ssrc).expect("known in stage 1");
+        let s = self.sources.get_mut(&hdr.ssrc).expect("checked above");
         let r = replay_check(&s.replay, e.index).and_then(|()| {
             if tags_equal(&data[e.start..e.start + BASE_TAG_LEN], &tag[..BASE_TAG_LEN]) {
                 Ok(())
@@ -1135,6 +1142,7 @@ fn early_short(
     Some(EarlyShort {
         ssrc: hdr.ssrc,
         start: parsed.start,
+        appended,
         index,
         generation: key.generation,
         tail,
