@@ -471,6 +471,27 @@ impl SimulatedCall {
         Ok(())
     }
 
+    /// Sends a re-INVITE with `sdp` (CSeq `cseq`) in the call to `number`; returns the
+    /// switch's final response (the caller ACKs a 2xx).
+    pub async fn reinvite(
+        &mut self,
+        number: &str,
+        cseq: u32,
+        sdp: &str,
+    ) -> Result<String, EndpointError> {
+        let invite = request(
+            "INVITE",
+            self.sip.local,
+            number,
+            &self.call_id,
+            Some(&self.tag),
+            cseq,
+            sdp,
+        );
+        self.sip.send(&invite).await?;
+        self.sip.final_response().await
+    }
+
     /// Hangs up: BYE, and its 200.
     pub async fn hangup(&mut self, number: &str) -> Result<(), EndpointError> {
         let bye = request(

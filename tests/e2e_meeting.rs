@@ -117,31 +117,11 @@ async fn meeting_over_sip(delayed_offer: bool, ports: &str) {
     let a = &mut calls[0];
     let ours = a.local_sdp().unwrap();
     let rekey = ours.replacen("a=fingerprint:sha-256 ", "a=fingerprint:sha-256 00:", 2);
-    let reinvite = endpoint::request(
-        "INVITE",
-        a.sip.local,
-        "4000",
-        &a.call_id,
-        Some(&a.tag),
-        3,
-        &rekey,
-    );
-    a.sip.send(&reinvite).await.unwrap();
-    let refused = a.sip.final_response().await.unwrap();
+    let refused = a.reinvite("4000", 3, &rekey).await.unwrap();
     assert!(refused.starts_with("SIP/2.0 488"), "{refused}");
     // A puts the call on hold (re-INVITE, sendonly): the answer says recvonly.
     let hold = ours.replace("a=rtcp-mux\r\n", "a=rtcp-mux\r\na=sendonly\r\n");
-    let reinvite = endpoint::request(
-        "INVITE",
-        a.sip.local,
-        "4000",
-        &a.call_id,
-        Some(&a.tag),
-        4,
-        &hold,
-    );
-    a.sip.send(&reinvite).await.unwrap();
-    let ok = a.sip.final_response().await.unwrap();
+    let ok = a.reinvite("4000", 4, &hold).await.unwrap();
     assert!(
         ok.starts_with("SIP/2.0 200") && ok.contains("CSeq: 4 INVITE"),
         "{ok}"
