@@ -83,17 +83,13 @@ async fn meeting_over_sip(delayed_offer: bool, ports: &str) {
     )
     .await;
     let dtls = Arc::new(DtlsIdentity::generate().unwrap());
-    let mut calls = Vec::new();
-    for (id, screens) in [(1, 3), (2, 1), (3, 1)] {
-        let ep = Endpoint::new(id, screens);
-        // C keeps RTCP on its own port (no a=rtcp-mux in its offer or answer).
-        let ep = if id == 3 { ep.without_rtcp_mux() } else { ep };
-        calls.push(
-            SimulatedCall::dial(ep, &sw.policy, sw.sip, "4000", delayed_offer, &dtls)
-                .await
-                .unwrap(),
-        );
-    }
+    // C keeps RTCP on its own port (no a=rtcp-mux in its offer or answer).
+    let eps = [
+        Endpoint::new(1, 3),
+        Endpoint::new(2, 1),
+        Endpoint::new(3, 1).without_rtcp_mux(),
+    ];
+    let mut calls = dial_all(&sw, "4000", eps, delayed_offer, &dtls).await;
     assert!(until_established(&mut calls, 30).await, "TIP on every line");
     run_media(&mut calls, 3.0).await;
     for c in &calls {
@@ -256,11 +252,24 @@ async fn the_demo_holds_every_check() {
 /// Dials the non-secure endpoints `(id, screens)` into `number`.
 async fn dial_plain(sw: &common::Switch, number: &str, eps: &[(u32, u8)]) -> Vec<SimulatedCall> {
     let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let eps = eps
+        .iter()
+        .map(|&(id, screens)| Endpoint::new(id, screens).non_secure());
+    dial_all(sw, number, eps, false, &dtls).await
+}
+
+/// Dials each endpoint into `number`, in order (early offer unless `delayed_offer`).
+async fn dial_all(
+    sw: &common::Switch,
+    number: &str,
+    eps: impl IntoIterator<Item = Endpoint>,
+    delayed_offer: bool,
+    dtls: &Arc<DtlsIdentity>,
+) -> Vec<SimulatedCall> {
     let mut calls = Vec::new();
-    for &(id, screens) in eps {
-        let ep = Endpoint::new(id, screens).non_secure();
+    for ep in eps {
         calls.push(
-            SimulatedCall::dial(ep, &sw.policy, sw.sip, number, false, &dtls)
+            SimulatedCall::dial(ep, &sw.policy, sw.sip, number, delayed_offer, dtls)
                 .await
                 .unwrap(),
         );
@@ -340,15 +349,8 @@ async fn best_effort_downgrades_every_endpoint_when_a_non_secure_one_joins() {
     )
     .await;
     let dtls = Arc::new(DtlsIdentity::generate().unwrap());
-    let mut calls = Vec::new();
-    for (id, screens) in [(1, 3), (2, 1)] {
-        let ep = Endpoint::new(id, screens);
-        calls.push(
-            SimulatedCall::dial(ep, &sw.policy, sw.sip, "4005", false, &dtls)
-                .await
-                .unwrap(),
-        );
-    }
+    let eps = [Endpoint::new(1, 3), Endpoint::new(2, 1)];
+    let mut calls = dial_all(&sw, "4005", eps, false, &dtls).await;
     assert!(until_established(&mut calls, 30).await, "secure TIP");
     run_media(&mut calls, 1.0).await;
     assert!(from_b(&calls[0], Media::Audio) > 10, "A hears B, secure");
@@ -423,15 +425,8 @@ async fn an_added_audio_only_call_downgrades_a_best_effort_meeting() {
     )
     .await;
     let dtls = Arc::new(DtlsIdentity::generate().unwrap());
-    let mut calls = Vec::new();
-    for id in [1, 2] {
-        let ep = Endpoint::new(id, 1);
-        calls.push(
-            SimulatedCall::dial(ep, &sw.policy, sw.sip, "4006", false, &dtls)
-                .await
-                .unwrap(),
-        );
-    }
+    let eps = [Endpoint::new(1, 1), Endpoint::new(2, 1)];
+    let mut calls = dial_all(&sw, "4006", eps, false, &dtls).await;
     assert!(until_established(&mut calls, 30).await, "secure TIP");
     // An audio-only phone with DTLS-SRTP.
     let mut phone = SipClient::connect(&sw.policy, sw.sip, "mswitch")
