@@ -33,6 +33,7 @@ use ekt::tip_tag::{self as tip, TagForm, TipEkt};
 use ekt::{SpiRegistry, SrtpProfile};
 
 pub use csrc::{CsrcRewrite, TipCsrc};
+pub use gcm::GhashEngine;
 pub use stats::{DropReason, ForwardStats};
 pub use tx::{ReceiverId, SLOT_SIZE, TxBatch, TxEntry};
 
@@ -183,6 +184,8 @@ pub struct Forwarder {
     plaintext: Box<[u8; SLOT_SIZE]>,
     /// How [`Forwarder::forward_batch`] computes a batch's tags.
     engine: Engine,
+    /// How the GHASH of keys learned from now on is computed.
+    ghash: GhashEngine,
     /// Inside [`Forwarder::forward_batch`]: output signatures are collected and computed
     /// together ([`Forwarder::sign_deferred`]) instead of one by one.
     defer_signing: bool,
@@ -232,6 +235,7 @@ impl Forwarder {
             sfu_baseline: false,
             plaintext: Box::new([0u8; SLOT_SIZE]),
             engine: Engine::detect(),
+            ghash: GhashEngine::detect(),
             defer_signing: false,
             deferred: Vec::with_capacity(BATCH_JOBS),
             prepared: Box::new([None; BATCH_JOBS]),
@@ -272,7 +276,7 @@ impl Forwarder {
         }
         let generation = self.bump_generation();
         let mut s = Source::new(Keying::Plain);
-        s.install(SourceKey::new(suite, master, generation), None);
+        s.install(SourceKey::new(self.ghash, suite, master, generation), None);
         self.sources.insert(ssrc, s);
         Ok(())
     }
@@ -470,7 +474,7 @@ impl Forwarder {
 
         // A new key: provisional until the tag verifies (ekt-spec.md §3.6 steps 4-6).
         let generation = self.next_generation;
-        let key = SourceKey::from_emk(params, spi, f.emk, generation)?;
+        let key = SourceKey::from_emk(self.ghash, params, spi, f.emk, generation)?;
         let tag = rtp_base_tag(auth_of(key.ctx.rtp_transform()), ap, kind, f.roc);
         if !tags_equal(f.base_tag, &tag[..BASE_TAG_LEN]) {
             return Err(DropReason::AuthFailed);
@@ -667,7 +671,7 @@ impl Forwarder {
             }
         }
         let params = self.registry.get(f.spi).ok_or(DropReason::UnknownSpi)?;
-        let key = SourceKey::from_emk(params, f.spi, f.emk, self.next_generation)?;
+        let key = SourceKey::from_emk(self.ghash, params, f.spi, f.emk, self.next_generation)?;
         let tag = rtcp_base_tag(auth_of(key.ctx.rtcp_transform()), ap, kind);
         if !tags_equal(received, &tag[..BASE_TAG_LEN]) {
             return Err(DropReason::AuthFailed);
@@ -748,7 +752,6 @@ impl Forwarder {
         }
         let mut shared: [(u32, u32); MAX_SHARED_HEADERS] = [(0, 0); MAX_SHARED_HEADERS];
         let mut n_shared = 0;
-        let mut horner_in = None;
         let mut resigned = 0;
         for (i, r) in receivers.iter().enumerate() {
             let csrc_out = v.first_csrc.map(|c| r.csrc.apply(c));
@@ -763,15 +766,7 @@ impl Forwarder {
                     let defer = self.defer_signing
                         && matches!(v.shape, Shape::TipShort | Shape::TipFull)
                         && data.len() - v.trailer_start <= 48;
-                    let (len, signed) = build(
-                        data,
-                        v,
-                        key,
-                        csrc_out,
-                        out.next_slot(),
-                        &mut horner_in,
-                        !defer,
-                    );
+                    let (len, signed) = build(data, v, key, csrc_out, out.next_slot(), !defer);
                     resigned += u64::from(signed);
                     let slot = out.commit_slot(len);
                     if defer
@@ -822,6 +817,12 @@ impl Forwarder {
     /// the others).
     pub fn set_hmac_engine(&mut self, engine: Engine) {
         self.engine = engine;
+    }
+
+    /// The GHASH engine of AEAD keys installed from now on (the best the CPU runs by
+    /// default; tests force the portable one).
+    pub fn set_ghash_engine(&mut self, engine: GhashEngine) {
+        self.ghash = engine;
     }
 
     /// Starts a batch: until [`Forwarder::end_batch`], [`Forwarder::emit`] lays out its
@@ -982,7 +983,6 @@ fn build(
     key: Option<&SourceKey>,
     csrc_out: Option<u32>,
     slot: &mut [u8; SLOT_SIZE],
-    horner_in: &mut Option<[u8; 16]>,
     sign_now: bool,
 ) -> (usize, bool) {
     let p = v.payload_end;
@@ -1015,13 +1015,11 @@ fn build(
                 .gcm_rtp
                 .as_ref()
                 .expect("AEAD key has a GHASH authenticator");
-            let a_in = &data[..v.hdr_len];
-            let h_in = *horner_in.get_or_insert_with(|| gcm.horner(a_in));
             let received: [u8; 16] = data[v.tag_start..v.trailer_start]
                 .try_into()
                 .expect("16-byte GCM tag");
-            let tag =
-                gcm.retag_header(received, h_in, v.hdr_len, &slot[..v.hdr_len], p - v.hdr_len);
+            let a_in = &data[..v.hdr_len];
+            let tag = gcm.retag_header(received, a_in, &slot[..v.hdr_len], p - v.hdr_len);
             slot[p..p + GCM_TAG_LEN].copy_from_slice(&tag);
         }
     }

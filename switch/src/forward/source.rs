@@ -4,7 +4,7 @@
 use ekt::{ParameterSet, Spi};
 use zeroize::Zeroize;
 
-use super::gcm::GcmAuth;
+use super::gcm::{GcmAuth, GhashEngine};
 use super::stats::DropReason;
 use crate::srtp::{IndexTracker, MasterKey, ReplayWindow, SrtpContext, Suite, Transform};
 
@@ -100,11 +100,16 @@ pub(crate) struct SourceKey {
 }
 
 impl SourceKey {
-    pub(crate) fn new(suite: Suite, master: &MasterKey, generation: u64) -> Self {
+    pub(crate) fn new(
+        ghash: GhashEngine,
+        suite: Suite,
+        master: &MasterKey,
+        generation: u64,
+    ) -> Self {
         let ctx = SrtpContext::new(suite, master);
         let gcm = |t: &Transform| match t {
-            Transform::Gcm128 { key, salt, .. } => Some(Box::new(GcmAuth::new(key, salt))),
-            Transform::Gcm256 { key, salt, .. } => Some(Box::new(GcmAuth::new(key, salt))),
+            Transform::Gcm128 { key, salt, .. } => Some(Box::new(GcmAuth::new(ghash, key, salt))),
+            Transform::Gcm256 { key, salt, .. } => Some(Box::new(GcmAuth::new(ghash, key, salt))),
             Transform::AesCm { .. } => None,
         };
         Self {
@@ -121,6 +126,7 @@ impl SourceKey {
     /// A provisional key from a full TIP EKT tag: EMK decrypted under the SPI's KEK, with
     /// the SPI's master salt (ekt-spec.md §3.6 step 4). It has no effect until installed.
     pub(crate) fn from_emk(
+        ghash: GhashEngine,
         params: &ParameterSet,
         spi: Spi,
         emk: &[u8],
@@ -138,7 +144,7 @@ impl SourceKey {
             Err(_) => Err(DropReason::KeyUnwrapFailed),
         };
         mk.zeroize();
-        let mut key = Self::new(suite, &master?, generation);
+        let mut key = Self::new(ghash, suite, &master?, generation);
         key.spi = spi;
         key.emk[..emk.len()].copy_from_slice(emk);
         key.emk_len = emk.len();
