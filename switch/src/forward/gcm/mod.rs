@@ -14,17 +14,16 @@
 //! the same length, Horner's linearity leaves one product per block of A xor A'. The
 //! ciphertext is never decrypted.
 //!
-//! Two GHASH engines share the table's shape: [`GhashEngine::Clmul`] (PCLMULQDQ, one
-//! reduction per packet, `clmul.rs`) and [`GhashEngine::Portable`] (the `ghash` crate,
-//! `portable.rs`), the reference and the fallback.
+//! Two engines compute it: [`GhashEngine::Clmul`] (`clmul.rs`: PCLMULQDQ over the table,
+//! one reduction per packet, and AES-NI for E_K(J0), all in registers) and
+//! [`GhashEngine::Portable`] (`portable.rs`: the `ghash` and `aes` crates), the reference
+//! and the fallback.
 
 mod clmul;
 mod portable;
 #[cfg(test)]
 mod tests;
 
-use aes::cipher::{BlockCipherEncrypt, KeyInit};
-use aes::{Aes128, Aes256};
 use zeroize::Zeroize;
 
 use super::tx::SLOT_SIZE;
@@ -35,12 +34,13 @@ const MAX_POWER: usize = SLOT_SIZE.div_ceil(16) + 1;
 
 type Block = [u8; 16];
 
-/// How GHASH is computed.
+/// How GHASH and E_K(J0) are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GhashEngine {
-    /// The `ghash` crate, one keyed state per power of H: the reference and the fallback.
+    /// The `ghash` and `aes` crates, one keyed GHASH state per power of H: the reference
+    /// and the fallback.
     Portable,
-    /// PCLMULQDQ over a table of powers of H, one reduction per packet.
+    /// PCLMULQDQ over a table of powers of H, one reduction per packet; AES-NI.
     Clmul,
 }
 
@@ -63,31 +63,25 @@ impl GhashEngine {
     }
 }
 
-enum BlockCipher {
-    Aes128(Aes128),
-    Aes256(Aes256),
-}
-
-/// The powers H^1..H^MAX_POWER, in the engine's form.
-enum Powers {
-    Portable(portable::Powers),
-    Clmul(Box<[u128]>),
+/// The key in the engine's form (each zeroizes itself on drop).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "GcmAuth is boxed by its owner; the hot variant stays inline, one pointer chase fewer per packet"
+)]
+enum Keyed {
+    Portable(Box<portable::Key>),
+    Clmul(clmul::Key),
 }
 
 /// A GCM session key's authentication half: E_K for J0, GHASH key H and its powers.
-/// Zeroized on drop (the `aes` and `ghash` types zeroize themselves).
 pub(crate) struct GcmAuth {
-    cipher: BlockCipher,
     salt: [u8; 12],
-    powers: Powers,
+    key: Keyed,
 }
 
 impl Drop for GcmAuth {
     fn drop(&mut self) {
         self.salt.zeroize();
-        if let Powers::Clmul(table) = &mut self.powers {
-            table.zeroize();
-        }
     }
 }
 
@@ -105,33 +99,22 @@ fn length_block(a_len: usize, c_len: usize) -> Block {
 
 impl GcmAuth {
     /// From a GCM session key (16 or 32 bytes) and session salt, with `engine` (the
-    /// portable one if the CPU lacks what `engine` needs).
+    /// portable one if the CPU lacks what `engine` needs). Panics on another key length.
     pub(crate) fn new(engine: GhashEngine, key: &[u8], salt: &[u8; 12]) -> Self {
-        let cipher = match key.len() {
-            16 => BlockCipher::Aes128(Aes128::new_from_slice(key).expect("16-byte key")),
-            32 => BlockCipher::Aes256(Aes256::new_from_slice(key).expect("32-byte key")),
-            n => panic!("GCM key of {n} bytes"),
-        };
-        let mut h = encrypt(&cipher, [0u8; 16]);
-        let powers = if engine == GhashEngine::Clmul && clmul::available() {
-            Powers::Clmul(clmul::powers(&h, MAX_POWER))
+        let key = if engine == GhashEngine::Clmul && clmul::available() {
+            Keyed::Clmul(clmul::Key::new(key, MAX_POWER))
         } else {
-            Powers::Portable(portable::Powers::new(&h, MAX_POWER))
+            Keyed::Portable(Box::new(portable::Key::new(key, MAX_POWER)))
         };
-        h.zeroize();
-        Self {
-            cipher,
-            salt: *salt,
-            powers,
-        }
+        Self { salt: *salt, key }
     }
 
-    /// The engine this key's GHASH runs on.
+    /// The engine this key runs on.
     #[cfg(test)]
     pub(crate) fn engine(&self) -> GhashEngine {
-        match self.powers {
-            Powers::Portable(_) => GhashEngine::Portable,
-            Powers::Clmul(_) => GhashEngine::Clmul,
+        match self.key {
+            Keyed::Portable(_) => GhashEngine::Portable,
+            Keyed::Clmul(_) => GhashEngine::Clmul,
         }
     }
 
@@ -139,18 +122,20 @@ impl GcmAuth {
         &self.salt
     }
 
-    fn hash(&self, parts: &[&[u8]], last: Option<&Block>) -> Block {
-        match &self.powers {
-            Powers::Portable(p) => p.ghash(parts, last),
-            Powers::Clmul(t) => clmul::ghash(t, parts, last),
+    /// E_K(block).
+    #[cfg(test)]
+    fn encrypt(&self, block: &Block) -> Block {
+        match &self.key {
+            Keyed::Portable(k) => k.encrypt(block),
+            Keyed::Clmul(k) => k.encrypt(block),
         }
     }
 
-    /// sum X_i * H^(k_i), every k_i >= 1.
-    fn sum_products(&self, terms: impl Iterator<Item = (Block, usize)>) -> Block {
-        match &self.powers {
-            Powers::Portable(p) => terms.fold([0; 16], |s, (x, k)| xor(s, p.mul_power(&x, k))),
-            Powers::Clmul(t) => clmul::sum_products(t, terms),
+    #[cfg(test)]
+    fn hash(&self, parts: &[&[u8]], last: Option<&Block>) -> Block {
+        match &self.key {
+            Keyed::Portable(k) => k.ghash(parts, last),
+            Keyed::Clmul(k) => k.ghash(parts, last),
         }
     }
 
@@ -161,16 +146,22 @@ impl GcmAuth {
     }
 
     /// GHASH_H(A, C) (NIST SP 800-38D §6.4).
+    #[cfg(test)]
     pub(crate) fn ghash(&self, a: &[u8], c: &[u8]) -> Block {
         self.hash(&[a, c], Some(&length_block(a.len(), c.len())))
     }
 
-    /// The GCM tag of (A, C) under the 96-bit IV: GHASH xor E_K(J0), J0 = IV || 0^31 || 1.
+    /// The GCM tag of (A, C) under the 96-bit IV: GHASH xor E_K(J0), J0 = IV || 0^31 || 1
+    /// (NIST SP 800-38D §7.1).
     pub(crate) fn tag(&self, iv: &[u8; 12], a: &[u8], c: &[u8]) -> Block {
         let mut j0 = [0u8; 16];
         j0[..12].copy_from_slice(iv);
         j0[15] = 1;
-        xor(self.ghash(a, c), encrypt(&self.cipher, j0))
+        let len = length_block(a.len(), c.len());
+        match &self.key {
+            Keyed::Portable(k) => xor(k.ghash(&[a, c], Some(&len)), k.encrypt(&j0)),
+            Keyed::Clmul(k) => k.tag(&j0, &[a, c], Some(&len)),
+        }
     }
 
     /// The tag after replacing the header `a_old` with `a_new`, over an unchanged
@@ -182,17 +173,24 @@ impl GcmAuth {
         a_new: &[u8],
         c_len: usize,
     ) -> Block {
+        let k = match &self.key {
+            Keyed::Portable(k) => k,
+            Keyed::Clmul(k) => return k.retag_header(&tag, a_old, a_new, c_len),
+        };
         let n = c_len.div_ceil(16);
+        let sum = |terms: &mut dyn Iterator<Item = (Block, usize)>| {
+            terms.fold([0; 16], |s, (x, p)| xor(s, k.mul_power(&x, p)))
+        };
         let delta = if a_old.len() == a_new.len() {
             let pairs = header_terms(a_old, n).zip(header_terms(a_new, n));
-            self.sum_products(pairs.map(|((x, k), (y, _))| (xor(x, y), k)))
+            sum(&mut pairs.map(|((x, p), (y, _))| (xor(x, y), p)))
         } else {
             let dl = xor(
                 length_block(a_old.len(), c_len),
                 length_block(a_new.len(), c_len),
             );
             let terms = header_terms(a_old, n).chain(header_terms(a_new, n));
-            self.sum_products(terms.chain(std::iter::once((dl, 1))))
+            sum(&mut terms.chain(std::iter::once((dl, 1))))
         };
         xor(tag, delta)
     }
@@ -221,13 +219,4 @@ fn header_terms(a: &[u8], n: usize) -> impl Iterator<Item = (Block, usize)> + '_
         b[..chunk.len()].copy_from_slice(chunk);
         (b, blocks + n + 1 - i)
     })
-}
-
-fn encrypt(cipher: &BlockCipher, block: Block) -> Block {
-    let mut b = block.into();
-    match cipher {
-        BlockCipher::Aes128(a) => a.encrypt_block(&mut b),
-        BlockCipher::Aes256(a) => a.encrypt_block(&mut b),
-    }
-    b.into()
 }

@@ -84,7 +84,7 @@ fn rfc7714_tag_and_h() {
     for engine in engines() {
         let (auth, iv, a, c, tag) = rfc7714(engine);
         assert_eq!(
-            encrypt(&auth.cipher, [0; 16]).to_vec(),
+            auth.encrypt(&[0; 16]).to_vec(),
             h("c6a13b37878f5b826f4f8162a1c8d879")
         );
         assert_eq!(auth.tag(&iv, &a, &c), tag, "{engine:?}");
@@ -170,7 +170,7 @@ fn ghash_equals_the_ghash_crate_at_every_length() {
         for total in (0..=1500).chain(long) {
             let key = rng.bytes(32);
             let auth = GcmAuth::new(engine, &key, &[0; 12]);
-            let hk = encrypt(&auth.cipher, [0; 16]);
+            let hk = auth.encrypt(&[0; 16]);
             let msg = rng.bytes(total);
             let split = rng.below(total.min(64) + 1);
             let (a, c) = msg.split_at(split);
@@ -203,7 +203,8 @@ fn engines_agree_on_edge_keys_and_powers_beyond_the_table() {
     }
     keys.push(rng.block());
     for hk in keys {
-        let portable = portable::Powers::new(&hk, 8);
+        let portable = portable::Key::from_h(&hk, 8);
+        let clmul = clmul::available().then(|| clmul::Key::from_h(&hk, 8));
         let msg = rng.bytes(300);
         for (a, c) in [
             (&msg[..0], &msg[..0]),
@@ -213,9 +214,8 @@ fn engines_agree_on_edge_keys_and_powers_beyond_the_table() {
             let want = crate_ghash(&hk, a, c);
             let len = length_block(a.len(), c.len());
             assert_eq!(portable.ghash(&[a, c], Some(&len)), want);
-            if clmul::available() {
-                let table = clmul::powers(&hk, 8);
-                assert_eq!(clmul::ghash(&table, &[a, c], Some(&len)), want, "{hk:02x?}");
+            if let Some(clmul) = &clmul {
+                assert_eq!(clmul.ghash(&[a, c], Some(&len)), want, "{hk:02x?}");
             }
         }
         let x = rng.block();
@@ -228,9 +228,8 @@ fn engines_agree_on_edge_keys_and_powers_beyond_the_table() {
             }
             let want: Block = g.finalize().into();
             assert_eq!(portable.mul_power(&x, k), want, "portable H^{k}");
-            if clmul::available() {
-                let table = clmul::powers(&hk, 8);
-                assert_eq!(clmul::mul_power(&table, &x, k), want, "clmul H^{k}");
+            if let Some(clmul) = &clmul {
+                assert_eq!(clmul.mul_power(&x, k), want, "clmul H^{k}");
             }
         }
     }
@@ -264,5 +263,37 @@ fn tag_equals_the_aes_gcm_crate_at_every_length() {
             let auth = GcmAuth::new(engine, &key, &[0; 12]);
             assert_eq!(auth.tag(&iv, &aad, &data), tag, "{engine:?} {len}");
         }
+    }
+}
+
+/// The AES-NI key schedule and cipher equal FIPS 197 Appendix C and the `aes` crate for
+/// random 128- and 256-bit keys.
+#[test]
+fn aes_ni_equals_fips_197_and_the_aes_crate() {
+    if !clmul::available() {
+        return;
+    }
+    let pt: Block = h("00112233445566778899aabbccddeeff").try_into().unwrap();
+    for (key, ct) in [
+        (
+            "000102030405060708090a0b0c0d0e0f",
+            "69c4e0d86a7b0430d8cdb78070b4c55a",
+        ),
+        (
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+            "8ea2b7ca516745bfeafc49904b496089",
+        ),
+    ] {
+        assert_eq!(clmul::Key::new(&h(key), 1).encrypt(&pt).to_vec(), h(ct));
+    }
+    let mut rng = Rng(99);
+    for i in 0..200 {
+        let key = rng.bytes(if i % 2 == 0 { 16 } else { 32 });
+        let block = rng.block();
+        assert_eq!(
+            clmul::Key::new(&key, 1).encrypt(&block),
+            portable::Key::new(&key, 1).encrypt(&block),
+            "{key:02x?}"
+        );
     }
 }
