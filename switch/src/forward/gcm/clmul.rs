@@ -306,6 +306,14 @@ fn expand_key(key: &[u8], out: &mut [u128; 15]) {
             out[$i] = store_u128($b);
         };
     }
+    macro_rules! for_each_rcon {
+        ($even:ident, $odd:ident, $a:ident, $b:ident, [$(($i:expr, $rcon:expr)),*]) => {
+            $(
+                $even!($a, $b, $i, $rcon);
+                $odd!($a, $b, $i + 1);
+            )*
+        };
+    }
     if key.len() == 16 {
         let mut k = load_raw(key);
         out[0] = store_u128(k);
@@ -323,18 +331,21 @@ fn expand_key(key: &[u8], out: &mut [u128; 15]) {
         let (mut a, mut b) = (load_raw(&key[..16]), load_raw(&key[16..]));
         out[0] = store_u128(a);
         out[1] = store_u128(b);
-        even256!(a, b, 2, 0x01);
-        odd256!(a, b, 3);
-        even256!(a, b, 4, 0x02);
-        odd256!(a, b, 5);
-        even256!(a, b, 6, 0x04);
-        odd256!(a, b, 7);
-        even256!(a, b, 8, 0x08);
-        odd256!(a, b, 9);
-        even256!(a, b, 10, 0x10);
-        odd256!(a, b, 11);
-        even256!(a, b, 12, 0x20);
-        odd256!(a, b, 13);
+        // Round keys 2i and 2i + 1 from Rcon[i] (FIPS 197 §5.2); the last has no odd one.
+        for_each_rcon!(
+            even256,
+            odd256,
+            a,
+            b,
+            [
+                (2, 0x01),
+                (4, 0x02),
+                (6, 0x04),
+                (8, 0x08),
+                (10, 0x10),
+                (12, 0x20)
+            ]
+        );
         even256!(a, b, 14, 0x40);
     }
 }
