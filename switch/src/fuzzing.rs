@@ -3,7 +3,7 @@
 use ekt::kek::EktCipher;
 use ekt::{ParameterSet, Spi, SrtpProfile};
 
-use crate::forward::{CsrcRewrite, Forwarder, Receiver, SLOT_SIZE, TxBatch};
+use crate::forward::{CsrcRewrite, Forwarder, GhashEngine, Receiver, SLOT_SIZE, TxBatch};
 use crate::rtp::{RtpHeader, is_rtcp, rtcp_ssrc};
 use crate::srtp::{MasterKey, SrtpContext, Suite, TipEktSender};
 
@@ -27,8 +27,9 @@ fn group_params() -> ParameterSet {
     .expect("params")
 }
 
-fn forwarder() -> Forwarder {
+fn forwarder(ghash: GhashEngine) -> Forwarder {
     let mut f = Forwarder::new(8);
+    f.set_ghash_engine(ghash);
     let set = ParameterSet::new(
         EktCipher::AesEcb128,
         &KEK,
@@ -102,12 +103,19 @@ pub fn srtp_unprotect(data: &[u8]) {
 }
 
 /// The forwarder over arbitrary bytes (must drop them), and over the fuzzer's bytes
-/// properly protected by a sender (must verify and emit: a genuine packet is never lost).
+/// properly protected by a sender (must verify and emit: a genuine packet is never lost,
+/// and what is sent decrypts to the same payload under the sender's key). The mode byte's
+/// top bit picks the portable GHASH engine instead of the CPU's.
 pub fn forward(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let mut f = forwarder();
+    let ghash = if mode & 0x80 != 0 {
+        GhashEngine::Portable
+    } else {
+        GhashEngine::detect()
+    };
+    let mut f = forwarder(ghash);
     let mut out = TxBatch::new(4, 8);
     if let Ok(v) = f.verify(rest, mode & 1 == 1) {
         let _ = f.emit(rest, &v, &RECEIVERS, &mut out);
@@ -156,7 +164,7 @@ pub fn forward(data: &[u8]) {
     };
     let packet = &buf[..n];
     let appended = appended && !Suite::ALL.get(suite_pick).is_some_and(|s| s.is_aead());
-    let mut f = forwarder();
+    let mut f = forwarder(ghash);
     let v = f
         .verify(packet, appended)
         .expect("a correctly protected packet verifies");
@@ -165,4 +173,16 @@ pub fn forward(data: &[u8]) {
         .emit(packet, &v, &RECEIVERS, &mut out)
         .expect("room for three receivers");
     assert_eq!(sent, RECEIVERS.len());
+    // Every copy's new tag verifies at a receiver holding the sender's key (an independent
+    // path: SrtpContext's AES-CM + HMAC or the aes-gcm crate), and its payload is intact.
+    if let Some(&suite) = Suite::ALL.get(suite_pick) {
+        for (_, sent) in out.iter() {
+            let mut copy = sent.to_vec();
+            let mut rx = SrtpContext::new(suite, &master(suite));
+            let n = rx
+                .unprotect_rtp(&mut copy)
+                .expect("a forwarded copy verifies at the receiver");
+            assert_eq!(&copy[hdr.len..n], &rest[hdr.len..], "payload intact");
+        }
+    }
 }
