@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ring::rand::SecureRandom;
-use sip::sdp::{self, CryptoLine, Description, LocalMedia, MediaKind, MediaOffer, Setup};
+use sip::sdp::{self, CryptoLine, LocalMedia, MediaKind, MediaOffer, Setup};
 use sip::security::Keying;
 use switch::dtls::{DtlsIdentity, DtlsSession, DtlsSettings, Role, parse_sdp_fingerprint};
 use switch::meeting::{HopKeying, HopKeys, LegId, LineSetup, RtcpLeg};
@@ -119,14 +119,6 @@ pub fn line_sockets(
         rtcp,
         ports: used,
     })
-}
-
-/// The media kind of an m-line as the meeting knows it.
-pub fn media_of(kind: MediaKind) -> Media {
-    match kind {
-        MediaKind::Audio => Media::Audio,
-        MediaKind::Video => Media::Video,
-    }
 }
 
 /// The meeting's group parameters for one medium: an odd SPI, a salt and a KEK (TIP
@@ -274,19 +266,4 @@ pub fn prepare_line(
         }),
     };
     Ok(PreparedLine { setup, local })
-}
-
-/// Screens of an endpoint: 3 when its video line announces three or more sources
-/// (a=ssrc), else 1: the meeting's first guess at the join; the video line's TIP MUXCTRL
-/// (the streams the endpoint receives) corrects it.
-pub fn screens(offer: &Description) -> u8 {
-    let video = offer
-        .media
-        .iter()
-        .find(|m| m.kind == Some(MediaKind::Video));
-    if video.is_some_and(|v| v.ssrcs.len() >= 3) {
-        3
-    } else {
-        1
-    }
 }

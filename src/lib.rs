@@ -4,6 +4,7 @@
 pub mod app;
 pub mod certs;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod endpoint;
 pub mod join;

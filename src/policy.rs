@@ -2,6 +2,8 @@
 //! (T1 L1, L3, L4). Sans-IO: call control asks [`ConferenceSecurity::admit`] for every
 //! endpoint that joins and does what the answer says.
 
+pub use crate::control::SeedLine;
+
 /// A meeting's security policy (R35).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -34,12 +36,12 @@ pub enum Admission {
         /// that the lock icon is gone, R40).
         downgrade_existing: bool,
         /// A line for the log, if the seed has one for this.
-        log: Option<String>,
+        log: Option<SeedLine>,
     },
     /// Refuse it with 488 Not Acceptable Here and this log line.
     Reject {
         /// The seed's line.
-        log: String,
+        log: SeedLine,
     },
 }
 
@@ -80,16 +82,18 @@ impl ConferenceSecurity {
             (Policy::Secure, true, _) => self.set(State::Secure, false, None),
             // R36, T1 L1.
             (Policy::Secure, false, _) => Admission::Reject {
-                log: format!(
-                    "Call in state=Connected, call id={call_id}, conference id = {conf} received error from Confmgr with error='security mismatch' during verification of security policy. Num={num}"
-                ),
+                log: SeedLine::SecurityMismatch {
+                    call_id: call_id.to_owned(),
+                    conf_id: conf,
+                    number: num.to_owned(),
+                },
             },
             (Policy::NonSecure, _, _) => self.set(State::NonSecure, false, None),
             // R39, T1 L4: a non-secure first endpoint starts the meeting non-secure.
             (Policy::BestEffort, false, None) => self.set(
                 State::NonSecure,
                 false,
-                Some(format!("Conf Id {conf}: will start as non-secure")),
+                Some(SeedLine::StartNonSecure { conf_id: conf }),
             ),
             (Policy::BestEffort, true, None | Some(State::Secure)) => {
                 self.set(State::Secure, false, None)
@@ -98,9 +102,7 @@ impl ConferenceSecurity {
             (Policy::BestEffort, false, Some(State::Secure)) => self.set(
                 State::NonSecure,
                 true,
-                Some(format!(
-                    "Conference Manager Conf Id {conf}: will downgrade security from secure to non-secure. All existing endpoints will be downgraded to non-secure."
-                )),
+                Some(SeedLine::Downgrade { conf_id: conf }),
             ),
             // T4: no upgrade path once non-secure.
             (Policy::BestEffort, _, Some(State::NonSecure)) => {
@@ -109,7 +111,7 @@ impl ConferenceSecurity {
         }
     }
 
-    fn set(&mut self, state: State, downgrade_existing: bool, log: Option<String>) -> Admission {
+    fn set(&mut self, state: State, downgrade_existing: bool, log: Option<SeedLine>) -> Admission {
         self.state = Some(state);
         Admission::Admit {
             state,
@@ -123,26 +125,36 @@ impl ConferenceSecurity {
 mod tests {
     use super::*;
 
-    fn admit(state: State, downgrade: bool, log: Option<&str>) -> Admission {
-        Admission::Admit {
-            state,
-            downgrade_existing: downgrade,
-            log: log.map(str::to_owned),
+    /// An admission as text: the seed lines are compared verbatim.
+    fn text(a: Admission) -> (Option<State>, bool, Option<String>) {
+        match a {
+            Admission::Admit {
+                state,
+                downgrade_existing,
+                log,
+            } => (Some(state), downgrade_existing, log.map(|l| l.to_string())),
+            Admission::Reject { log } => (None, false, Some(log.to_string())),
         }
+    }
+
+    fn admit(
+        state: State,
+        downgrade: bool,
+        log: Option<&str>,
+    ) -> (Option<State>, bool, Option<String>) {
+        (Some(state), downgrade, log.map(str::to_owned))
     }
 
     #[test]
     fn secure_refuses_a_non_secure_endpoint_with_the_security_mismatch_line() {
         let mut c = ConferenceSecurity::new(Policy::Secure, 42);
         assert_eq!(
-            c.admit(true, "a@cm", "4000"),
+            text(c.admit(true, "a@cm", "4000")),
             admit(State::Secure, false, None)
         );
         assert_eq!(
-            c.admit(false, "b@cm", "4000"),
-            Admission::Reject {
-                log: "Call in state=Connected, call id=b@cm, conference id = 42 received error from Confmgr with error='security mismatch' during verification of security policy. Num=4000".into()
-            }
+            text(c.admit(false, "b@cm", "4000")),
+            (None, false, Some("Call in state=Connected, call id=b@cm, conference id = 42 received error from Confmgr with error='security mismatch' during verification of security policy. Num=4000".into()))
         );
         assert_eq!(c.state(), Some(State::Secure), "the meeting stays secure");
     }
@@ -151,7 +163,7 @@ mod tests {
     fn best_effort_starts_non_secure_or_downgrades_everyone_and_never_upgrades() {
         let mut c = ConferenceSecurity::new(Policy::BestEffort, 7);
         assert_eq!(
-            c.admit(false, "a", "4000"),
+            text(c.admit(false, "a", "4000")),
             admit(
                 State::NonSecure,
                 false,
@@ -159,21 +171,21 @@ mod tests {
             )
         );
         assert_eq!(
-            c.admit(true, "b", "4000"),
+            text(c.admit(true, "b", "4000")),
             admit(State::NonSecure, false, None)
         );
 
         let mut c = ConferenceSecurity::new(Policy::BestEffort, 8);
         assert_eq!(
-            c.admit(true, "a", "4000"),
+            text(c.admit(true, "a", "4000")),
             admit(State::Secure, false, None)
         );
         assert_eq!(
-            c.admit(true, "b", "4000"),
+            text(c.admit(true, "b", "4000")),
             admit(State::Secure, false, None)
         );
         assert_eq!(
-            c.admit(false, "c", "4000"),
+            text(c.admit(false, "c", "4000")),
             admit(
                 State::NonSecure,
                 true,
@@ -183,7 +195,7 @@ mod tests {
             )
         );
         assert_eq!(
-            c.admit(true, "d", "4000"),
+            text(c.admit(true, "d", "4000")),
             admit(State::NonSecure, false, None)
         );
     }
@@ -192,11 +204,11 @@ mod tests {
     fn non_secure_admits_everyone_as_non_secure() {
         let mut c = ConferenceSecurity::new(Policy::NonSecure, 9);
         assert_eq!(
-            c.admit(true, "a", "1"),
+            text(c.admit(true, "a", "1")),
             admit(State::NonSecure, false, None)
         );
         assert_eq!(
-            c.admit(false, "b", "1"),
+            text(c.admit(false, "b", "1")),
             admit(State::NonSecure, false, None)
         );
     }

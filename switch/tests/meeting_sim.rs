@@ -238,15 +238,18 @@ fn a_line_whose_handshake_never_completes_fails_its_participant() {
         .find(|e| matches!(e, MeetingEvent::ParticipantFailed { .. }));
     let Some(MeetingEvent::ParticipantFailed {
         participant,
-        log_line,
+        reason,
     }) = event
     else {
         panic!("no failure")
     };
     assert_eq!(participant, 9);
-    assert!(
-        log_line.starts_with("DTLS-SRTP failed for call : called num = 4100"),
-        "{log_line}"
+    assert_eq!(
+        reason,
+        switch::meeting::LineFailure::Dtls {
+            failure: switch::dtls::DtlsFailure::Timeout,
+            called_num: "4100".into(),
+        }
     );
     assert_eq!(meeting.participant_ids().count(), 0);
 }

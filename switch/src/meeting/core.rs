@@ -23,93 +23,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::command::{MeetingCommand, MeetingEvent};
 use super::displays::Displays;
+use super::line::{Drained, Line, drain_line, flush_tip};
+pub use super::line::{HopKeying, HopKeys, LineSetup, RtcpLeg};
 use super::switching::{Switching, SwitchingConfig};
-use super::{CENTER, ParticipantId, SourceId};
+use super::{CENTER, LegId, ParticipantId, SourceId};
 use crate::demux::{PacketKind as Demux, classify};
-use crate::dtls::{DtlsEvent, DtlsSession};
 use crate::forward::{
     CsrcRewrite, DropReason, Forwarder, PacketKind, Receiver, SsrcHashBuilder, TipCsrc, TxBatch,
 };
-use crate::srtp::SrtpContext;
-use crate::tip::negotiation::{Event as TipEvent, LineConfig, Media, Negotiation};
+use crate::tip::negotiation::Media;
 use crate::tip::simple::RefreshKind;
 
 /// How often the floor and the audio mix are re-evaluated: one audio packet interval.
 /// Switching decisions need no finer grain, and the per-packet path stays a lookup.
 const SWITCH_TICK: Duration = Duration::from_millis(20);
-
-/// A media line's port handle, as the driver knows it.
-pub type LegId = u32;
-
-/// The per-hop SRTP contexts of a line: what the endpoint sends us, what we send it.
-pub struct HopKeys {
-    /// Unprotects the endpoint's per-hop SRTCP.
-    pub inbound: SrtpContext,
-    /// Protects our per-hop SRTCP (TIP control) to the endpoint.
-    pub outbound: SrtpContext,
-}
-
-/// Where a line's per-hop keys come from.
-pub enum HopKeying {
-    /// `a=crypto` (SDES) from the SDP: known at once.
-    Sdes(Box<HopKeys>),
-    /// A DTLS-SRTP handshake on the line's port; TIP starts when it completes.
-    Dtls(Box<DtlsSession>),
-    /// None: a non-secure meeting's TIP runs over plain RTCP (Device Security Non-Secure).
-    Plain,
-}
-
-/// A media line being added.
-pub struct LineSetup {
-    /// Its leg.
-    pub leg: LegId,
-    /// Per-hop keys, or the handshake that will make them.
-    pub keying: HopKeying,
-    /// The TIP negotiation parameters.
-    pub config: LineConfig,
-    /// A separate RTCP leg (the offer had no `a=rtcp-mux`); `None` multiplexes RTCP on `leg`.
-    pub rtcp: Option<RtcpLeg>,
-}
-
-/// A line's separate RTCP port.
-pub struct RtcpLeg {
-    /// Its leg.
-    pub leg: LegId,
-    /// With DTLS keying, the RTCP port's own association (RFC 5764 §4.1), whose keys
-    /// protect the per-hop SRTCP; `None` with SDES keying.
-    pub dtls: Option<Box<DtlsSession>>,
-}
-
-struct Line {
-    leg: LegId,
-    /// The separate RTCP leg, if any: where per-hop and end-to-end RTCP travel.
-    rtcp_leg: Option<LegId>,
-    /// The RTCP leg's DTLS association (keys the per-hop SRTCP when present).
-    rtcp_dtls: Option<Box<DtlsSession>>,
-    media: Media,
-    /// Until the per-hop keys exist (DTLS), TIP waits with its configuration.
-    hop: Option<HopKeys>,
-    dtls: Option<Box<DtlsSession>>,
-    waiting_config: Option<LineConfig>,
-    tip: Option<Negotiation>,
-    /// The peer's control SSRC (from its MUXCTRL): its SRTCP is per-hop.
-    peer_control_ssrc: Option<u32>,
-    appended_byte: bool,
-    /// TIP control travels in plain RTCP (no per-hop keys).
-    plain_control: bool,
-    /// TIP finished (SPIMAP acknowledged in a secure meeting): media goes to this line only
-    /// from then on, since before it the endpoint has no group salt to decrypt with.
-    established: bool,
-    /// When its DTLS or TIP next needs time, as of its last activity: the worker asks for
-    /// the meeting's next timer on every wake-up, and asking the DTLS sessions themselves
-    /// each time was 17 % of a loaded worker (issue 6's profile).
-    deadline: Option<Instant>,
-    /// Keyed for the other kind of meeting (SRTP in a non-secure one: after a downgrade,
-    /// or a secure endpoint joining a non-secure meeting): it neither takes nor gets media
-    /// until its participant is added again with plain lines (R33: never mixed).
-    held: bool,
-}
 
 struct Participant {
     id: ParticipantId,
@@ -117,33 +46,6 @@ struct Participant {
     lines: Vec<Line>,
     /// Video SSRC per source position (index = position - 1): where REFRESH goes.
     video_ssrc: [Option<u32>; 3],
-}
-
-/// What the meeting reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MeetingEvent {
-    /// A participant's TIP negotiation finished on a line.
-    LineEstablished {
-        /// Who.
-        participant: ParticipantId,
-        /// Which line.
-        media: Media,
-    },
-    /// A participant failed and must be removed (its call ended): the log line says why.
-    ParticipantFailed {
-        /// Who.
-        participant: ParticipantId,
-        /// The seed's log line.
-        log_line: String,
-    },
-    /// The site speaker changed.
-    SpeakerChanged(Option<ParticipantId>),
-    /// The meeting is non-secure now ([`Meeting::downgrade`]): its secure lines were told
-    /// and take no media; each participant must be added again with plain lines.
-    Downgraded {
-        /// The participants whose lines are still secure.
-        participants: Vec<ParticipantId>,
-    },
 }
 
 /// Counters of what the meeting dropped before the forwarder saw it.
@@ -230,6 +132,22 @@ impl Meeting {
         }
     }
 
+    /// Does what call control asks (the typed interface of ARCHITECTURE.md "Call
+    /// control"); output it makes (a downgrade's NOTIFYs) goes at the next
+    /// [`Meeting::handle_timeout`], which [`Meeting::poll_timeout`] asks for at `now`.
+    pub fn handle_command(&mut self, now: Instant, command: MeetingCommand) {
+        match command {
+            MeetingCommand::AddParticipant {
+                participant,
+                screens,
+                lines,
+            } => self.add_participant(now, participant, screens, lines),
+            MeetingCommand::RemoveParticipant(p) => self.remove_participant(p),
+            MeetingCommand::SetSecure(secure) => self.set_secure(secure),
+            MeetingCommand::Downgrade => self.downgrade(now),
+        }
+    }
+
     /// Makes the meeting non-secure (`false`): media is plain RTP, taken without a tag to
     /// verify and sent without one; set before the first participant joins.
     pub fn set_secure(&mut self, secure: bool) {
@@ -294,44 +212,10 @@ impl Meeting {
         lines: Vec<LineSetup>,
     ) {
         self.remove_participant(id);
+        let secure = self.secure;
         let lines = lines
             .into_iter()
-            .map(|l| {
-                let media = l.config.media;
-                let plain_control = matches!(l.keying, HopKeying::Plain);
-                let (hop, dtls, tip, waiting_config) = match l.keying {
-                    HopKeying::Sdes(keys) => (
-                        Some(*keys),
-                        None,
-                        Some(Negotiation::new(l.config, now)),
-                        None,
-                    ),
-                    HopKeying::Dtls(session) => (None, Some(session), None, Some(l.config)),
-                    HopKeying::Plain => (None, None, Some(Negotiation::new(l.config, now)), None),
-                };
-                let (rtcp_leg, rtcp_dtls) = match l.rtcp {
-                    Some(r) => (Some(r.leg), r.dtls),
-                    None => (None, None),
-                };
-                let mut line = Line {
-                    leg: l.leg,
-                    rtcp_leg,
-                    rtcp_dtls,
-                    media,
-                    hop,
-                    dtls,
-                    waiting_config,
-                    tip,
-                    peer_control_ssrc: None,
-                    appended_byte: false,
-                    plain_control,
-                    established: false,
-                    held: plain_control == self.secure,
-                    deadline: None,
-                };
-                line.deadline = line_deadline(&line);
-                line
-            })
+            .map(|l| Line::new(now, l, secure))
             .collect();
         self.participants.push(Participant {
             id,
@@ -685,10 +569,10 @@ impl Meeting {
             }
         }
         self.route_keyframe_requests(now, out);
-        for (id, log_line) in failed {
+        for (id, reason) in failed {
             self.events.push_back(MeetingEvent::ParticipantFailed {
                 participant: id,
-                log_line,
+                reason,
             });
             self.remove_participant(id);
         }
@@ -797,138 +681,5 @@ fn keyframe_request_target(p: &[u8]) -> Option<u32> {
         1 => be32(8),
         4 => be32(12),
         _ => None,
-    }
-}
-
-/// Where draining a line's DTLS and TIP puts its results.
-struct Drained<'a> {
-    events: &'a mut VecDeque<MeetingEvent>,
-    keyframe_requests: &'a mut Vec<(ParticipantId, u32)>,
-    failed: &'a mut Vec<(ParticipantId, String)>,
-    scratch: &'a mut [u8],
-    out: &'a mut TxBatch,
-}
-
-/// Runs a line's DTLS, takes its TIP events and sends its pending TIP packets.
-fn drain_line(now: Instant, id: ParticipantId, l: &mut Line, w: &mut Drained<'_>) {
-    drive_dtls(now, l, id, w.out, w.failed);
-    if let Some(tip) = &mut l.tip {
-        while let Some(e) = tip.poll_event() {
-            match e {
-                TipEvent::PeerMediaOptions { appended_byte, .. } => l.appended_byte = appended_byte,
-                TipEvent::Established => {
-                    l.established = !l.held;
-                    w.events.push_back(MeetingEvent::LineEstablished {
-                        participant: id,
-                        media: l.media,
-                    });
-                }
-                TipEvent::Failed(f) => w.failed.push((id, f.log_line(&tip.config().called_num))),
-                TipEvent::RefreshRequested { target, .. } => w.keyframe_requests.push((id, target)),
-                _ => {}
-            }
-        }
-    }
-    flush_tip(l, w.scratch, w.out);
-}
-
-/// Runs a line's DTLS associations: their datagrams go out unprotected; when the one that
-/// keys the per-hop SRTCP connects (the RTCP leg's if there is one), the per-hop keys are
-/// made and TIP starts; when either fails, the participant fails.
-fn drive_dtls(
-    now: Instant,
-    l: &mut Line,
-    id: ParticipantId,
-    out: &mut TxBatch,
-    failed: &mut Vec<(ParticipantId, String)>,
-) {
-    let rtcp_leg = l.rtcp_leg;
-    for (session, leg, keys_rtcp) in [
-        (&mut l.dtls, l.leg, rtcp_leg.is_none()),
-        (&mut l.rtcp_dtls, rtcp_leg.unwrap_or(l.leg), true),
-    ] {
-        let Some(d) = session else { continue };
-        while let Some(datagram) = d.poll_transmit() {
-            if out.has_room(1) && datagram.len() <= crate::forward::SLOT_SIZE {
-                out.next_slot()[..datagram.len()].copy_from_slice(&datagram);
-                let slot = out.commit_slot(datagram.len());
-                out.push(leg, slot);
-            }
-        }
-        while let Some(e) = d.poll_event() {
-            match e {
-                // The RTP leg's association of a non-muxed line: its keys would protect
-                // per-hop RTP, which this switch never sends (media keys are end to end).
-                DtlsEvent::Connected(_) if !keys_rtcp => {}
-                DtlsEvent::Connected(keys) => {
-                    l.hop = Some(HopKeys {
-                        inbound: SrtpContext::new(keys.suite, &keys.inbound),
-                        outbound: SrtpContext::new(keys.suite, &keys.outbound),
-                    });
-                    if let Some(config) = l.waiting_config.take() {
-                        l.tip = Some(Negotiation::new(config, now));
-                    }
-                }
-                DtlsEvent::Failed(f) => {
-                    let called = l
-                        .waiting_config
-                        .as_ref()
-                        .or(l.tip.as_ref().map(|t| t.config()))
-                        .map_or("", |c| c.called_num.as_str());
-                    failed.push((
-                        id,
-                        format!("DTLS-SRTP failed for call : called num = {called}: {f:?}"),
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// Protects a line's pending TIP packets with its per-hop key and queues them to its leg.
-fn flush_tip(l: &mut Line, scratch: &mut [u8], out: &mut TxBatch) {
-    send_tip(l, scratch, out);
-    // Every change to a line's DTLS or TIP ends here (drain_line, refresh requests).
-    l.deadline = line_deadline(l);
-}
-
-/// When a line's DTLS or TIP next needs time.
-fn line_deadline(l: &Line) -> Option<Instant> {
-    [
-        l.dtls.as_ref().and_then(|d| d.poll_timeout()),
-        l.rtcp_dtls.as_ref().and_then(|d| d.poll_timeout()),
-        l.tip.as_ref().and_then(|t| t.poll_timeout()),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-}
-
-fn send_tip(l: &mut Line, scratch: &mut [u8], out: &mut TxBatch) {
-    let to = l.rtcp_leg.unwrap_or(l.leg);
-    if l.plain_control {
-        // Non-secure: TIP goes as it is.
-        let Some(tip) = &mut l.tip else { return };
-        while let Some(plain) = tip.poll_transmit() {
-            if out.has_room(1) && plain.len() <= crate::forward::SLOT_SIZE {
-                out.next_slot()[..plain.len()].copy_from_slice(&plain);
-                let slot = out.commit_slot(plain.len());
-                out.push(to, slot);
-            }
-        }
-        return;
-    }
-    let (Some(tip), Some(hop)) = (&mut l.tip, &mut l.hop) else {
-        return;
-    };
-    while let Some(plain) = tip.poll_transmit() {
-        scratch[..plain.len()].copy_from_slice(&plain);
-        if let Ok(n) = hop.outbound.protect_rtcp(scratch, plain.len())
-            && out.has_room(1)
-        {
-            out.next_slot()[..n].copy_from_slice(&scratch[..n]);
-            let slot = out.commit_slot(n);
-            out.push(l.rtcp_leg.unwrap_or(l.leg), slot);
-        }
     }
 }

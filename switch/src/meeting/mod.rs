@@ -2,14 +2,21 @@
 //!
 //! - [`switching`]: voice-activated switching from the audio activity metric.
 //! - [`displays`]: each receiver screen's shown source, switched only at a refresh point.
+//! - `core`: the sans-IO [`Meeting`]: participants, media routing, the forwarder.
+//! - `line`: each media line's control plane (per-hop keys, DTLS-SRTP, TIP, timers).
+//! - `command`: the typed interface: [`MeetingCommand`] in, [`MeetingEvent`] out.
 
+mod command;
 mod core;
 pub mod displays;
+mod line;
 pub mod switching;
 
-pub use self::core::{
-    HopKeying, HopKeys, LegId, LineSetup, Meeting, MeetingEvent, MeetingStats, RtcpLeg,
-};
+pub use self::command::{LineFailure, MeetingCommand, MeetingEvent};
+pub use self::core::{HopKeying, HopKeys, LineSetup, Meeting, MeetingStats, RtcpLeg};
+
+/// A media line's port handle, as the driver knows it.
+pub type LegId = u32;
 
 /// A participant of the meeting (one endpoint, one SIP call).
 pub type ParticipantId = u32;

@@ -7,7 +7,7 @@
 //! runs the meetings' timers, and sends each leg's output with sendmmsg. Each leg's socket
 //! is connected to its negotiated peer: the kernel drops datagrams from anywhere else (any
 //! that slip through are dropped and counted), and sends reuse the route. Commands (add a meeting,
-//! a leg, run a closure on a meeting) arrive over a channel; meeting events go out over
+//! a leg, a typed [`MeetingCommand`](crate::meeting::MeetingCommand) to a meeting) arrive over a channel; meeting events go out over
 //! another.
 
 mod legs;
@@ -17,4 +17,4 @@ mod worker;
 
 pub use pool::WorkerPool;
 pub use sys::{BATCH, MAX_DATAGRAM};
-pub use worker::{Command, MediaWorker, MeetingId, MeetingTask, WorkerOptions, WorkerStats};
+pub use worker::{Command, MediaWorker, MeetingId, WorkerOptions, WorkerStats};

@@ -13,16 +13,13 @@ use std::time::{Duration, Instant};
 use super::legs::{Leg, Legs, WAKE_TOKEN};
 use super::sys::{self, RecvBatch};
 use crate::forward::TxBatch;
-use crate::meeting::{LegId, Meeting, MeetingEvent};
+use crate::meeting::{LegId, Meeting, MeetingCommand, MeetingEvent};
 
 /// Identifies a meeting within the switch.
 pub type MeetingId = u64;
 
 /// The longest a worker sleeps without a timer: it re-checks its command channel.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
-
-/// Work run on a meeting in its worker's thread.
-pub type MeetingTask = Box<dyn FnOnce(&mut Meeting, Instant) + Send>;
 
 /// A change to what a worker runs.
 pub enum Command {
@@ -43,8 +40,9 @@ pub enum Command {
     },
     /// Close a leg's socket.
     RemoveLeg(LegId),
-    /// Run `f` on a meeting, on the worker's thread (add or remove participants, ...).
-    Run(MeetingId, MeetingTask),
+    /// A typed command to a meeting (add or remove a participant, downgrade, ...), handled
+    /// on the worker's thread with the worker's clock.
+    Meeting(MeetingId, MeetingCommand),
 }
 
 /// A worker's counters (read from any thread).
@@ -249,9 +247,9 @@ impl State {
                 }
             }
             Command::RemoveLeg(leg) => self.legs.remove(leg),
-            Command::Run(id, f) => {
+            Command::Meeting(id, command) => {
                 if let Some(m) = self.meetings.get_mut(&id) {
-                    f(m, Instant::now());
+                    m.handle_command(Instant::now(), command);
                     self.flush_tx();
                     self.forward_events();
                 }

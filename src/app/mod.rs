@@ -1,0 +1,676 @@
+//! Call control's driver: the SIP trunk's calls become participants of meetings on the
+//! media workers. Every decision is made by the sans-IO core, [`crate::control`]; this
+//! file and [`media`] do what it decides against the trunk, the worker pool and the
+//! port allocator, and talk to meetings only through typed [`MeetingCommand`]s.
+//!
+//! INVITE -> meeting by Request-URI user part -> Device Security mode and meeting policy
+//! -> media ports and keying -> SDP answer -> the participant joins on its worker. A
+//! delayed offer gets our offer in the 200 and joins when the ACK brings the answer.
+//! BYE, CANCEL, timeouts, DTLS failure, TIP or SPIMAP timeout -> the participant leaves,
+//! its ports are released, the dialog ends (BYE when we end it). A meeting ends with its
+//! last participant.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ekt::kek::EktCipher;
+use ekt::{ParameterSet, Spi, SrtpProfile};
+use sip::driver::{Trunk, TrunkConfig};
+use sip::sdp::{self, Description};
+use sip::ua::{AgentConfig, AgentEvent, CallHandle};
+use switch::dtls::DtlsIdentity;
+use switch::meeting::switching::{Mode, SwitchingConfig};
+use switch::meeting::{LegId, Meeting, MeetingCommand, MeetingEvent, ParticipantId};
+use switch::ports::PortAllocator;
+use switch::tip::negotiation::{GroupParams, Media};
+use switch::udp::{Command, MeetingId, WorkerPool};
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::control::{
+    self, CallRules, Incoming, IncomingDecision, MediaPlan, MeetingChange, MeetingView, Refusal,
+    ReofferDecision, SeedLine, SetupFailure, session,
+};
+use crate::join::{self, LineSockets};
+use crate::policy::{ConferenceSecurity, Policy};
+
+mod media;
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// TLS material (the message of a key mismatch is the seed's line).
+    #[error(transparent)]
+    Certs(#[from] crate::certs::CertError),
+    /// A listener or worker could not start.
+    #[error("start: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A line's sockets, the peer's RTP address and its RTCP address.
+type PreparedSockets = (LineSockets, SocketAddr, SocketAddr);
+
+struct MeetingState {
+    id: MeetingId,
+    security: ConferenceSecurity,
+    /// Whether its media plane runs SRTP with EKT (decided by its first admission).
+    secure: Option<bool>,
+    groups: [GroupParams; 2],
+    participants: Vec<ParticipantId>,
+}
+
+struct CallState {
+    number: String,
+    call_id: String,
+    participant: ParticipantId,
+    lines: Vec<LineSockets>,
+    legs: Vec<LegId>,
+    /// Delayed offer: our offer's SDES keys per line, until the answer comes.
+    offered: Option<(Description, Vec<Option<Vec<u8>>>)>,
+    /// Our last SDP (answers a re-INVITE).
+    local_sdp: Vec<u8>,
+    /// The peer's last SDP (a re-offer is compared with it).
+    remote_sdp: Option<Description>,
+    joined: bool,
+    /// Joined with SRTP lines a non-secure meeting holds: re-INVITE it to RTP/AVP once
+    /// the call is confirmed.
+    needs_downgrade: bool,
+    /// Our re-INVITE to RTP/AVP is out: its answer adds the participant again, plain.
+    downgrading: bool,
+}
+
+/// The running switch.
+pub struct App {
+    settings: Settings,
+    trunk: Trunk,
+    pool: WorkerPool,
+    events: tokio::sync::mpsc::UnboundedReceiver<(MeetingId, MeetingEvent)>,
+    ports: PortAllocator,
+    identity: Arc<DtlsIdentity>,
+    media_ip: IpAddr,
+    /// The SDES names of the configured suites, strongest first.
+    sdes_suites: Vec<&'static str>,
+    meetings: HashMap<String, MeetingState>,
+    calls: HashMap<CallHandle, CallState>,
+    next_meeting: MeetingId,
+    next_participant: ParticipantId,
+    next_leg: LegId,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("meetings", &self.meetings.len())
+            .field("calls", &self.calls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The address a socket toward `peer` would use: the SDP address by default.
+fn route_to(peer: SocketAddr) -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind(SocketAddr::new(
+        if peer.is_ipv4() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([0u16; 8])
+        },
+        0,
+    ))
+    .ok()?;
+    s.connect(peer).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+impl App {
+    /// Loads the TLS material, binds the trunk and starts the media workers.
+    pub async fn start(settings: Settings) -> Result<Self, AppError> {
+        let (policy, origin) = crate::certs::load(&settings.tls_files)?;
+        match origin {
+            crate::certs::Origin::Generated(dir) => info!(
+                "no certificate configured: made a local CA and an ECDSA certificate for {} in {} (upload ca.pem to the trunk peer's trust store)",
+                settings.tls_files.subject,
+                dir.display()
+            ),
+            crate::certs::Origin::Reused(dir) => info!(
+                "no certificate configured: using the one made earlier in {}",
+                dir.display()
+            ),
+            crate::certs::Origin::Configured => {}
+        }
+        let trunk = Trunk::start(TrunkConfig {
+            udp: settings.udp,
+            tcp: settings.tcp,
+            tls_listen: settings.tls,
+            tls: Some(policy),
+            agent: AgentConfig {
+                peers: settings.peers.clone(),
+                options_interval: settings.options_interval,
+                session_expires: settings.session_expires,
+                min_se: settings.min_se,
+                ..AgentConfig::default()
+            },
+        })
+        .await?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pool = WorkerPool::spawn_with(
+            settings.workers,
+            tx,
+            switch::udp::WorkerOptions {
+                batch: settings.batch,
+            },
+        )?;
+        // Meeting events cross from the workers' threads into the runtime.
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("meeting-events".into())
+            .spawn(move || {
+                while let Ok(e) = rx.recv() {
+                    if events_tx.send(e).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        let media_ip = settings
+            .media_address
+            .or_else(|| settings.peers.first().and_then(|p| route_to(p.addr)))
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let identity =
+            Arc::new(DtlsIdentity::generate().map_err(|e| std::io::Error::other(e.to_string()))?);
+        info!(
+            udp = ?settings.udp, tcp = ?settings.tcp, tls = ?settings.tls, media = %media_ip,
+            workers = settings.workers, batch = settings.batch, security = ?settings.security,
+            "mswitch running"
+        );
+        if settings.sfu_baseline {
+            warn!(
+                "media.sfu_baseline is on: every packet is decrypted and re-encrypted per receiver, for comparison only"
+            );
+        }
+        Ok(Self {
+            ports: PortAllocator::new(settings.ports.clone()),
+            sdes_suites: settings.suites.iter().map(|s| s.sdes_name()).collect(),
+            settings,
+            trunk,
+            pool,
+            events,
+            identity,
+            media_ip,
+            meetings: HashMap::new(),
+            calls: HashMap::new(),
+            next_meeting: 1,
+            next_participant: 1,
+            next_leg: 1,
+        })
+    }
+
+    /// Where SIP listens.
+    pub fn sip_addr(&self, t: sip::ua::Transport) -> Option<SocketAddr> {
+        self.trunk.local_addr(t)
+    }
+
+    /// Calls in progress.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// The media workers' counters, readable while the switch runs.
+    pub fn worker_stats(&self) -> Vec<Arc<switch::udp::WorkerStats>> {
+        self.pool
+            .workers()
+            .iter()
+            .map(|w| w.shared_stats())
+            .collect()
+    }
+
+    /// Runs until `shutdown` resolves, then ends every call with BYE.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                e = self.trunk.next_event() => match e {
+                    Some(e) => self.sip_event(e),
+                    None => break,
+                },
+                Some((meeting, e)) = self.events.recv() => self.meeting_event(meeting, e),
+            }
+        }
+        let calls: Vec<CallHandle> = self.calls.keys().copied().collect();
+        info!(calls = calls.len(), "shutting down: every call gets BYE");
+        let total = |f: fn(&switch::udp::WorkerStats) -> u64| {
+            self.worker_stats().iter().map(|w| f(w)).sum::<u64>()
+        };
+        use std::sync::atomic::Ordering::Relaxed;
+        info!(
+            packets_in = total(|w| w.packets_in.load(Relaxed)),
+            packets_out = total(|w| w.packets_out.load(Relaxed)),
+            send_dropped = total(|w| w.send_dropped.load(Relaxed)),
+            socket_errors = total(|w| w.socket_errors.load(Relaxed)),
+            foreign_source = total(|w| w.foreign_source.load(Relaxed)),
+            recv_calls = total(|w| w.recv_calls.load(Relaxed)),
+            "media totals"
+        );
+        for c in calls {
+            self.trunk.hangup(c);
+            self.leave(c);
+        }
+        // Give the BYEs a moment on the wire.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+
+    fn sip_event(&mut self, e: AgentEvent) {
+        match e {
+            AgentEvent::Incoming {
+                call,
+                user,
+                call_id,
+                offer,
+                over_tls,
+                ..
+            } => self.incoming(call, user, call_id, offer, over_tls),
+            AgentEvent::Answer { call, answer } => self.answered(call, &answer),
+            AgentEvent::Established { call } => {
+                if let Some(c) = self.calls.get(&call) {
+                    info!(call_id = %c.call_id, conference = %c.number, "call established");
+                    if c.needs_downgrade && c.joined {
+                        self.downgrade_call(call);
+                    }
+                }
+            }
+            AgentEvent::ReofferAnswered { call, answer } => self.downgrade_answered(call, &answer),
+            AgentEvent::ReofferRefused { call, status } => {
+                if let Some(c) = self.calls.get(&call).filter(|c| c.downgrading) {
+                    warn!(
+                        call_id = %c.call_id, conference = %c.number,
+                        "the endpoint refused RTP/AVP ({status}): it cannot stay in the non-secure meeting, BYE"
+                    );
+                    self.trunk.hangup(call);
+                    self.leave(call);
+                }
+            }
+            AgentEvent::Reoffer { call, offer } => self.reoffered(call, offer),
+            AgentEvent::Ended { call, reason } => {
+                if let Some(c) = self.calls.get(&call) {
+                    info!(call_id = %c.call_id, conference = %c.number, ?reason, "call ended");
+                }
+                self.leave(call);
+            }
+            AgentEvent::Peer { peer, state } => info!(peer, ?state, "trunk peer"),
+            AgentEvent::Log(line) => warn!("{line}"),
+        }
+    }
+
+    /// The call rules of the configuration, for the call-control core.
+    fn rules(&self) -> CallRules<'_> {
+        CallRules {
+            security: self.settings.security,
+            sdes_suites: &self.sdes_suites,
+            meetings: &self.settings.meetings,
+            on_the_fly: self.settings.on_the_fly,
+        }
+    }
+
+    /// Refuses an INVITE: its status code, Warning and log line come from the refusal.
+    fn refuse(&mut self, call: CallHandle, call_id: &str, number: &str, refusal: &Refusal) {
+        match refusal.seed_line() {
+            Some(line) => warn!("{line}"),
+            None => warn!(%call_id, %number, status = refusal.status(), "call refused: {refusal}"),
+        }
+        self.trunk.reject(call, refusal.status(), refusal.warning());
+    }
+
+    /// An INVITE: decided by [`control::decide_incoming`], done here.
+    fn incoming(
+        &mut self,
+        call: CallHandle,
+        number: String,
+        call_id: String,
+        offer: Option<Description>,
+        over_tls: bool,
+    ) {
+        let meeting = self.meetings.get(&number).map(|m| MeetingView {
+            security: m.security.clone(),
+            secure: m.secure,
+        });
+        let decision = control::decide_incoming(
+            Incoming {
+                number: &number,
+                call_id: &call_id,
+                offer: offer.as_ref(),
+                over_tls,
+            },
+            &self.rules(),
+            meeting.as_ref(),
+            self.next_meeting,
+        );
+        let admitted = match decision {
+            IncomingDecision::Reject(refusal) => {
+                return self.refuse(call, &call_id, &number, &refusal);
+            }
+            IncomingDecision::Admit(a) => *a,
+        };
+        if let Some((policy, mode)) = admitted.start_meeting {
+            self.start_meeting(&number, policy, mode);
+        }
+        let Some(state) = self.meetings.get_mut(&number) else {
+            return;
+        };
+        state.security = admitted.security.0;
+        state.secure = Some(admitted.meeting_secure);
+        let conf_id = state.id;
+        for change in admitted.changes {
+            // R38: the meeting goes non-secure now; its Downgraded event names the
+            // participants to re-INVITE to RTP/AVP.
+            let command = match change {
+                MeetingChange::Downgrade => MeetingCommand::Downgrade,
+                MeetingChange::StartNonSecure => MeetingCommand::SetSecure(false),
+            };
+            self.pool.send(conf_id, Command::Meeting(conf_id, command));
+        }
+        if let Some(line) = admitted.log {
+            warn!("{line}");
+        }
+        info!(%call_id, conference = conf_id, %number, "call joins");
+        let participant = self.next_participant;
+        self.next_participant += 1;
+        self.calls.insert(
+            call,
+            CallState {
+                number: number.clone(),
+                call_id: call_id.clone(),
+                participant,
+                lines: Vec::new(),
+                legs: Vec::new(),
+                offered: None,
+                local_sdp: Vec::new(),
+                remote_sdp: None,
+                joined: false,
+                needs_downgrade: admitted.needs_downgrade,
+                downgrading: false,
+            },
+        );
+        let result = match (admitted.media, offer) {
+            (MediaPlan::Answer(keyings), Some(o)) => {
+                self.join(call, &o, &keyings, &[]).map(|answer| {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.local_sdp = answer.clone();
+                    }
+                    self.trunk.ring(call);
+                    self.trunk.accept(call, answer);
+                })
+            }
+            _ => self
+                .offer_for_delayed(call)
+                .map(|ours| self.trunk.accept(call, ours)),
+        };
+        if let Err(e) = result {
+            warn!(%call_id, "media set-up failed: {e}");
+            self.leave(call);
+            let refusal = Refusal::MediaSetup(SetupFailure::from(&e));
+            self.trunk.reject(call, refusal.status(), refusal.warning());
+        }
+    }
+
+    /// Starts the meeting for `number` on a worker, with fresh group keys.
+    fn start_meeting(&mut self, number: &str, policy: Policy, mode: Mode) {
+        let id = self.next_meeting;
+        self.next_meeting += 1;
+        let groups = [
+            join::group_params(Media::Audio),
+            join::group_params(Media::Video),
+        ];
+        let mut meeting = Meeting::new(
+            SwitchingConfig {
+                mode,
+                ..SwitchingConfig::default()
+            },
+            1024,
+        );
+        meeting
+            .forwarder_mut()
+            .set_sfu_baseline(self.settings.sfu_baseline);
+        for g in &groups {
+            let params = ParameterSet::new(
+                EktCipher::AesEcb128,
+                &g.kek,
+                SrtpProfile::AesCm128HmacSha1_80,
+                &g.salt,
+            )
+            .expect("16-byte KEK, 14-byte salt");
+            let _ = meeting
+                .forwarder_mut()
+                .registry_mut()
+                .insert(Spi(g.spi), params);
+        }
+        self.pool.add_meeting(id, meeting);
+        info!(conference = id, %number, ?policy, ?mode, "meeting starts");
+        self.meetings.insert(
+            number.to_owned(),
+            MeetingState {
+                id,
+                security: ConferenceSecurity::new(policy, id),
+                secure: None,
+                groups,
+                participants: Vec::new(),
+            },
+        );
+    }
+
+    fn end_meeting_if_empty(&mut self, number: &str) {
+        let empty = self
+            .meetings
+            .get(number)
+            .is_some_and(|m| m.participants.is_empty())
+            && !self.calls.values().any(|c| c.number == number);
+        if empty && let Some(m) = self.meetings.remove(number) {
+            self.pool.remove_meeting(m.id);
+            info!(conference = m.id, %number, "meeting ends");
+        }
+    }
+
+    /// A re-INVITE or UPDATE from the peer: decided by [`control::decide_reoffer`]; a moved
+    /// line's legs are redirected here.
+    fn reoffered(&mut self, call: CallHandle, offer: Option<Description>) {
+        let Some(c) = self.calls.get(&call) else {
+            return self.trunk.answer_reoffer(call, None);
+        };
+        let (sdp, moved) = match control::decide_reoffer(
+            &c.local_sdp,
+            c.remote_sdp.as_ref(),
+            offer.as_ref(),
+        ) {
+            ReofferDecision::OfferCurrent => {
+                return self.trunk.answer_reoffer(call, Some(c.local_sdp.clone()));
+            }
+            ReofferDecision::Refuse(why) => {
+                warn!(call_id = %c.call_id, "re-INVITE refused with {}, the session goes on: {why}", why.status());
+                return self.trunk.answer_reoffer(call, None);
+            }
+            ReofferDecision::Answer { sdp, moved } => (sdp, moved),
+        };
+        if let Some(id) = self.meetings.get(&c.number).map(|m| m.id) {
+            for m in &moved {
+                for (leg, socket, remote) in c.redirected_legs(m) {
+                    self.pool.send(
+                        id,
+                        Command::AddLeg {
+                            meeting: id,
+                            leg,
+                            socket,
+                            remote,
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.local_sdp = sdp.clone();
+            c.remote_sdp = offer;
+        }
+        self.trunk.answer_reoffer(call, Some(sdp));
+    }
+
+    /// Re-INVITEs a call to RTP/AVP: its meeting is non-secure (R38 downgrade, or a secure
+    /// endpoint joining a non-secure meeting) and holds its SRTP lines meanwhile.
+    fn downgrade_call(&mut self, call: CallHandle) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.needs_downgrade = false;
+        match sdp::plain_reoffer(&c.local_sdp) {
+            Ok(offer) => {
+                info!(call_id = %c.call_id, conference = %c.number, "re-INVITE to RTP/AVP: the meeting is non-secure");
+                c.local_sdp = offer.clone();
+                c.downgrading = true;
+                self.trunk.reoffer(call, offer);
+            }
+            Err(e) => {
+                warn!(call_id = %c.call_id, "our own SDP does not parse ({e}): BYE");
+                self.trunk.hangup(call);
+                self.leave(call);
+            }
+        }
+    }
+
+    /// The answer to our RTP/AVP re-INVITE: the participant joins again with plain lines
+    /// (TIP runs again, non-secure); an answer that keeps SRTP ends the call.
+    fn downgrade_answered(&mut self, call: CallHandle, answer: &Description) {
+        let Some(c) = self.calls.get_mut(&call).filter(|c| c.downgrading) else {
+            return;
+        };
+        c.downgrading = false;
+        let call_id = c.call_id.clone();
+        let keyings = match session::downgrade_answer_keyings(answer) {
+            Ok(k) => k,
+            Err(why) => {
+                warn!(%call_id, "{why}: BYE");
+                self.trunk.hangup(call);
+                return self.leave(call);
+            }
+        };
+        match self.join(call, answer, &keyings, &[]) {
+            Ok(_) => info!(%call_id, "downgraded to non-secure: plain RTP, TIP again"),
+            Err(e) => {
+                warn!(%call_id, "media set-up after the downgrade failed: {e}");
+                self.trunk.hangup(call);
+                self.leave(call);
+            }
+        }
+    }
+
+    /// Whether the meeting of `call` runs plain RTP.
+    fn meeting_is_plain(&self, call: CallHandle) -> bool {
+        self.calls
+            .get(&call)
+            .and_then(|c| self.meetings.get(&c.number))
+            .is_some_and(|m| m.secure == Some(false))
+    }
+
+    /// The ACK brought the answer to our offer: the participant joins now.
+    fn answered(&mut self, call: CallHandle, answer: &Description) {
+        let Some((offered, keys)) = self.calls.get_mut(&call).and_then(|c| c.offered.take()) else {
+            return;
+        };
+        let keyings = session::delayed_answer_keyings(
+            &offered,
+            answer,
+            self.settings.security,
+            &self.sdes_suites,
+        );
+        if let Err(e) = self.join(call, answer, &keyings, &keys) {
+            warn!("media set-up after the answer failed: {e}");
+            self.trunk.hangup(call);
+            return self.leave(call);
+        }
+        // The meeting went non-secure while our SRTP offer was out: held, then RTP/AVP.
+        if self.meeting_is_plain(call) && !session::offered_plain(&offered) {
+            self.downgrade_call(call);
+        }
+    }
+
+    fn meeting_event(&mut self, meeting: MeetingId, e: MeetingEvent) {
+        match e {
+            MeetingEvent::ParticipantFailed {
+                participant,
+                reason,
+            } => {
+                warn!(conference = meeting, "{}", SeedLine::from(reason));
+                let call = self
+                    .calls
+                    .iter()
+                    .find(|(_, c)| c.participant == participant)
+                    .map(|(h, _)| *h);
+                if let Some(call) = call {
+                    self.trunk.hangup(call);
+                    self.leave(call);
+                }
+            }
+            MeetingEvent::LineEstablished { participant, media } => {
+                info!(
+                    conference = meeting,
+                    participant,
+                    ?media,
+                    "TIP and SPIMAP done"
+                );
+            }
+            MeetingEvent::SpeakerChanged(p) => {
+                info!(conference = meeting, speaker = ?p, "speaker");
+            }
+            MeetingEvent::Downgraded { participants } => {
+                let calls: Vec<CallHandle> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, c)| c.joined && participants.contains(&c.participant))
+                    .map(|(h, _)| *h)
+                    .collect();
+                info!(
+                    conference = meeting,
+                    endpoints = calls.len(),
+                    "non-secure now: security icons cleared (TIP NOTIFY), re-INVITE to RTP/AVP"
+                );
+                for call in calls {
+                    self.downgrade_call(call);
+                }
+            }
+        }
+    }
+
+    /// A call's participant leaves: legs closed, ports released, meeting ended if empty.
+    fn leave(&mut self, call: CallHandle) {
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        let Some(m) = self.meetings.get_mut(&c.number) else {
+            return;
+        };
+        let id = m.id;
+        m.participants.retain(|p| *p != c.participant);
+        if c.joined {
+            let p = c.participant;
+            self.pool.send(
+                id,
+                Command::Meeting(id, MeetingCommand::RemoveParticipant(p)),
+            );
+        }
+        for leg in &c.legs {
+            self.pool.send(id, Command::RemoveLeg(*leg));
+        }
+        for l in &c.lines {
+            for p in &l.ports {
+                self.ports.release(*p);
+            }
+        }
+        self.end_meeting_if_empty(&c.number);
+    }
+}
+
+/// NTP time now (RFC 5905: seconds since 1900 << 32 | fraction), for TIP timestamps.
+fn ntp_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + 2_208_988_800;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}

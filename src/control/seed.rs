@@ -1,0 +1,96 @@
+//! The log lines call control writes for an operator, as values: the seed's exact lines
+//! (seeds-switch.md T1) and our own for failures the seeds do not name. Their text is in
+//! one table, [`SeedLine`]'s `Display`; nothing else formats them.
+
+use switch::dtls::DtlsFailure;
+use switch::meeting::LineFailure;
+use switch::tip::negotiation::Failure as TipFailure;
+
+/// A line for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedLine {
+    /// T1 L1 (seed 002 l.2493): a non-secure endpoint calls a Secure meeting.
+    SecurityMismatch {
+        /// The call's SIP Call-ID.
+        call_id: String,
+        /// The meeting's conference id.
+        conf_id: u64,
+        /// The called number.
+        number: String,
+    },
+    /// T1 L4 (seed 002 l.2496): a Best-Effort meeting's first endpoint is non-secure.
+    StartNonSecure {
+        /// The meeting's conference id.
+        conf_id: u64,
+    },
+    /// T1 L3 (seed 002 l.2495): a secure Best-Effort meeting is downgraded.
+    Downgrade {
+        /// The meeting's conference id.
+        conf_id: u64,
+    },
+    /// A line's TIP negotiation missed a deadline: the seed's lines (seed 002 l.2506-2507).
+    Tip {
+        /// Which deadline.
+        failure: TipFailure,
+        /// The called number.
+        number: String,
+    },
+    /// A line's DTLS-SRTP association failed (our line: the seeds have none).
+    DtlsFailed {
+        /// Why.
+        failure: DtlsFailure,
+        /// The called number.
+        number: String,
+    },
+}
+
+impl From<LineFailure> for SeedLine {
+    fn from(f: LineFailure) -> Self {
+        match f {
+            LineFailure::Tip {
+                failure,
+                called_num,
+            } => Self::Tip {
+                failure,
+                number: called_num,
+            },
+            LineFailure::Dtls {
+                failure,
+                called_num,
+            } => Self::DtlsFailed {
+                failure,
+                number: called_num,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for SeedLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SecurityMismatch {
+                call_id,
+                conf_id,
+                number,
+            } => write!(
+                f,
+                "Call in state=Connected, call id={call_id}, conference id = {conf_id} received error from Confmgr with error='security mismatch' during verification of security policy. Num={number}"
+            ),
+            Self::StartNonSecure { conf_id } => {
+                write!(f, "Conf Id {conf_id}: will start as non-secure")
+            }
+            Self::Downgrade { conf_id } => write!(
+                f,
+                "Conference Manager Conf Id {conf_id}: will downgrade security from secure to non-secure. All existing endpoints will be downgraded to non-secure."
+            ),
+            // The TIP lines are the negotiation's own (switch::tip, tested there).
+            Self::Tip { failure, number } => f.write_str(&failure.log_line(number)),
+            Self::DtlsFailed { failure, number } => {
+                write!(
+                    f,
+                    "DTLS-SRTP failed for call : called num = {number}: {failure:?}"
+                )
+            }
+        }
+    }
+}
