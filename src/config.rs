@@ -145,9 +145,6 @@ pub struct MediaConfig {
     pub srtp_suites: Vec<String>,
     /// Datagrams per recvmmsg/sendmmsg call, 1-32 (1 turns batching off, to measure it).
     pub batch: usize,
-    /// Comparison only: forward as an SFU does, decrypting and re-encrypting every packet
-    /// for every receiver (`mswitch load` measures the difference). Off in production.
-    pub sfu_baseline: bool,
 }
 
 impl Default for MediaConfig {
@@ -161,7 +158,6 @@ impl Default for MediaConfig {
                 .map(|s| s.sdes_name().to_owned())
                 .collect(),
             batch: switch::udp::BATCH,
-            sfu_baseline: false,
         }
     }
 }
@@ -266,7 +262,9 @@ pub struct Settings {
     pub workers: usize,
     /// Datagrams per recvmmsg/sendmmsg call.
     pub batch: usize,
-    /// The SFU baseline (comparison only).
+    /// The SFU baseline (comparison only): set by `mswitch run --sfu-baseline`, which only
+    /// builds with the tools have, for `mswitch load`; never from the configuration file.
+    #[cfg(feature = "tools")]
     pub sfu_baseline: bool,
     /// The SDP address, when configured.
     pub media_address: Option<IpAddr>,
@@ -474,7 +472,8 @@ impl Config {
             ports,
             workers,
             batch: self.media.batch,
-            sfu_baseline: self.media.sfu_baseline,
+            #[cfg(feature = "tools")]
+            sfu_baseline: false,
             media_address,
             suites,
             on_the_fly,

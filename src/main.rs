@@ -38,8 +38,17 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("run") => run(std::env::args().skip(2).collect()),
+        #[cfg(feature = "tools")]
         Some("demo") => demo(),
+        #[cfg(feature = "tools")]
         Some("load") => load(&std::env::args().skip(2).collect::<Vec<_>>()),
+        #[cfg(not(feature = "tools"))]
+        Some(tool @ ("demo" | "load")) => {
+            eprintln!(
+                "mswitch: `{tool}` is a test tool, and this switch was built without them (cargo feature `tools`)"
+            );
+            ExitCode::from(2)
+        }
         Some("selftest") => match mswitch::selftest::run() {
             Ok(report) => {
                 println!("{report}");
@@ -58,6 +67,17 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Vec<String>) -> ExitCode {
+    // `mswitch load` runs the switch it measures as an SFU for comparison; that mode exists
+    // only in builds with the tools, and never in the configuration file.
+    #[cfg(feature = "tools")]
+    let (args, sfu_baseline) = {
+        let flag = mswitch::load::SFU_BASELINE_FLAG;
+        let on = args.iter().any(|a| a == flag);
+        (
+            args.into_iter().filter(|a| a != flag).collect::<Vec<_>>(),
+            on,
+        )
+    };
     let config = match args.as_slice() {
         [] => None,
         [flag, path] if flag == "--config" || flag == "-c" => Some(std::path::PathBuf::from(path)),
@@ -78,13 +98,18 @@ fn run(args: Vec<String>) -> ExitCode {
         Some(p) => mswitch::config::Config::load(&p),
         None => mswitch::config::Config::default().check(),
     };
-    let settings = match settings {
+    #[cfg_attr(not(feature = "tools"), allow(unused_mut))]
+    let mut settings = match settings {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mswitch: {e}");
             return ExitCode::from(2);
         }
     };
+    #[cfg(feature = "tools")]
+    {
+        settings.sfu_baseline = sfu_baseline;
+    }
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -119,6 +144,7 @@ async fn shutdown_signal() {
     }
 }
 
+#[cfg(feature = "tools")]
 fn demo() -> ExitCode {
     let runtime = match runtime() {
         Ok(r) => r,
@@ -136,6 +162,7 @@ fn demo() -> ExitCode {
     }
 }
 
+#[cfg(feature = "tools")]
 fn load(args: &[String]) -> ExitCode {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{}", mswitch::load::args::USAGE);

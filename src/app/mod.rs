@@ -182,9 +182,10 @@ impl App {
             workers = settings.workers, batch = settings.batch, security = ?settings.security,
             "mswitch running"
         );
+        #[cfg(feature = "tools")]
         if settings.sfu_baseline {
             warn!(
-                "media.sfu_baseline is on: every packet is decrypted and re-encrypted per receiver, for comparison only"
+                "--sfu-baseline (mswitch load): every packet is decrypted and re-encrypted per receiver, for comparison only"
             );
         }
         Ok(Self {
@@ -427,6 +428,7 @@ impl App {
             },
             1024,
         );
+        #[cfg(feature = "tools")]
         meeting
             .forwarder_mut()
             .set_sfu_baseline(self.settings.sfu_baseline);

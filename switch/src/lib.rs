@@ -10,7 +10,9 @@
 //! - [`rtp`]: RTP/RTCP header views.
 //! - [`udp`]: the media worker: sockets, recvmmsg/sendmmsg batches, epoll (`unsafe` is
 //!   only in `udp::sys` and in the SIMD engines, `srtp::batch::{shani, avx2}`).
-//! - [`tip`]: TIP control packets (RTCP APP "xcts"); SPIMAP so far, the rest with issue 3.
+//! - [`tip`]: TIP control packets (RTCP APP "xcts") and the per-line negotiation.
+//! - [`tx`]: the output batch: preallocated slots the cores fill and the driver sends.
+//! - `testing` (feature `testing`): the socketless simulator with TIP endpoints.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -26,4 +28,5 @@ pub mod srtp;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tip;
+pub mod tx;
 pub mod udp;

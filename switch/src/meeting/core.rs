@@ -31,7 +31,8 @@ use super::switching::{Switching, SwitchingConfig};
 use super::{CENTER, LegId, ParticipantId, SourceId};
 use crate::demux::{PacketKind as Demux, classify};
 use crate::forward::{
-    CsrcRewrite, DropReason, Forwarder, PacketKind, Receiver, SsrcHashBuilder, TipCsrc, TxBatch,
+    CsrcRewrite, DropReason, Forwarder, MAX_BATCH, PacketKind, Receiver, SsrcHashBuilder, TipCsrc,
+    TxBatch,
 };
 use crate::tip::negotiation::Media;
 use crate::tip::simple::RefreshKind;
@@ -94,8 +95,18 @@ pub struct Meeting {
     secure: bool,
     /// Output is waiting outside of any datagram or timer (a NOTIFY of a downgrade).
     flush_at: Option<Instant>,
-    /// Inside [`Meeting::handle_datagrams`]: the datagram's place in the prepared batch.
-    prepared: Option<usize>,
+}
+
+/// Where a datagram arrived and what it is, as the meeting found it once.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    /// The participant and its line.
+    pi: usize,
+    li: usize,
+    /// RFC 7983 demultiplexing.
+    kind: Demux,
+    /// Its place in the forwarder's batch, if it came in one.
+    in_batch: Option<usize>,
 }
 
 impl std::fmt::Debug for Meeting {
@@ -128,7 +139,6 @@ impl Meeting {
             layouts_dirty: false,
             secure: true,
             flush_at: None,
-            prepared: None,
         }
     }
 
@@ -266,10 +276,11 @@ impl Meeting {
         })
     }
 
-    /// Datagrams that arrived together on `leg` (a recvmmsg batch, up to 64): the same as
-    /// [`Meeting::handle_datagram`] for each in order, with the media tags verified
-    /// together and the outputs signed together (`forward`'s batch path). `out` must have
-    /// room for the batch's outputs: its tags are written in place at the end.
+    /// Datagrams that arrived together on `leg` (a recvmmsg batch, up to
+    /// [`MAX_BATCH`]): the same as [`Meeting::handle_datagram`] for each in order, with
+    /// the media tags verified together and the outputs signed together (`forward`'s batch
+    /// path). `out` must have room for the batch's outputs: its tags are written in place
+    /// at the end.
     pub fn handle_datagrams(
         &mut self,
         now: Instant,
@@ -289,34 +300,49 @@ impl Meeting {
             }
             return;
         };
-        let mut packets: [(&[u8], bool); 64] = [(&[], false); 64];
-        let n = datagrams.len().min(64);
+        let mut packets: [(&[u8], bool); MAX_BATCH] = [(&[], false); MAX_BATCH];
+        let n = datagrams.len().min(MAX_BATCH);
         for (p, d) in packets.iter_mut().zip(&datagrams[..n]) {
             *p = (d, appended);
         }
-        self.forwarder.begin_batch();
-        self.forwarder.prepare_batch(&packets[..n]);
+        self.forwarder.begin_batch(&packets[..n]);
         for (i, d) in datagrams.iter().enumerate() {
-            self.prepared = (i < n).then_some(i);
-            self.handle_datagram(now, leg, d, out);
+            self.handle_one(now, leg, d, out, (i < n).then_some(i));
         }
-        self.prepared = None;
-        self.forwarder.end_batch(out);
+        self.forwarder.finish_batch(out);
     }
 
     /// A datagram that arrived on `leg`.
     pub fn handle_datagram(&mut self, now: Instant, leg: LegId, data: &[u8], out: &mut TxBatch) {
+        self.handle_one(now, leg, data, out, None);
+    }
+
+    /// A datagram, datagram `in_batch` of the forwarder's batch if it is in one.
+    fn handle_one(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        data: &[u8],
+        out: &mut TxBatch,
+        in_batch: Option<usize>,
+    ) {
         let Some((pi, li, on_rtcp_leg)) = self.find_leg(leg) else {
             self.stats.unknown_leg += 1;
             return;
         };
         let line = &mut self.participants[pi].lines[li];
         let rtcp_has_own_leg = line.rtcp_leg.is_some();
-        match classify(data) {
+        let at = Arrival {
+            pi,
+            li,
+            kind: classify(data),
+            in_batch,
+        };
+        match at.kind {
             Demux::Rtp if on_rtcp_leg => self.stats.wrong_leg_kind += 1,
             Demux::Rtcp if rtcp_has_own_leg && !on_rtcp_leg => self.stats.wrong_leg_kind += 1,
-            Demux::Rtp => self.handle_media(now, pi, li, data, out),
-            Demux::Rtcp => self.handle_rtcp(now, pi, li, data, out),
+            Demux::Rtp => self.handle_media(now, at, data, out),
+            Demux::Rtcp => self.handle_rtcp(now, at, data, out),
             Demux::Dtls => {
                 let session = if on_rtcp_leg {
                     &mut line.rtcp_dtls
@@ -333,7 +359,8 @@ impl Meeting {
         self.after_input(now, out, Some((pi, li)));
     }
 
-    fn handle_rtcp(&mut self, now: Instant, pi: usize, li: usize, data: &[u8], out: &mut TxBatch) {
+    fn handle_rtcp(&mut self, now: Instant, at: Arrival, data: &[u8], out: &mut TxBatch) {
+        let (pi, li) = (at.pi, at.li);
         let ssrc = crate::rtp::rtcp_ssrc(data).ok();
         let line = &mut self.participants[pi].lines[li];
         let per_hop = match (ssrc, line.peer_control_ssrc) {
@@ -344,7 +371,7 @@ impl Meeting {
             (None, _) => true,
         };
         if !per_hop {
-            return self.handle_media(now, pi, li, data, out);
+            return self.handle_media(now, at, data, out);
         }
         let plain = line.plain_control;
         let (hop, Some(tip)) = (&mut line.hop, &mut line.tip) else {
@@ -402,7 +429,8 @@ impl Meeting {
         }
     }
 
-    fn handle_media(&mut self, now: Instant, pi: usize, li: usize, data: &[u8], out: &mut TxBatch) {
+    fn handle_media(&mut self, now: Instant, at: Arrival, data: &[u8], out: &mut TxBatch) {
+        let (pi, li) = (at.pi, at.li);
         if self.participants[pi].lines[li].held {
             self.stats.other_security += 1;
             return;
@@ -410,7 +438,7 @@ impl Meeting {
         let from = self.participants[pi].id;
         let media = self.participants[pi].lines[li].media;
         let appended = self.participants[pi].lines[li].appended_byte;
-        let ssrc = match classify(data) {
+        let ssrc = match at.kind {
             Demux::Rtcp => crate::rtp::rtcp_ssrc(data).ok(),
             _ => crate::rtp::RtpHeader::parse(data).ok().map(|h| h.ssrc),
         };
@@ -422,8 +450,8 @@ impl Meeting {
             return;
         }
         let verified = if self.secure {
-            match self.prepared {
-                Some(i) => self.forwarder.verify_prepared(i, data, appended),
+            match at.in_batch {
+                Some(i) => self.forwarder.verify_in_batch(i, data, appended),
                 None => self.forwarder.verify(data, appended),
             }
         } else {

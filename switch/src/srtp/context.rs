@@ -597,7 +597,9 @@ fn write_trailer_and_tag(
 impl Transform {
     /// XORs the AES-CM keystream of packet `index` of `ssrc` into `data` (encrypts or
     /// decrypts an SRTP payload); false for AEAD transforms, which have no bare keystream
-    /// here. Only the SFU baseline of `forward` needs it: the switch never decrypts.
+    /// here. Only the SFU baseline of `forward` needs it (tools builds): the switch never
+    /// decrypts.
+    #[cfg(feature = "testing")]
     pub(crate) fn apply_keystream(&self, ssrc: u32, index: u64, data: &mut [u8]) -> bool {
         match self {
             Self::AesCm { aes, salt, .. } => {

@@ -6,8 +6,8 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
+use super::MeetingId;
 use super::sys::{Epoll, set_buffers};
-use super::worker::MeetingId;
 use crate::meeting::LegId;
 
 /// Send and receive buffer of each leg's socket.

@@ -17,4 +17,7 @@ mod worker;
 
 pub use pool::WorkerPool;
 pub use sys::{BATCH, MAX_DATAGRAM};
-pub use worker::{Command, MediaWorker, MeetingId, WorkerOptions, WorkerStats};
+pub use worker::{Command, MediaWorker, WorkerOptions, WorkerStats};
+
+/// Identifies a meeting within the switch.
+pub type MeetingId = u64;

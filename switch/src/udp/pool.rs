@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::mpsc::Sender;
 
-use super::worker::{Command, MediaWorker, MeetingId, WorkerOptions};
+use super::MeetingId;
+use super::worker::{Command, MediaWorker, WorkerOptions};
 use crate::meeting::{Meeting, MeetingEvent};
 
 /// The media workers and which meeting runs where.

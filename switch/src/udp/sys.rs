@@ -9,6 +9,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Datagrams per recvmmsg/sendmmsg call (quinn-udp uses 32 on Linux).
 pub const BATCH: usize = 32;
+// A recvmmsg batch is verified as one forwarder batch.
+const _: () = assert!(BATCH <= crate::forward::MAX_BATCH);
 /// Largest datagram received; larger ones are truncated and dropped by the caller.
 pub const MAX_DATAGRAM: usize = 2048;
 

@@ -10,13 +10,11 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::MeetingId;
 use super::legs::{Leg, Legs, WAKE_TOKEN};
 use super::sys::{self, RecvBatch};
-use crate::forward::TxBatch;
 use crate::meeting::{LegId, Meeting, MeetingCommand, MeetingEvent};
-
-/// Identifies a meeting within the switch.
-pub type MeetingId = u64;
+use crate::tx::TxBatch;
 
 /// The longest a worker sleeps without a timer: it re-checks its command channel.
 const MAX_SLEEP: Duration = Duration::from_millis(100);

@@ -26,7 +26,7 @@ mod tests;
 
 use zeroize::Zeroize;
 
-use super::tx::SLOT_SIZE;
+use crate::tx::SLOT_SIZE;
 
 /// Highest power of H kept: n + 1 for the largest ciphertext a slot holds, which also
 /// covers a whole packet's GHASH (header, ciphertext and length block) in one reduction.

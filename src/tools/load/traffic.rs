@@ -24,7 +24,7 @@ use switch::testing::{Endpoint, HOP, SALT, sender_key};
 use switch::tip::negotiation::Media;
 use tokio::net::UdpSocket;
 
-use crate::endpoint::SimulatedCall;
+use crate::tools::endpoint::SimulatedCall;
 
 /// Audio packet interval.
 const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
@@ -356,7 +356,7 @@ impl MediaLoop {
         } else {
             &self.video
         };
-        if !crate::endpoint::is_rtp(data) {
+        if !crate::tools::endpoint::is_rtp(data) {
             for (leg, reply) in self.endpoint.handle_datagram(now, sock.leg, data) {
                 let s = if leg == self.audio.leg {
                     &self.audio

@@ -19,7 +19,7 @@ use switch::tip::negotiation::Media;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::endpoint::SimulatedCall;
+use crate::tools::endpoint::SimulatedCall;
 
 const NAMES: [&str; 3] = ["A", "B", "C"];
 /// Each speaker talks this long (longer than the 2 s hold time).
@@ -54,7 +54,8 @@ pub async fn run() -> Result<String, String> {
         out,
         "mswitch demo: secure meeting 4000 on loopback (SIP/TLS {sip}), three TIP endpoints\n"
     );
-    let policy = crate::endpoint::peer_policy(&dir, "mswitch-peer").map_err(|e| e.to_string())?;
+    let policy =
+        crate::tools::endpoint::peer_policy(&dir, "mswitch-peer").map_err(|e| e.to_string())?;
     let dtls = Arc::new(DtlsIdentity::generate().map_err(|e| e.to_string())?);
     let mut calls = Vec::new();
     for (i, screens) in [3u8, 1, 1].into_iter().enumerate() {

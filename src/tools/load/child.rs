@@ -48,11 +48,10 @@ impl SwitchProcess {
                 "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"{sip}\"\noptions_interval = 0\n\
                  [tls]\ndata_dir = \"{}\"\n\
                  [media]\nports = \"20000-39999\"\naddress = \"127.0.0.1\"\nworkers = {}\n\
-                 batch = {}\nsfu_baseline = {}\n",
+                 batch = {}\n",
                 data_dir.display(),
                 mode.workers,
                 mode.batch,
-                mode.sfu_baseline
             ),
         )?;
         let log_path = dir.join("switch.log");
@@ -61,6 +60,7 @@ impl SwitchProcess {
             .arg("run")
             .arg("--config")
             .arg(&config)
+            .args(mode.sfu_baseline.then_some(super::SFU_BASELINE_FLAG))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

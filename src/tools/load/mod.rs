@@ -8,9 +8,14 @@
 //! second more, a window of the set duration measures: packets and bytes each way, loss,
 //! the latency the switch adds, verification failures at the receivers, the switch's CPU
 //! time per forwarded packet (/proc) and its peak memory, join times. The same load then
-//! runs against the SFU baseline (`media.sfu_baseline`), and the report gives the ratio.
+//! runs against the SFU baseline (`mswitch run --sfu-baseline`, tools builds only), and the report gives the ratio.
 
 pub mod args;
+
+/// `mswitch run`'s flag (tools builds only) that makes the switch under test forward as
+/// an SFU does, for the comparison.
+pub const SFU_BASELINE_FLAG: &str = "--sfu-baseline";
+
 pub mod child;
 pub mod measure;
 pub mod report;
@@ -38,7 +43,7 @@ pub enum LoadError {
     Switch(String),
     /// The endpoints' TLS identity.
     #[error("endpoints: {0}")]
-    Endpoint(#[from] crate::endpoint::EndpointError),
+    Endpoint(#[from] crate::tools::endpoint::EndpointError),
 }
 
 /// A switch started by someone else.
@@ -183,7 +188,7 @@ pub async fn run_point(
             r
         }
     };
-    let policy = crate::endpoint::peer_policy(&data_dir, "mswitch-peer")?;
+    let policy = crate::tools::endpoint::peer_policy(&data_dir, "mswitch-peer")?;
     let dtls = Arc::new(
         DtlsIdentity::generate().map_err(|e| LoadError::Switch(format!("DTLS identity: {e}")))?,
     );
