@@ -1,5 +1,7 @@
 //! Entry points for the fuzz targets (`fuzz/`): each takes arbitrary bytes and must not
 //! panic; where a property can be checked, it is asserted.
+// Test code: it plays the driver.
+#![allow(clippy::disallowed_methods)]
 
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,8 @@
 //! their own media; a datagram from a foreign address is dropped. Once with per-hop keys
 //! from SDES, once from DTLS-SRTP handshakes over the same sockets, and once without
 //! rtcp-mux: a second socket per line for RTCP, with its own DTLS association.
+// Test code: it plays the driver and reads the clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};

@@ -2,8 +2,6 @@
 
 use std::net::SocketAddr;
 
-use ring::rand::SecureRandom;
-
 use super::Transport;
 
 /// Methods we accept (the Allow header).
@@ -11,19 +9,48 @@ pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK
 /// Extensions we support (RFC 3262 100rel, RFC 4028 timer).
 pub(crate) const SUPPORTED: &str = "100rel, timer";
 
-/// A random token of `n` bytes, hex: tags, branches, Call-IDs.
-pub(crate) fn token(n: usize) -> String {
-    let mut b = [0u8; 16];
-    let n = n.min(16);
-    // The system RNG does not fail on Linux; a zero token would still be unique enough
-    // for one process lifetime only with the counter below.
-    let _ = ring::rand::SystemRandom::new().fill(&mut b[..n]);
-    b[..n].iter().map(|x| format!("{x:02x}")).collect()
+/// The agent's source of unguessable tokens: HMAC-SHA-256 over a counter, keyed by the
+/// seed its caller drew (a PRF in counter mode, NIST SP 800-108 §4.1), so the sans-IO core
+/// draws no randomness of its own and a fixed seed replays a run.
+pub(crate) struct Tokens {
+    key: ring::hmac::Key,
+    counter: u64,
 }
 
-/// A new Via branch (RFC 3261 §8.1.1.7: the magic cookie first).
-pub(crate) fn branch() -> String {
-    format!("z9hG4bK{}", token(10))
+impl Tokens {
+    pub(crate) fn new(seed: &[u8; 32]) -> Self {
+        Self {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, seed),
+            counter: 0,
+        }
+    }
+
+    /// The next `out.len()` bytes (at most 32).
+    pub(crate) fn fill(&mut self, out: &mut [u8]) {
+        self.counter += 1;
+        let block = ring::hmac::sign(&self.key, &self.counter.to_be_bytes());
+        let n = out.len().min(block.as_ref().len());
+        out[..n].copy_from_slice(&block.as_ref()[..n]);
+    }
+
+    /// A token of `n` bytes (at most 16), hex: tags, Call-IDs.
+    pub(crate) fn token(&mut self, n: usize) -> String {
+        let mut b = [0u8; 16];
+        let n = n.min(16);
+        self.fill(&mut b[..n]);
+        b[..n].iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// A new Via branch (RFC 3261 §8.1.1.7: the magic cookie first).
+    pub(crate) fn branch(&mut self) -> String {
+        format!("z9hG4bK{}", self.token(10))
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens")
+    }
 }
 
 /// Where we are, as a Via sent-by and a Contact.
@@ -123,7 +150,7 @@ mod tests {
             &RequestSpec {
                 method: "BYE",
                 uri: "sip:1001@10.0.0.2:5061;transport=tls",
-                branch: &branch(),
+                branch: &Tokens::new(&[1; 32]).branch(),
                 from: "<sip:4000@10.0.0.1>;tag=a",
                 to: "<sip:1001@10.0.0.2>;tag=b",
                 call_id: "c1",
@@ -141,7 +168,17 @@ mod tests {
         assert_eq!(k.sent_by, "10.0.0.1:5061");
         assert_eq!((k.cseq, k.to_tag.as_deref()), (2, Some("b")));
         assert_eq!(r.body, b"v=0\r\n");
-        assert_ne!(token(8), token(8));
+        let mut t = Tokens::new(&[7; 32]);
+        assert_ne!(t.token(8), t.token(8));
+        assert_eq!(
+            Tokens::new(&[7; 32]).token(8),
+            Tokens::new(&[7; 32]).token(8),
+            "a seed replays"
+        );
+        assert_ne!(
+            Tokens::new(&[7; 32]).token(8),
+            Tokens::new(&[8; 32]).token(8)
+        );
         assert_eq!(
             host_port("[::1]:5060".parse().unwrap()),
             "[::1]:5060".to_owned()

@@ -129,14 +129,14 @@ impl Call {
     }
 
     /// The ACK for a 2xx to our re-INVITE (§13.2.2.4): a new branch, the INVITE's CSeq.
-    pub(super) fn ack_for_2xx(&self, local: &Local, r: &Response) -> Vec<u8> {
+    pub(super) fn ack_for_2xx(&self, local: &Local, branch: &str, r: &Response) -> Vec<u8> {
         let cseq = message::response_keys(r).map_or(self.local_cseq, |k| k.cseq);
         build::request(
             local,
             &RequestSpec {
                 method: "ACK",
                 uri: &self.remote_target,
-                branch: &build::branch(),
+                branch,
                 from: &format!("{};tag={}", strip_tag(&self.local_uri), self.local_tag),
                 to: &match &self.remote_tag {
                     Some(t) => format!("{};tag={t}", strip_tag(&self.remote_uri)),

@@ -33,7 +33,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use self::build::{Local, RequestSpec};
+use self::build::{Local, RequestSpec, Tokens};
 use self::call::{Call, CallState, Role};
 pub use self::trunk::{PeerState, TrunkPeer};
 pub use self::vocab::{
@@ -75,6 +75,8 @@ pub struct Agent {
     transmits: VecDeque<Transmit>,
     events: VecDeque<AgentEvent>,
     stats: AgentStats,
+    /// Tags, branches, Call-IDs and back-off from the caller's seed.
+    tokens: Tokens,
 }
 
 impl std::fmt::Debug for Agent {
@@ -94,6 +96,7 @@ impl Agent {
             .iter()
             .map(|_| trunk::PeerStatus::new(now))
             .collect();
+        let tokens = Tokens::new(&config.rng_seed);
         Self {
             config,
             peers,
@@ -104,6 +107,7 @@ impl Agent {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: AgentStats::default(),
+            tokens,
         }
     }
 
@@ -245,12 +249,14 @@ impl Agent {
                     build::ALLOW,
                     build::SUPPORTED
                 );
-                let b = self.response_bytes(&r, 200, Some(&build::token(6)), &extra, None);
+                let tag = self.tokens.token(6);
+                let b = self.response_bytes(&r, 200, Some(&tag), &extra, None);
                 self.respond(now, &key, 200, b);
             }
             _ => {
                 let extra = format!("Allow: {}\r\n", build::ALLOW);
-                let b = self.response_bytes(&r, 405, Some(&build::token(6)), &extra, None);
+                let tag = self.tokens.token(6);
+                let b = self.response_bytes(&r, 405, Some(&tag), &extra, None);
                 self.respond(now, &key, 405, b);
             }
         }

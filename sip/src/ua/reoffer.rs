@@ -4,7 +4,13 @@
 use super::*;
 
 impl Agent {
-    pub(super) fn handle_reoffer(&mut self, now: Instant, r: Request, key: TransactionKey, k: Keys) {
+    pub(super) fn handle_reoffer(
+        &mut self,
+        now: Instant,
+        r: Request,
+        key: TransactionKey,
+        k: Keys,
+    ) {
         let Some(handle) = self.find_call(&k) else {
             let b = self.response_bytes(&r, 481, None, "", None);
             return self.respond(now, &key, 481, b);
@@ -143,7 +149,7 @@ impl Agent {
         if status == 491 {
             // Glare (§14.1): both sides offered; ours goes again after 0 to 2 s.
             let mut b = [0u8; 2];
-            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+            self.tokens.fill(&mut b);
             let wait = Duration::from_millis(u64::from(u16::from_be_bytes(b)) % 2001);
             offer.cseq = None;
             offer.send_at = Some(now + wait);
@@ -159,5 +165,4 @@ impl Agent {
             None => AgentEvent::ReofferRefused { call: h, status },
         });
     }
-
 }

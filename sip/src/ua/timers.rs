@@ -125,7 +125,7 @@ impl Agent {
             }
             let p = self.config.peers[i].clone();
             let local = local_for(&self.config, p.transport);
-            let branch = build::branch();
+            let branch = self.tokens.branch();
             let uri = format!(
                 "sip:{};transport={}",
                 build::host_port(p.addr),
@@ -140,10 +140,10 @@ impl Agent {
                     from: &format!(
                         "<sip:mswitch@{}>;tag={}",
                         build::host_port(local.addr),
-                        build::token(6)
+                        self.tokens.token(6)
                     ),
                     to: &format!("<{uri}>"),
-                    call_id: &format!("{}@mswitch", build::token(12)),
+                    call_id: &format!("{}@mswitch", self.tokens.token(12)),
                     cseq: 1,
                     extra: "Accept: application/sdp\r\n",
                     body: None,
@@ -209,7 +209,12 @@ impl Agent {
         }
     }
 
-    pub(super) fn client_result(&mut self, now: Instant, purpose: ClientPurpose, e: TransactionEvent) {
+    pub(super) fn client_result(
+        &mut self,
+        now: Instant,
+        purpose: ClientPurpose,
+        e: TransactionEvent,
+    ) {
         let code = match &e {
             TransactionEvent::Response(r) => Some(r.status_code.code()),
             _ => None,
@@ -234,8 +239,10 @@ impl Agent {
                 }
                 (Method::Invite, Some(200..=299)) => {
                     // ACK our re-INVITE's 2xx (RFC 3261 §13.2.2.4).
+                    let branch = self.tokens.branch();
                     if let (TransactionEvent::Response(r), Some(c)) = (&e, self.calls.get(&h)) {
-                        let ack = c.ack_for_2xx(&local_for(&self.config, c.remote.transport), r);
+                        let local = local_for(&self.config, c.remote.transport);
+                        let ack = c.ack_for_2xx(&local, &branch, r);
                         let to = c.remote;
                         self.send(to, ack);
                         self.our_reinvite_done(now, h, r);
@@ -259,5 +266,4 @@ impl Agent {
             ClientPurpose::Invite(h) => self.invite_result(now, h, e),
         }
     }
-
 }

@@ -44,8 +44,8 @@ impl Agent {
         let call = Call {
             role: Role::Uac,
             state: CallState::Early,
-            call_id: format!("{}@mswitch", build::token(12)),
-            local_tag: build::token(6),
+            call_id: format!("{}@mswitch", self.tokens.token(12)),
+            local_tag: self.tokens.token(6),
             remote_tag: None,
             local_uri,
             remote_uri: format!("<{uri}>"),
@@ -99,6 +99,7 @@ impl Agent {
         match code {
             100..=199 => {}
             200..=299 => {
+                let branch = self.tokens.branch();
                 let Some(c) = self.calls.get_mut(&h) else {
                     return;
                 };
@@ -114,7 +115,7 @@ impl Agent {
                 let first = c.state == CallState::Early;
                 c.state = CallState::Confirmed;
                 let local = local_for(&self.config, c.remote.transport);
-                let ack = c.ack_for_2xx(&local, &r);
+                let ack = c.ack_for_2xx(&local, &branch, &r);
                 let to = c.remote;
                 self.send(to, ack);
                 if first {
@@ -193,7 +194,7 @@ impl Agent {
             return;
         };
         c.local_cseq += 1;
-        let branch = build::branch();
+        let branch = self.tokens.branch();
         let local = local_for(&self.config, c.remote.transport);
         let method_name = method.to_string();
         let bytes = build::request(
@@ -230,5 +231,4 @@ impl Agent {
             },
         );
     }
-
 }

@@ -13,7 +13,7 @@ impl Agent {
         key: TransactionKey,
         k: Keys,
     ) {
-        let local_tag = build::token(6);
+        let local_tag = self.tokens.token(6);
         // RFC 3261 §8.2.2.3: option tags we do not know.
         let unsupported: Vec<String> = header_value(&r.headers, "Require")
             .map(|v| {
@@ -262,14 +262,20 @@ impl Agent {
             .push_back(AgentEvent::Established { call: handle });
     }
 
-    pub(super) fn handle_cancel(&mut self, now: Instant, r: &Request, key: &TransactionKey, k: &Keys) {
+    pub(super) fn handle_cancel(
+        &mut self,
+        now: Instant,
+        r: &Request,
+        key: &TransactionKey,
+        k: &Keys,
+    ) {
         let invite_key = TransactionKey::server(&k.branch, &k.sent_by, &Method::Invite);
         let call = self
             .calls
             .iter()
             .find(|(_, c)| c.invite.as_ref().is_some_and(|(ik, _)| *ik == invite_key))
             .map(|(h, c)| (*h, c.state));
-        let tag = build::token(6);
+        let tag = self.tokens.token(6);
         match call {
             Some((handle, CallState::Early)) => {
                 let ok = self.response_bytes(r, 200, Some(&tag), "", None);
@@ -309,13 +315,20 @@ impl Agent {
                 self.end(handle, EndReason::Bye);
             }
             None => {
-                let b = self.response_bytes(r, 481, Some(&build::token(6)), "", None);
+                let tag = self.tokens.token(6);
+                let b = self.response_bytes(r, 481, Some(&tag), "", None);
                 self.respond(now, key, 481, b);
             }
         }
     }
 
-    pub(super) fn handle_prack(&mut self, now: Instant, r: &Request, key: &TransactionKey, k: &Keys) {
+    pub(super) fn handle_prack(
+        &mut self,
+        now: Instant,
+        r: &Request,
+        key: &TransactionKey,
+        k: &Keys,
+    ) {
         let rack = header_value(&r.headers, "RAck").map(str::to_owned);
         let status = match self.find_call(k).and_then(|h| self.calls.get_mut(&h)) {
             Some(c) => {
@@ -335,5 +348,4 @@ impl Agent {
         let b = self.response_bytes(r, status, None, "", None);
         self.respond(now, key, status, b);
     }
-
 }

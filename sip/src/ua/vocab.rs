@@ -179,6 +179,11 @@ pub struct AgentConfig {
     /// How long an incoming call may wait for the application's answer before it is
     /// refused with 480 (timer C's 3 minutes).
     pub answer_timeout: Duration,
+    /// The seed of the agent's tags, branches, Call-IDs and glare back-off (quinn's
+    /// `rng_seed`): the core draws no randomness of its own. [`crate::driver`] fills it
+    /// from the system RNG; the default (zeros) is for tests and fuzzing, whose runs
+    /// replay.
+    pub rng_seed: [u8; 32],
 }
 
 impl Default for AgentConfig {
@@ -192,6 +197,7 @@ impl Default for AgentConfig {
             min_se: 90,
             max_message: crate::framing::DEFAULT_MAX_MESSAGE,
             answer_timeout: Duration::from_secs(180),
+            rng_seed: [0; 32],
         }
     }
 }
@@ -208,4 +214,3 @@ pub struct AgentStats {
     /// Responses that matched no transaction.
     pub stray_responses: u64,
 }
-

@@ -1,4 +1,6 @@
 //! The negotiation's rules, driven in virtual time against a scripted TIP endpoint.
+// Test code: it plays the driver and reads the clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::time::{Duration, Instant};
 
