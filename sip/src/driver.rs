@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::framing::{Frame, PONG, StreamFramer};
+use crate::stream_queue::{HIGH_WATER, StreamSender, stream_queue};
 use crate::tls::{self, TlsPolicy};
 use crate::ua::{Agent, AgentConfig, AgentEvent, CallHandle, Remote, Transport};
 
@@ -55,7 +56,14 @@ pub struct TrunkStats {
     pub framing_errors: AtomicU64,
     /// Outbound connections that could not be made.
     pub connect_failures: AtomicU64,
+    /// Streams closed because the peer did not read what was sent to it.
+    pub slow_readers_closed: AtomicU64,
 }
+
+/// How long a stream may keep more than [`HIGH_WATER`] bytes waiting for its peer before
+/// it is closed: far longer than a live peer under load needs to read a few hundred
+/// kilobytes of SIP.
+const STALLED_READER_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 enum Command {
     Ring(CallHandle),
@@ -69,7 +77,7 @@ enum Command {
 
 enum Inbound {
     Message(Remote, Vec<u8>),
-    Connected(Remote, mpsc::UnboundedSender<Vec<u8>>),
+    Connected(Remote, StreamSender),
     Closed(Remote),
     ConnectFailed(Remote),
 }
@@ -240,7 +248,7 @@ struct Driver {
     agent: Agent,
     udp: Option<UdpSocket>,
     /// Open streams by remote: the writer task's queue.
-    streams: HashMap<Remote, mpsc::UnboundedSender<Vec<u8>>>,
+    streams: HashMap<Remote, StreamSender>,
     /// Bytes for streams being opened.
     pending: HashMap<Remote, Vec<Vec<u8>>>,
     inbound_tx: mpsc::UnboundedSender<Inbound>,
@@ -453,7 +461,7 @@ async fn serve<S>(
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, mut rx) = stream_queue();
     if inbound
         .send(Inbound::Connected(remote, tx.clone()))
         .is_err()
@@ -461,18 +469,37 @@ async fn serve<S>(
         return;
     }
     let writer = tokio::spawn(async move {
-        while let Some(b) = rx.recv().await {
-            if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
+        while let Some(item) = rx.next().await {
+            if wr.write_all(&item.bytes).await.is_err() || wr.flush().await.is_err() {
                 break;
             }
+            rx.written(&item);
         }
     });
     let mut framer = StreamFramer::new(max);
     let mut buf = vec![0u8; 16384];
     'read: loop {
-        let n = match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        // A peer that does not read what we send: stop reading from it (TCP flow control
+        // then holds its sending back), and close it if that lasts.
+        if tx.queued() > HIGH_WATER
+            && tokio::time::timeout(STALLED_READER_LIMIT, tx.below_high_water())
+                .await
+                .is_err()
+        {
+            stats.slow_readers_closed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(remote = %remote.addr, "SIP stream closed: the peer does not read what is sent to it");
+            break;
+        }
+        let n = tokio::select! {
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            () = tx.closed() => {
+                stats.slow_readers_closed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(remote = %remote.addr, "SIP stream closed: its send queue is full (the peer does not read)");
+                break;
+            }
         };
         framer.push(&buf[..n]);
         loop {
@@ -483,7 +510,7 @@ async fn serve<S>(
                     }
                 }
                 Ok(Some(Frame::Ping)) => {
-                    let _ = tx.send(PONG.to_vec());
+                    let _ = tx.pong(PONG);
                 }
                 Ok(Some(Frame::Pong)) => {}
                 Ok(None) => break,
@@ -495,6 +522,7 @@ async fn serve<S>(
             }
         }
     }
+    tx.close();
     drop(tx);
     writer.abort();
     let _ = inbound.send(Inbound::Closed(remote));

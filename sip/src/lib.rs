@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod message;
 pub mod sdp;
 pub mod security;
+pub mod stream_queue;
 pub mod tls;
 pub mod transaction;
 pub mod ua;

@@ -169,8 +169,21 @@ pub enum DtlsFailure {
     Timeout,
     /// No common protection profile, or no profile negotiated.
     NoSrtpProfile,
+    /// The established association ended: the peer's authenticated fatal alert or
+    /// close_notify (RFC 6347 §4.1.2.7: nothing unauthenticated ends an association).
+    Closed,
     /// Any other protocol error (the message, for the log; it carries no key material).
     Protocol(String),
+}
+
+/// What became of a datagram handed to [`DtlsSession::handle_datagram`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// The session took it (or buffered it until the peer's fingerprint is known).
+    Taken,
+    /// It did not parse or authenticate, or came after the session ended: dropped without
+    /// effect on the association (RFC 6347 §4.1.2.7), for the caller to count.
+    Dropped,
 }
 
 /// The per-hop SRTP master keys a completed handshake gives.
@@ -353,37 +366,62 @@ impl DtlsSession {
         }
     }
 
-    /// A DTLS datagram from the peer (RFC 7983 classified it).
-    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
+    /// A DTLS datagram from the peer (RFC 7983 classified it). A datagram that does not
+    /// parse or authenticate changes nothing: anyone can send one with the peer's address
+    /// (UDP), so only the fingerprint check, the peer's authenticated fatal alert or
+    /// close_notify, and the handshake's own deadline end an association.
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> Received {
         match self.state {
             State::AwaitingFingerprint => {
                 if self.buffered.len() < MAX_BUFFERED {
                     self.buffered.push(BytesMut::from(data));
+                    return Received::Taken;
                 }
+                Received::Dropped
             }
             State::Handshaking | State::Connected => self.read(now, BytesMut::from(data)),
-            State::Failed => {}
+            State::Failed => Received::Dropped,
         }
     }
 
-    fn read(&mut self, now: Instant, data: BytesMut) {
+    fn read(&mut self, now: Instant, data: BytesMut) -> Received {
         let Some(endpoint) = &mut self.endpoint else {
-            return;
+            return Received::Dropped;
         };
         let result = endpoint.read(now, self.remote, None, data);
         self.drain_transmits();
         match result {
             Ok(events) => {
                 for e in events {
-                    if let EndpointEvent::HandshakeComplete = e {
-                        self.complete();
+                    match e {
+                        EndpointEvent::HandshakeComplete => self.complete(),
+                        // The peer's close_notify: authenticated once established.
+                        EndpointEvent::PeerClosed if self.state == State::Connected => {
+                            self.fail(DtlsFailure::Closed);
+                        }
+                        _ => {}
                     }
                 }
+                Received::Taken
             }
             Err(_) if self.mismatch.load(Ordering::Relaxed) => {
-                self.fail(DtlsFailure::FingerprintMismatch)
+                self.fail(DtlsFailure::FingerprintMismatch);
+                Received::Taken
             }
-            Err(e) => self.fail(DtlsFailure::Protocol(e.to_string())),
+            // Once established, only records of the negotiated epoch reach the alert logic
+            // (rtc-dtls discards old-epoch records other than the peer's repeated final
+            // flight, and records that do not decrypt): a fatal alert here was sent, or
+            // answered, under the association's keys.
+            Err(rtc_shared::error::Error::ErrAlertFatalOrClose)
+                if self.state == State::Connected =>
+            {
+                self.fail(DtlsFailure::Closed);
+                Received::Taken
+            }
+            // A record that does not parse (RFC 6347 §4.1.2.7), or, during the handshake,
+            // anything unauthenticated that the handshake rejects: dropped; the
+            // handshake's deadline still bounds a handshake that does not finish.
+            Err(_) => Received::Dropped,
         }
     }
 

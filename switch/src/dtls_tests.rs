@@ -240,3 +240,72 @@ fn sdp_fingerprints_round_trip() {
     assert_eq!(parse_sdp_fingerprint("sha-1 00"), None);
     assert_eq!(parse_sdp_fingerprint("sha-256 zz:00"), None);
 }
+
+/// Datagrams anyone can send with the peer's address: a truncated record header, a
+/// handshake record declaring 500 bytes but carrying 20, a plaintext fatal alert, random
+/// bytes in the DTLS range (issue 14: each of the first two ended a live call).
+fn forged_datagrams() -> Vec<Vec<u8>> {
+    let mut declared_500 = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0x01, 0xf4];
+    declared_500.extend_from_slice(&[1; 20]);
+    let fatal_alert = vec![21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0x30, 0, 2, 2, 40];
+    let mut random = Vec::new();
+    let mut x = 0x9e37_79b9_u32;
+    for len in [1usize, 13, 14, 40, 300, 1200] {
+        let mut d = vec![0u8; len];
+        for b in &mut d {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        d[0] = 20 + (d[0] % 44);
+        random.push(d);
+    }
+    let mut all = vec![vec![0x17, 0xfe, 0xfd], declared_500, fatal_alert];
+    all.extend(random);
+    all
+}
+
+#[test]
+fn forged_datagrams_never_end_an_established_association() {
+    let (mut pair, _, _) = Pair::new(Suite::ALL.to_vec(), Suite::ALL.to_vec(), None);
+    let (se, ce) = pair.run();
+    keys(se);
+    keys(ce);
+    let now = pair.now;
+    let malformed = [vec![0x17, 0xfe, 0xfd], forged_datagrams()[1].clone()];
+    for d in &malformed {
+        assert_eq!(
+            pair.server.handle_datagram(now, d),
+            Received::Dropped,
+            "counted as dropped"
+        );
+    }
+    for d in forged_datagrams() {
+        pair.server.handle_datagram(now, &d);
+        pair.client.handle_datagram(now, &d);
+    }
+    let (se, ce) = pair.run();
+    for e in se.iter().chain(&ce) {
+        assert!(!matches!(e, DtlsEvent::Failed(_)), "{e:?}");
+    }
+    assert!(pair.server.is_connected() && pair.client.is_connected());
+}
+
+#[test]
+fn forged_datagrams_during_the_handshake_do_not_end_it() {
+    let (mut pair, _, _) = Pair::new(Suite::ALL.to_vec(), Suite::ALL.to_vec(), None);
+    let now = pair.now;
+    // Between the client's first flight and the server's answer.
+    let first: Vec<Vec<u8>> = std::iter::from_fn(|| pair.client.poll_transmit()).collect();
+    for d in forged_datagrams().iter().filter(|d| d[0] != 21) {
+        pair.server.handle_datagram(now, d);
+    }
+    for d in &first {
+        pair.server.handle_datagram(now, d);
+    }
+    let (se, ce) = pair.run();
+    keys(se);
+    keys(ce);
+    assert!(pair.server.is_connected() && pair.client.is_connected());
+}

@@ -578,3 +578,34 @@ fn batches_of_datagrams_switch_exactly_as_one_at_a_time() {
     assert_eq!(batched, one);
     assert_eq!(batched_stats, one_stats);
 }
+
+#[test]
+fn forged_dtls_datagrams_on_a_live_line_are_dropped_and_the_call_goes_on() {
+    // Issue 14: one datagram with the endpoint's (spoofed) source, a malformed DTLS record,
+    // ended the whole call.
+    let mut sim = Sim::with_keying(Mode::Site, &[(1, 1), (2, 1)], true);
+    assert_eq!(sim.negotiate(), 4, "{:?}", sim.events);
+    let leg = sim.endpoints[0].lines[0].leg;
+    let mut declared_500 = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0x01, 0xf4];
+    declared_500.extend_from_slice(&[1; 20]);
+    sim.send(leg, &[0x17, 0xfe, 0xfd]);
+    sim.send(leg, &declared_500);
+    assert_eq!(sim.meeting.stats().dtls_dropped, 2);
+    for _ in 0..20 {
+        sim.media_tick(&[60, 5], true);
+    }
+    assert!(
+        !sim.events
+            .iter()
+            .any(|e| matches!(e, MeetingEvent::ParticipantFailed { .. })),
+        "{:?}",
+        sim.events
+    );
+    assert_eq!(sim.meeting.participant_ids().count(), 2);
+    let b_hears_a = sim.endpoints[1]
+        .received
+        .iter()
+        .filter(|r| r.0 == Media::Audio && r.1 >> 16 == 1)
+        .count();
+    assert!(b_hears_a > 5, "B received {b_hears_a} audio packets from A");
+}

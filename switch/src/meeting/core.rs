@@ -30,6 +30,7 @@ pub use super::line::{HopKeying, HopKeys, LineSetup, RtcpLeg};
 use super::switching::{Switching, SwitchingConfig};
 use super::{CENTER, LegId, ParticipantId, SourceId};
 use crate::demux::{PacketKind as Demux, classify};
+use crate::dtls::Received;
 use crate::forward::{
     CsrcRewrite, DropReason, Forwarder, MAX_BATCH, PacketKind, Receiver, SsrcHashBuilder, TipCsrc,
     TxBatch,
@@ -67,6 +68,9 @@ pub struct MeetingStats {
     /// Media from a line keyed for the other kind of meeting: SRTP from a line not yet
     /// re-negotiated after a downgrade (R38), never forwarded as RTP (R33).
     pub other_security: u64,
+    /// DTLS records that did not parse or authenticate (anyone can send them with the
+    /// endpoint's address): dropped, the line unharmed (RFC 6347 §4.1.2.7).
+    pub dtls_dropped: u64,
 }
 
 /// One meeting.
@@ -349,8 +353,9 @@ impl Meeting {
                 } else {
                     &mut line.dtls
                 };
-                match session {
-                    Some(d) => d.handle_datagram(now, data),
+                match session.as_mut().map(|d| d.handle_datagram(now, data)) {
+                    Some(Received::Taken) => {}
+                    Some(Received::Dropped) => self.stats.dtls_dropped += 1,
                     None => self.stats.not_media += 1,
                 }
             }
