@@ -10,6 +10,27 @@ use serde::Deserialize;
 
 use crate::policy::Policy;
 
+/// The fewest media ports a range may have: one call's audio and video lines (RTCP
+/// multiplexed).
+pub const MIN_MEDIA_PORTS: usize = 2;
+
+/// The part of the media port range that the kernel may also hand out as ephemeral ports
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, two numbers): an outgoing connection there
+/// can take a media port from the switch.
+pub fn ephemeral_overlap(
+    media: &std::ops::RangeInclusive<u16>,
+    ip_local_port_range: &str,
+) -> Option<std::ops::RangeInclusive<u16>> {
+    let mut it = ip_local_port_range
+        .split_whitespace()
+        .map(|n| n.parse::<u16>().ok());
+    let (Some(Some(lo)), Some(Some(hi))) = (it.next(), it.next()) else {
+        return None;
+    };
+    let (a, b) = ((*media.start()).max(lo), (*media.end()).min(hi));
+    (a <= b).then_some(a..=b)
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -391,6 +412,16 @@ impl Config {
             if a == 0 || a > b {
                 return Err(bad());
             }
+            // The smallest call: an audio and a video line, RTCP multiplexed.
+            if usize::from(b - a) + 1 < MIN_MEDIA_PORTS {
+                return Err(err(
+                    "media.ports",
+                    format!(
+                        "`{}` is too small for one call (an audio and a video line need {MIN_MEDIA_PORTS} ports)",
+                        self.media.ports
+                    ),
+                ));
+            }
             a..=b
         };
         let workers = match self.media.workers {
@@ -555,6 +586,20 @@ mod tests {
     }
 
     #[test]
+    fn the_overlap_with_the_ephemeral_range_is_found() {
+        assert_eq!(
+            ephemeral_overlap(&(16384..=32768), "32768\t60999\n"),
+            Some(32768..=32768)
+        );
+        assert_eq!(ephemeral_overlap(&(16384..=32767), "32768 60999"), None);
+        assert_eq!(
+            ephemeral_overlap(&(40000..=50000), "32768 60999"),
+            Some(40000..=50000)
+        );
+        assert_eq!(ephemeral_overlap(&(40000..=50000), "garbage"), None);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         for (text, key) in [
             ("[sip]\nudp = \"nope\"", "sip.udp"),
@@ -569,6 +614,7 @@ mod tests {
                 "trunk[0].transport",
             ),
             ("[media]\nports = \"5-1\"", "media.ports"),
+            ("[media]\nports = \"41500-41500\"", "media.ports"),
             ("[media]\nbatch = 0", "media.batch"),
             ("[media]\nbatch = 33", "media.batch"),
             ("[media]\nsrtp_suites = [\"NULL\"]", "media.srtp_suites"),

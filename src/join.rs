@@ -75,7 +75,10 @@ fn bind(ports: &mut PortAllocator, ip: IpAddr) -> Result<(u16, UdpSocket), JoinE
         match UdpSocket::bind(SocketAddr::new(ip, p)) {
             Ok(s) => return Ok((p, s)),
             Err(e) => {
-                // Left marked as used: someone else holds it.
+                // Another program holds it now, or our own just-closed socket, or we are out
+                // of descriptors: it goes back, and the allocator's rotation tries it again
+                // only after every other port (issue 14: kept as used, ports were lost).
+                ports.release(p);
                 last = Some(e);
             }
         }
@@ -83,6 +86,18 @@ fn bind(ports: &mut PortAllocator, ip: IpAddr) -> Result<(u16, UdpSocket), JoinE
     Err(JoinError::Bind(last.unwrap_or_else(|| {
         std::io::Error::other("no port could be bound")
     })))
+}
+
+/// Gives back every port of `lines` (a call's set-up failed before they reached a worker).
+pub fn release_all<'a>(
+    ports: &mut PortAllocator,
+    lines: impl IntoIterator<Item = &'a LineSockets>,
+) {
+    for l in lines {
+        for p in &l.ports {
+            ports.release(*p);
+        }
+    }
 }
 
 /// Allocates and binds one line's ports.

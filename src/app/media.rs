@@ -96,13 +96,21 @@ impl App {
                     }
                 }
             } else {
-                join::line_sockets(
+                let s = join::line_sockets(
                     &mut self.ports,
                     self.media_ip,
                     media,
                     offer.rtcp_mux,
                     &mut self.next_leg,
-                )?
+                );
+                match s {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Nothing of this call reached a worker yet: every port goes back.
+                        join::release_all(&mut self.ports, sockets.iter().map(|(l, _, _)| l));
+                        return Err(e);
+                    }
+                }
             };
             let config = lines.config(media, k, u32::from_be_bytes(join::random()));
             let prepared = join::prepare_line(
@@ -119,10 +127,8 @@ impl App {
                 Ok(p) => p,
                 Err(e) => {
                     // Nothing of this call reached a worker yet: every port goes back.
-                    let prepared_ports = sockets.iter().flat_map(|(l, _, _)| l.ports.iter());
-                    for p in s.ports.iter().chain(prepared_ports) {
-                        self.ports.release(*p);
-                    }
+                    let prepared = sockets.iter().map(|(l, _, _)| l);
+                    join::release_all(&mut self.ports, std::iter::once(&s).chain(prepared));
                     return Err(e);
                 }
             };
@@ -207,15 +213,32 @@ impl App {
             (MediaKind::Video, ("112", "H264/90000")),
         ] {
             // RTCP port too: the answer may not multiplex (RFC 5761 §5.1.1: a=rtcp-mux
-            // with a fallback a=rtcp).
+            // with a fallback a=rtcp). Each line is the call's as soon as it is bound, so
+            // that a failure later gives its ports back with the call's (`leave`).
             let s = join::line_sockets(
                 &mut self.ports,
                 self.media_ip,
                 session::media_of(kind),
                 false,
                 &mut self.next_leg,
-            )?;
-            let port = s.leg.1.local_addr().map_err(join::JoinError::Bind)?.port();
+            );
+            let s = match s {
+                Ok(s) => s,
+                Err(e) => {
+                    let c = self.calls.get_mut(&call).expect("a call");
+                    c.lines.append(&mut sockets);
+                    return Err(e);
+                }
+            };
+            let port = match s.leg.1.local_addr() {
+                Ok(a) => a.port(),
+                Err(e) => {
+                    let c = self.calls.get_mut(&call).expect("a call");
+                    c.lines.append(&mut sockets);
+                    c.lines.push(s);
+                    return Err(join::JoinError::Bind(e));
+                }
+            };
             let rtcp_port = s
                 .rtcp
                 .as_ref()
@@ -249,9 +272,10 @@ impl App {
             sockets.push(s);
         }
         let body = sdp::offer(self.media_ip, "1", 1, &lines);
-        let offered = sdp::parse(&body).map_err(|_| join::JoinError::Crypto)?;
         let c = self.calls.get_mut(&call).expect("a call");
         c.lines = sockets;
+        let offered = sdp::parse(&body).map_err(|_| join::JoinError::Crypto)?;
+        let c = self.calls.get_mut(&call).expect("a call");
         c.offered = Some((offered, keys));
         c.needs_downgrade = false;
         c.local_sdp = body.clone();

@@ -182,6 +182,16 @@ impl App {
             workers = settings.workers, batch = settings.batch, security = ?settings.security,
             "mswitch running"
         );
+        if let Ok(range) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            && let Some(o) = crate::config::ephemeral_overlap(&settings.ports, &range)
+        {
+            warn!(
+                "media ports {}-{} overlap the kernel's ephemeral port range ({}): an outgoing connection may take a media port there; narrow media.ports or net.ipv4.ip_local_port_range",
+                o.start(),
+                o.end(),
+                range.split_whitespace().collect::<Vec<_>>().join("-")
+            );
+        }
         #[cfg(feature = "tools")]
         if settings.sfu_baseline {
             warn!(
