@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{logged, switch};
+use common::{logged, logged_within, switch};
 use mswitch::endpoint::{self, SimulatedCall, SipClient};
 use switch::dtls::DtlsIdentity;
 use switch::testing::Endpoint;
@@ -464,9 +464,14 @@ async fn an_added_audio_only_call_downgrades_a_best_effort_meeting() {
         ))
         .await
         .unwrap();
-    assert!(logged(
-        "Conference Manager Conf Id 1: will downgrade security from secure to non-secure. All existing endpoints will be downgraded to non-secure."
-    ));
+    // The downgrade follows the ACK (issue 14: never an unacknowledged INVITE).
+    assert!(
+        logged_within(
+            "Conference Manager Conf Id 1: will downgrade security from secure to non-secure. All existing endpoints will be downgraded to non-secure.",
+            5
+        )
+        .await
+    );
     for c in &mut calls {
         c.accept_downgrade().await.unwrap();
     }
@@ -489,5 +494,79 @@ async fn an_added_audio_only_call_downgrades_a_best_effort_meeting() {
     assert!(until_established(&mut calls, 30).await, "TIP again, plain");
     run_media(&mut calls, 1.0).await;
     assert!(from_b(&calls[0], Media::Audio) > 10, "A hears B, plain");
+    sw.stop().await;
+}
+
+/// Issue 14: one INVITE with plain SDP, never acknowledged, downgraded every secure
+/// endpoint of a Best-Effort meeting. The downgrade now waits for the newcomer's ACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_plain_invite_downgrades_nothing() {
+    let sw = switch(
+        "unacked",
+        "32700-32799",
+        "[[meeting]]\nnumber = \"4007\"\npolicy = \"best-effort\"\n",
+        15.0,
+    )
+    .await;
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let eps = [Endpoint::new(1, 1), Endpoint::new(2, 1)];
+    let mut calls = dial_all(&sw, "4007", eps, false, &dtls).await;
+    assert!(until_established(&mut calls, 30).await, "secure TIP");
+    run_media(&mut calls, 0.5).await;
+    let icons = |c: &SimulatedCall| -> Vec<Option<bool>> {
+        c.endpoint.lines.iter().map(|l| l.security_icon).collect()
+    };
+    let mut phone = SipClient::connect(&sw.policy, sw.sip, "mswitch")
+        .await
+        .unwrap();
+    let plain = "v=0\r\no=- 9 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 40200 RTP/AVP 0\r\na=rtcp-mux\r\nm=video 40202 RTP/AVP 112\r\na=rtcp-mux\r\n";
+    let local = phone.local;
+    phone
+        .send(&endpoint::request(
+            "INVITE",
+            local,
+            "4007",
+            "unacked-1",
+            None,
+            1,
+            plain,
+        ))
+        .await
+        .unwrap();
+    let ok = phone.final_response().await.unwrap();
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    // No ACK yet: the meeting stays secure and its endpoints keep their lock icons.
+    let before = from_b(&calls[0], Media::Audio);
+    run_media(&mut calls, 1.5).await;
+    for c in &calls {
+        assert_eq!(icons(c), vec![Some(true); 2], "still locked");
+    }
+    assert!(
+        from_b(&calls[0], Media::Audio) > before + 10,
+        "secure media goes on"
+    );
+    // The ACK establishes the call: now the meeting is downgraded.
+    let tag = endpoint::header(&ok, "To:")
+        .split(";tag=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    phone
+        .send(&endpoint::request(
+            "ACK",
+            local,
+            "4007",
+            "unacked-1",
+            Some(&tag),
+            1,
+            "",
+        ))
+        .await
+        .unwrap();
+    for c in &mut calls {
+        c.accept_downgrade().await.unwrap();
+        assert_eq!(icons(c), vec![Some(false); 2], "icon cleared after the ACK");
+    }
     sw.stop().await;
 }

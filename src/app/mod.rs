@@ -78,6 +78,16 @@ struct CallState {
     needs_downgrade: bool,
     /// Our re-INVITE to RTP/AVP is out: its answer adds the participant again, plain.
     downgrading: bool,
+    /// This call downgrades its secure Best-Effort meeting once it is established.
+    pending_downgrade: Option<PendingDowngrade>,
+}
+
+/// A meeting's downgrade waiting for the call that causes it to be established.
+struct PendingDowngrade {
+    /// The meeting's security once it is done.
+    security: ConferenceSecurity,
+    /// The seed's line (T1 L3).
+    log: Option<SeedLine>,
 }
 
 /// The running switch.
@@ -288,6 +298,7 @@ impl App {
                         self.downgrade_call(call);
                     }
                 }
+                self.carry_out_downgrade(call);
             }
             AgentEvent::ReofferAnswered { call, answer } => self.downgrade_answered(call, &answer),
             AgentEvent::ReofferRefused { call, status } => {
@@ -367,21 +378,32 @@ impl App {
         let Some(state) = self.meetings.get_mut(&number) else {
             return;
         };
-        state.security = admitted.security.0;
-        state.secure = Some(admitted.meeting_secure);
         let conf_id = state.id;
-        for change in admitted.changes {
-            // R38: the meeting goes non-secure now; its Downgraded event names the
-            // participants to re-INVITE to RTP/AVP.
-            let command = match change {
-                MeetingChange::Downgrade => MeetingCommand::Downgrade,
-                MeetingChange::StartNonSecure => MeetingCommand::SetSecure(false),
-            };
-            self.pool.send(conf_id, Command::Meeting(conf_id, command));
-        }
-        if let Some(line) = admitted.log {
-            warn!("{line}");
-        }
+        // R38's downgrade of a running secure meeting follows only an established call
+        // (issue 14: an INVITE alone, never acknowledged, downgraded every endpoint): until
+        // the newcomer's ACK the meeting stays as it is, and the newcomer's plain lines are
+        // held.
+        let pending_downgrade = if admitted.changes.contains(&MeetingChange::Downgrade) {
+            Some(PendingDowngrade {
+                security: admitted.security.0,
+                log: admitted.log,
+            })
+        } else {
+            state.security = admitted.security.0;
+            state.secure = Some(admitted.meeting_secure);
+            for change in &admitted.changes {
+                if *change == MeetingChange::StartNonSecure {
+                    self.pool.send(
+                        conf_id,
+                        Command::Meeting(conf_id, MeetingCommand::SetSecure(false)),
+                    );
+                }
+            }
+            if let Some(line) = admitted.log {
+                warn!("{line}");
+            }
+            None
+        };
         info!(%call_id, conference = conf_id, %number, "call joins");
         let participant = self.next_participant;
         self.next_participant += 1;
@@ -399,6 +421,7 @@ impl App {
                 joined: false,
                 needs_downgrade: admitted.needs_downgrade,
                 downgrading: false,
+                pending_downgrade,
             },
         );
         let result = match (admitted.media, offer) {
@@ -523,6 +546,32 @@ impl App {
         self.trunk.answer_reoffer(call, Some(sdp));
     }
 
+    /// The call that downgrades its meeting is established: the meeting goes non-secure
+    /// (R38, T1 L3); its Downgraded event names the participants to re-INVITE to RTP/AVP.
+    fn carry_out_downgrade(&mut self, call: CallHandle) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(pending) = c.pending_downgrade.take() else {
+            return;
+        };
+        let Some(m) = self.meetings.get_mut(&c.number) else {
+            return;
+        };
+        if m.secure == Some(false) {
+            // Another newcomer's downgrade came first.
+            return;
+        }
+        m.security = pending.security;
+        m.secure = Some(false);
+        if let Some(line) = pending.log {
+            warn!("{line}");
+        }
+        let id = m.id;
+        self.pool
+            .send(id, Command::Meeting(id, MeetingCommand::Downgrade));
+    }
+
     /// Re-INVITEs a call to RTP/AVP: its meeting is non-secure (R38 downgrade, or a secure
     /// endpoint joining a non-secure meeting) and holds its SRTP lines meanwhile.
     fn downgrade_call(&mut self, call: CallHandle) {
@@ -633,7 +682,11 @@ impl App {
                 let calls: Vec<CallHandle> = self
                     .calls
                     .iter()
-                    .filter(|(_, c)| c.joined && participants.contains(&c.participant))
+                    // A call already on its way to RTP/AVP (the audio-only newcomer that
+                    // caused the downgrade) is not asked twice.
+                    .filter(|(_, c)| {
+                        c.joined && !c.downgrading && participants.contains(&c.participant)
+                    })
                     .map(|(h, _)| *h)
                     .collect();
                 info!(

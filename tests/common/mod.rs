@@ -39,6 +39,19 @@ pub fn logged(needle: &str) -> bool {
     String::from_utf8_lossy(&logs().lock().unwrap()).contains(needle)
 }
 
+/// Whether the application logs `needle` within `secs` seconds (for lines that follow a
+/// message the switch handles after the test sent it).
+pub async fn logged_within(needle: &str, secs: u64) -> bool {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while tokio::time::Instant::now() < until {
+        if logged(needle) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    logged(needle)
+}
+
 /// A running switch.
 pub struct Switch {
     /// Its SIP/TLS address.

@@ -189,6 +189,16 @@ impl Meeting {
                     tip.send_notify(now, false);
                 }
             }
+            // Plain lines that joined while the meeting was still secure (the newcomer
+            // that causes the downgrade: it is carried out once its call is established)
+            // were held; they take and get media now.
+            for l in p.lines.iter_mut().filter(|l| l.plain_control && l.held) {
+                l.held = false;
+                l.established = l
+                    .tip
+                    .as_ref()
+                    .is_some_and(|t| t.state() == crate::tip::negotiation::State::Established);
+            }
         }
         self.layouts_dirty = true;
         self.flush_at = Some(now);
