@@ -74,10 +74,11 @@ impl Default for TipConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
-    /// UDP listener (5060); empty disables it.
-    pub udp: String,
-    /// TCP listener (5060); empty disables it.
-    pub tcp: String,
+    /// UDP listener (5060); empty disables it. Unset: off in the Encrypted modes (SIP is
+    /// taken only over TLS there), 0.0.0.0:5060 in the others.
+    pub udp: Option<String>,
+    /// TCP listener (5060); empty disables it. Unset: as `udp`.
+    pub tcp: Option<String>,
     /// TLS listener (5061); empty disables it.
     pub tls: String,
     /// Device Security mode (T6): `encrypted-with-sdp-keys`, `encrypted-without-sdp-keys`,
@@ -94,8 +95,8 @@ pub struct SipConfig {
 impl Default for SipConfig {
     fn default() -> Self {
         Self {
-            udp: "0.0.0.0:5060".into(),
-            tcp: "0.0.0.0:5060".into(),
+            udp: None,
+            tcp: None,
             tls: "0.0.0.0:5061".into(),
             security: "encrypted-without-sdp-keys".into(),
             options_interval: 30,
@@ -362,6 +363,15 @@ impl Config {
             )
         })?;
         let tls = listener("sip.tls", &self.sip.tls)?;
+        // The clear listeners: off unless configured in the Encrypted modes.
+        fn clear(v: &Option<String>, encrypted: bool) -> &str {
+            match v {
+                Some(v) => v,
+                None if encrypted => "",
+                None => "0.0.0.0:5060",
+            }
+        }
+        let encrypted = security.requires_tls();
         if security.requires_tls() && tls.is_none() {
             return Err(err(
                 "sip.tls",
@@ -388,6 +398,17 @@ impl Config {
                     format!("`{}`: expected udp, tcp or tls", p.transport),
                 )
             })?;
+            // T6, R5, R11: the Encrypted modes take SIP only over mutually authenticated
+            // TLS; a clear trunk would carry the calls (and SDES keys) in clear.
+            if security.requires_tls() && transport != sip::ua::Transport::Tls {
+                return Err(err(
+                    format!("trunk[{i}].transport"),
+                    format!(
+                        "`{}`: the `{}` mode takes SIP only over TLS",
+                        p.transport, self.sip.security
+                    ),
+                ));
+            }
             peers.push(sip::ua::TrunkPeer {
                 addr,
                 transport,
@@ -495,8 +516,8 @@ impl Config {
         Ok(Settings {
             muxctrl_timeout,
             spimap_timeout,
-            udp: listener("sip.udp", &self.sip.udp)?,
-            tcp: listener("sip.tcp", &self.sip.tcp)?,
+            udp: listener("sip.udp", clear(&self.sip.udp, encrypted))?,
+            tcp: listener("sip.tcp", clear(&self.sip.tcp, encrypted))?,
             tls,
             security,
             peers,
@@ -530,7 +551,9 @@ mod tests {
     #[test]
     fn the_defaults_are_usable() {
         let s = Config::parse("").unwrap();
-        assert_eq!(s.udp, Some("0.0.0.0:5060".parse().unwrap()));
+        // The default mode is Encrypted: SIP only over TLS, no clear listener.
+        assert_eq!(s.udp, None);
+        assert_eq!(s.tcp, None);
         assert_eq!(s.tls, Some("0.0.0.0:5061".parse().unwrap()));
         assert_eq!(s.ports, 16384..=32768);
         assert!(s.workers >= 1);
@@ -560,8 +583,8 @@ mod tests {
             address = "10.0.0.2:5061"
             subject = "cucm1.example.com"
             [[trunk]]
-            address = "10.0.0.3:5060"
-            transport = "tcp"
+            address = "10.0.0.3:5061"
+            subject = "cucm2.example.com"
             [media]
             ports = "20000-20999"
             workers = 2
@@ -579,10 +602,31 @@ mod tests {
         .unwrap();
         assert_eq!(s.udp, None);
         assert_eq!(s.peers.len(), 2);
-        assert_eq!(s.peers[1].transport, sip::ua::Transport::Tcp);
+        assert_eq!(s.peers[1].transport, sip::ua::Transport::Tls);
         assert_eq!(s.ports, 20000..=20999);
         assert_eq!(s.on_the_fly, None);
         assert_eq!(s.meetings[0].1, Policy::NonSecure);
+    }
+
+    #[test]
+    fn the_encrypted_modes_take_sip_only_over_tls() {
+        for mode in ["encrypted-with-sdp-keys", "encrypted-without-sdp-keys"] {
+            let s = Config::parse(&format!("[sip]\nsecurity = \"{mode}\"")).unwrap();
+            assert_eq!((s.udp, s.tcp), (None, None), "{mode}: no clear listener");
+            let e = Config::parse(&format!(
+                "[sip]\nsecurity = \"{mode}\"\n[[trunk]]\naddress = \"10.0.0.2:5060\"\ntransport = \"tcp\""
+            ))
+            .unwrap_err();
+            assert_eq!(e.key, "trunk[0].transport", "{mode}: {e}");
+        }
+        for mode in ["non-secure", "non-secure-media-encryption"] {
+            let s = Config::parse(&format!("[sip]\nsecurity = \"{mode}\"")).unwrap();
+            assert_eq!(s.udp, Some("0.0.0.0:5060".parse().unwrap()), "{mode}");
+            assert_eq!(s.tcp, Some("0.0.0.0:5060".parse().unwrap()), "{mode}");
+        }
+        // Opened on purpose, they are opened.
+        let s = Config::parse("[sip]\nudp = \"127.0.0.1:5070\"").unwrap();
+        assert_eq!(s.udp, Some("127.0.0.1:5070".parse().unwrap()));
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct TrunkConfig {
 pub struct TrunkStats {
     /// Connections from addresses that are not trunk peers, closed at accept.
     pub refused_not_peer: AtomicU64,
+    /// Clear (TCP) connections from a trunk peer configured for TLS, closed at accept.
+    pub refused_clear: AtomicU64,
     /// TLS handshakes refused (certificate or subject), in or out.
     pub tls_refused: AtomicU64,
     /// Streams closed for a framing error (too large, bad Content-Length).
@@ -344,9 +346,14 @@ impl Driver {
     /// A new inbound stream: closed at once unless from a trunk peer (nothing is
     /// allocated for it); TLS is handshaken with that peer's subject check.
     fn accepted(&mut self, stream: TcpStream, from: SocketAddr, transport: Transport) {
-        let Some(peer) = self.agent.peer_for(from.ip()) else {
-            self.stats.refused_not_peer.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%from, "SIP connection from an address that is not a trunk peer: closed");
+        let Some(peer) = self.agent.peer_for(from.ip(), transport) else {
+            if self.agent.is_peer_address(from.ip()) {
+                self.stats.refused_clear.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%from, "clear SIP connection from a trunk peer configured for TLS: closed");
+            } else {
+                self.stats.refused_not_peer.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%from, "SIP connection from an address that is not a trunk peer: closed");
+            }
             return;
         };
         let remote = Remote {
@@ -410,7 +417,7 @@ impl Driver {
         self.pending.insert(to, vec![bytes]);
         let connector = self
             .agent
-            .peer_for(to.addr.ip())
+            .peer_for(to.addr.ip(), to.transport)
             .and_then(|p| self.connectors.get(p).cloned().flatten());
         let inbound = self.inbound_tx.clone();
         let stats = self.stats.clone();

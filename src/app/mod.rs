@@ -192,6 +192,14 @@ impl App {
             workers = settings.workers, batch = settings.batch, security = ?settings.security,
             "mswitch running"
         );
+        if settings.security.requires_tls() {
+            info!(
+                security = ?settings.security,
+                udp = ?settings.udp,
+                tcp = ?settings.tcp,
+                "SIP is taken only over mutually authenticated TLS in this mode: clear SIP, even from a trunk peer's address, is dropped; the clear listeners are off unless configured"
+            );
+        }
         if let Ok(range) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
             && let Some(o) = crate::config::ephemeral_overlap(&settings.ports, &range)
         {

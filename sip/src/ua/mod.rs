@@ -116,9 +116,18 @@ impl Agent {
         &self.stats
     }
 
-    /// The trunk peer at an address (any port: peers connect from ephemeral ports).
-    pub fn peer_for(&self, ip: IpAddr) -> Option<usize> {
-        self.config.peers.iter().position(|p| p.addr.ip() == ip)
+    /// The trunk peer at an address (any port: peers connect from ephemeral ports) that
+    /// takes SIP over `transport`. A peer configured for TLS takes only TLS (T6, R5): clear
+    /// SIP from its address could be anyone's (a UDP source is spoofed at will).
+    pub fn peer_for(&self, ip: IpAddr, transport: Transport) -> Option<usize> {
+        self.config.peers.iter().position(|p| {
+            p.addr.ip() == ip && (transport == Transport::Tls || p.transport != Transport::Tls)
+        })
+    }
+
+    /// Whether `ip` is a trunk peer's address, over any transport.
+    pub fn is_peer_address(&self, ip: IpAddr) -> bool {
+        self.config.peers.iter().any(|p| p.addr.ip() == ip)
     }
 
     /// The trunk peers.
@@ -142,8 +151,12 @@ impl Agent {
 
     /// A message that arrived from `from` (a datagram, or a frame of a stream).
     pub fn handle_message(&mut self, now: Instant, from: Remote, bytes: &[u8]) {
-        let Some(peer) = self.peer_for(from.addr.ip()) else {
-            self.stats.not_a_peer += 1;
+        let Some(peer) = self.peer_for(from.addr.ip(), from.transport) else {
+            if self.is_peer_address(from.addr.ip()) {
+                self.stats.clear_from_tls_peer += 1;
+            } else {
+                self.stats.not_a_peer += 1;
+            }
             return;
         };
         self.peers[peer].heard(now);

@@ -725,3 +725,24 @@ fn our_reoffer_waits_for_the_ack_survives_glare_and_reports_answer_or_refusal() 
         "a refused offer is not sent again"
     );
 }
+
+#[test]
+fn clear_sip_from_a_peer_configured_for_tls_is_dropped_unanswered() {
+    // Issue 14: a forged UDP INVITE with the trunk peer's source address reached call
+    // control. A peer configured for TLS is heard only over (authenticated) TLS.
+    let mut h = Harness::with(|c| c.peers[0].transport = Transport::Tls);
+    h.deliver(&invite(1, "", SDP));
+    assert!(h.sent().is_empty(), "no response");
+    assert!(h.events().is_empty(), "no call");
+    h.from.transport = Transport::Tcp;
+    h.deliver(&invite(2, "", SDP));
+    assert!(h.sent().is_empty() && h.events().is_empty());
+    assert_eq!(h.agent.stats().clear_from_tls_peer, 2);
+    assert_eq!(h.agent.stats().not_a_peer, 0);
+    // Over TLS the same INVITE is a call.
+    h.from.transport = Transport::Tls;
+    h.invite("", SDP);
+    // A peer configured for UDP is still heard over UDP.
+    let mut h = Harness::new();
+    h.invite("", SDP);
+}

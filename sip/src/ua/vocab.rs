@@ -207,6 +207,9 @@ impl Default for AgentConfig {
 pub struct AgentStats {
     /// Messages from addresses that are not trunk peers (dropped, no response).
     pub not_a_peer: u64,
+    /// Clear (UDP, TCP) messages from the address of a peer configured for TLS (dropped,
+    /// no response).
+    pub clear_from_tls_peer: u64,
     /// Messages that did not parse or lacked required headers.
     pub malformed: u64,
     /// 400 responses sent to them.
