@@ -195,10 +195,56 @@ pub fn set_body(headers: &mut rsip::Headers, body: &mut Vec<u8>, content_type: &
     *body = new;
 }
 
+/// Methods the rsip model parses; a request with any other method is one we do not
+/// implement (RFC 3261 §21.5.2: 501), not a malformed one.
+const KNOWN_METHODS: &[&str] = &[
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
+];
+
+/// Whether `raw` is a request whose method is a well-formed token that is not one the
+/// stack knows (RFC 3261 §25.1 token).
+pub fn unknown_method(raw: &[u8]) -> bool {
+    let Some(start) = std::str::from_utf8(raw)
+        .ok()
+        .and_then(|t| t.split("\r\n").next())
+    else {
+        return false;
+    };
+    let mut parts = start.split(' ');
+    let (Some(method), Some(_uri), Some("SIP/2.0"), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
+    !method.is_empty() && method.chars().all(token) && !KNOWN_METHODS.contains(&method)
+}
+
 /// A 400 Bad Request for bytes that did not parse as a request, built from their raw
-/// Via, From, To, Call-ID and CSeq lines (long or compact names) when all are there.
-/// `None` when no response is possible: a response, or a request without those headers.
+/// Via, From, To, Call-ID and CSeq lines (long or compact names).
+/// `None` when no response is possible: a response, or a request without a Via.
 pub fn bad_request_for(raw: &[u8], reason: &str) -> Option<Vec<u8>> {
+    error_response_for(raw, 400, reason)
+}
+
+/// A `status` response for bytes that did not parse as a request, built from their raw
+/// Via, From, To, Call-ID and CSeq lines; those that are missing are left out (RFC 3261
+/// §8.2.6.2 copies what is there; the Vias route it back). `None` for a response, or a
+/// request without a Via.
+pub fn error_response_for(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(raw).ok()?;
     let head = text.split("\r\n\r\n").next()?;
     let mut lines = head.split("\r\n");
@@ -207,7 +253,12 @@ pub fn bad_request_for(raw: &[u8], reason: &str) -> Option<Vec<u8>> {
         return None;
     }
     let mut vias = Vec::new();
-    let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
+    let mut copied: [(&str, Option<&str>); 4] = [
+        ("From", None),
+        ("To", None),
+        ("Call-ID", None),
+        ("CSeq", None),
+    ];
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
@@ -216,27 +267,33 @@ pub fn bad_request_for(raw: &[u8], reason: &str) -> Option<Vec<u8>> {
         if value.chars().any(|c| c.is_control()) {
             return None;
         }
-        match name.trim().to_ascii_lowercase().as_str() {
-            "via" | "v" => vias.push(value),
-            "from" | "f" => from = Some(value),
-            "to" | "t" => to = Some(value),
-            "call-id" | "i" => call_id = Some(value),
-            "cseq" => cseq = Some(value),
-            _ => {}
-        }
+        let slot = match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" => {
+                vias.push(value);
+                continue;
+            }
+            "from" | "f" => 0,
+            "to" | "t" => 1,
+            "call-id" | "i" => 2,
+            "cseq" => 3,
+            _ => continue,
+        };
+        copied[slot].1.get_or_insert(value);
     }
-    let (from, to, call_id, cseq) = (from?, to?, call_id?, cseq?);
     if vias.is_empty() {
         return None;
     }
     let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
-    let mut out = format!("SIP/2.0 400 {reason}\r\n");
+    let mut out = format!("SIP/2.0 {status} {reason}\r\n");
     for v in vias {
         out.push_str(&format!("Via: {v}\r\n"));
     }
-    out.push_str(&format!(
-        "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
-    ));
+    for (name, value) in copied {
+        if let Some(v) = value {
+            out.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
     Some(out.into_bytes())
 }
 
@@ -405,6 +462,37 @@ mod tests {
             .filter(|l| !l.starts_with("v: "))
             .collect();
         assert_eq!(bad_request_for(no_via.as_bytes(), "x"), None);
+    }
+
+    #[test]
+    fn a_request_missing_from_to_call_id_or_cseq_still_gets_a_400() {
+        // Issue 14: such an INVITE with a usable Via was dropped.
+        for gone in ["f: ", "t: ", "i: ", "CSeq: "] {
+            let broken: String = INVITE
+                .split_inclusive("\r\n")
+                .filter(|l| !l.starts_with(gone))
+                .collect();
+            let resp = bad_request_for(broken.as_bytes(), "Bad Request").expect(gone);
+            let resp = String::from_utf8(resp).unwrap();
+            assert!(
+                resp.starts_with("SIP/2.0 400 Bad Request\r\nVia: "),
+                "{resp}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_method_is_told_apart_from_a_malformed_request() {
+        assert!(unknown_method(
+            b"FROBNICATE sip:a@b SIP/2.0\r\nVia: x\r\n\r\n"
+        ));
+        assert!(!unknown_method(b"INVITE sip:a@b SIP/2.0\r\n\r\n"));
+        assert!(
+            !unknown_method(b"FRO(B sip:a@b SIP/2.0\r\n\r\n"),
+            "not a token"
+        );
+        assert!(!unknown_method(b"SIP/2.0 200 OK\r\n\r\n"));
+        assert!(!unknown_method(b"FROB sip:a@b SIP/3.0\r\n\r\n"));
     }
 
     #[test]

@@ -174,6 +174,17 @@ impl Agent {
     }
 
     fn malformed(&mut self, from: Remote, bytes: &[u8], why: &str) {
+        // A well-formed request with a method we do not know is not malformed: 501
+        // (RFC 3261 §8.2.1, §21.5.2), with Allow.
+        if message::unknown_method(bytes)
+            && let Some(mut resp) = message::error_response_for(bytes, 501, "Not Implemented")
+        {
+            self.stats.not_implemented += 1;
+            let allow = format!("Allow: {}\r\n", build::ALLOW);
+            let at = resp.len() - "Content-Length: 0\r\n\r\n".len();
+            resp.splice(at..at, allow.bytes());
+            return self.send(from, resp);
+        }
         self.stats.malformed += 1;
         let reason = format!("Bad Request ({why})");
         if let Some(resp) = message::bad_request_for(bytes, &reason) {

@@ -746,3 +746,22 @@ fn clear_sip_from_a_peer_configured_for_tls_is_dropped_unanswered() {
     let mut h = Harness::new();
     h.invite("", SDP);
 }
+
+#[test]
+fn an_unknown_method_gets_501_with_allow() {
+    // RFC 3261 §21.5.2 (issue 14: it got 400).
+    let mut h = Harness::new();
+    h.deliver(
+        "FROBNICATE sip:4000@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKfr\r\n\
+         From: <sip:1001@10.0.0.2>;tag=cm\r\nTo: <sip:4000@10.0.0.1>\r\nCall-ID: fr-1\r\n\
+         CSeq: 1 FROBNICATE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+    );
+    let sent = h.sent();
+    assert!(
+        sent[0].starts_with("SIP/2.0 501 Not Implemented\r\n"),
+        "{sent:?}"
+    );
+    assert!(sent[0].contains("Allow: INVITE"), "{sent:?}");
+    assert!(sent[0].contains("Call-ID: fr-1\r\n"), "{sent:?}");
+    assert_eq!(h.agent.stats().not_implemented, 1);
+}

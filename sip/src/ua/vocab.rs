@@ -212,6 +212,8 @@ pub struct AgentStats {
     pub clear_from_tls_peer: u64,
     /// Messages that did not parse or lacked required headers.
     pub malformed: u64,
+    /// Requests with a method we do not implement, answered 501.
+    pub not_implemented: u64,
     /// 400 responses sent to them.
     pub bad_requests_answered: u64,
     /// Responses that matched no transaction.

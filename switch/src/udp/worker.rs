@@ -250,7 +250,13 @@ impl State {
             Command::RemoveLeg(leg) => self.legs.remove(leg),
             Command::Meeting(id, command) => {
                 if let Some(m) = self.meetings.get_mut(&id) {
-                    m.handle_command(Instant::now(), command);
+                    let now = Instant::now();
+                    m.handle_command(now, command);
+                    // What the command made due now (a downgrade's TIP NOTIFYs) leaves
+                    // before its events reach call control, which acts on them in SIP.
+                    if m.poll_timeout().is_some_and(|t| t <= now) {
+                        m.handle_timeout(now, &mut self.tx);
+                    }
                     self.flush_tx();
                     self.forward_events();
                 }
