@@ -167,6 +167,10 @@ pub struct MediaConfig {
     pub srtp_suites: Vec<String>,
     /// Datagrams per recvmmsg/sendmmsg call, 1-32 (1 turns batching off, to measure it).
     pub batch: usize,
+    /// The most media lines a call gets (each is a port and a DTLS association); further
+    /// lines are answered with port 0. TIP needs audio and video: 4 leaves room for a
+    /// presentation and a data line.
+    pub max_lines: usize,
 }
 
 impl Default for MediaConfig {
@@ -180,6 +184,7 @@ impl Default for MediaConfig {
                 .map(|s| s.sdes_name().to_owned())
                 .collect(),
             batch: switch::udp::BATCH,
+            max_lines: 4,
         }
     }
 }
@@ -284,6 +289,8 @@ pub struct Settings {
     pub workers: usize,
     /// Datagrams per recvmmsg/sendmmsg call.
     pub batch: usize,
+    /// The most media lines a call gets.
+    pub max_lines: usize,
     /// The SFU baseline (comparison only): set by `mswitch run --sfu-baseline`, which only
     /// builds with the tools have, for `mswitch load`; never from the configuration file.
     #[cfg(feature = "tools")]
@@ -449,6 +456,15 @@ impl Config {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        if !(2..=16).contains(&self.media.max_lines) {
+            return Err(err(
+                "media.max_lines",
+                format!(
+                    "{} is not in 2-16 (a call needs an audio and a video line)",
+                    self.media.max_lines
+                ),
+            ));
+        }
         if !(1..=switch::udp::BATCH).contains(&self.media.batch) {
             return Err(err(
                 "media.batch",
@@ -524,6 +540,7 @@ impl Config {
             ports,
             workers,
             batch: self.media.batch,
+            max_lines: self.media.max_lines,
             #[cfg(feature = "tools")]
             sfu_baseline: false,
             media_address,
@@ -660,6 +677,8 @@ mod tests {
             ("[media]\nports = \"5-1\"", "media.ports"),
             ("[media]\nports = \"41500-41500\"", "media.ports"),
             ("[media]\nbatch = 0", "media.batch"),
+            ("[media]\nmax_lines = 1", "media.max_lines"),
+            ("[media]\nmax_lines = 100", "media.max_lines"),
             ("[media]\nbatch = 33", "media.batch"),
             ("[media]\nsrtp_suites = [\"NULL\"]", "media.srtp_suites"),
             ("[media]\naddress = \"x\"", "media.address"),

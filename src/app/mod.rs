@@ -338,6 +338,7 @@ impl App {
             sdes_suites: &self.sdes_suites,
             meetings: &self.settings.meetings,
             on_the_fly: self.settings.on_the_fly,
+            max_lines: self.settings.max_lines,
         }
     }
 

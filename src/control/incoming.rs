@@ -6,8 +6,10 @@ use sip::sdp::{Description, MediaKind, Profile};
 use sip::security::{DeviceSecurity, Keying, keying_for_offer};
 use switch::meeting::switching::Mode;
 
-use super::{Refusal, SeedLine};
+use super::{Refusal, SeedLine, SetupFailure};
 use crate::policy::{Admission, ConferenceSecurity, Policy, State};
+use switch::dtls::parse_sdp_fingerprint;
+use switch::srtp::Suite;
 
 /// An INVITE as call control sees it.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +35,9 @@ pub struct CallRules<'a> {
     pub meetings: &'a [(String, Policy, Mode)],
     /// Meetings made on the fly for any other number; `None` refuses them with 404.
     pub on_the_fly: Option<(Policy, Mode)>,
+    /// The most media lines a call gets; the offer's further lines are refused with port
+    /// 0 (RFC 3264 §6): each line is a port and a DTLS association.
+    pub max_lines: usize,
 }
 
 impl CallRules<'_> {
@@ -113,6 +118,25 @@ pub enum IncomingDecision {
     Admit(Box<Admitted>),
 }
 
+/// Why a line's keying cannot be used, if it cannot: the fingerprint is not a SHA-256 one
+/// (RFC 8122 §5), or the SDES key is not the length of a suite we support (RFC 4568
+/// §6.1).
+fn unusable(k: &Keying) -> Option<SetupFailure> {
+    match k {
+        Keying::Dtls {
+            peer_fingerprint, ..
+        } => parse_sdp_fingerprint(peer_fingerprint)
+            .is_none()
+            .then_some(SetupFailure::Fingerprint),
+        Keying::Sdes(line) => {
+            let fits = Suite::from_sdes_name(&line.suite)
+                .is_some_and(|s| line.key_salt.len() == s.key_len() + s.salt_len());
+            (!fits).then_some(SetupFailure::Crypto)
+        }
+        Keying::Plain => None,
+    }
+}
+
 /// Whether an offer is a secure endpoint's: any usable line on RTP/SAVP(F) or
 /// UDP/TLS/RTP/SAVP(F). A delayed offer is what the mode offers.
 fn offers_secure_media(offer: Option<&Description>, mode: DeviceSecurity) -> bool {
@@ -156,10 +180,23 @@ pub fn decide_incoming(
             } else {
                 DeviceSecurity::NonSecure
             };
-            match keying_for_offer(mode, call.over_tls, o, rules.sdes_suites) {
-                Ok(k) => MediaPlan::Answer(k),
+            let mut keyings = match keying_for_offer(mode, call.over_tls, o, rules.sdes_suites) {
+                Ok(k) => k,
                 Err(e) => return reject(Refusal::NotAcceptable(e)),
+            };
+            // Every keyed line must be usable before anything is made for the call: a bad
+            // a=fingerprint or a=crypto is the offer's fault (488), not an outage (503).
+            if let Some(f) = keyings.iter().flatten().find_map(unusable) {
+                return reject(Refusal::UnusableOffer(f));
             }
+            for k in keyings
+                .iter_mut()
+                .filter(|k| k.is_some())
+                .skip(rules.max_lines)
+            {
+                *k = None;
+            }
+            MediaPlan::Answer(keyings)
         }
         None => match rules.security.check_transport(call.over_tls) {
             Ok(()) => MediaPlan::OfferOurs,

@@ -53,6 +53,9 @@ pub enum Refusal {
     /// A non-secure endpoint calls a Secure meeting (R36, T1 L1).
     #[error("security mismatch")]
     SecurityMismatch(SeedLine),
+    /// The offer's keying cannot be used (a malformed a=fingerprint or a=crypto).
+    #[error("unusable offer: {0}")]
+    UnusableOffer(SetupFailure),
     /// The media could not be set up.
     #[error("media set-up failed: {0}")]
     MediaSetup(SetupFailure),
@@ -80,8 +83,11 @@ impl Refusal {
             | Self::SecurityMismatch(_)
             | Self::KeyingChanged
             | Self::Unanswerable(_)
-            | Self::StillSecure => 488,
-            Self::MediaSetup(_) => 503,
+            | Self::StillSecure
+            | Self::UnusableOffer(_) => 488,
+            // The offer's keying turned out unusable while its lines were made.
+            Self::MediaSetup(SetupFailure::Fingerprint | SetupFailure::Crypto) => 488,
+            Self::MediaSetup(SetupFailure::PortsExhausted | SetupFailure::Bind) => 503,
         }
     }
 
@@ -90,7 +96,7 @@ impl Refusal {
         match self {
             Self::NoSuchMeeting => None,
             Self::NotAcceptable(e) => Some(e.to_string()),
-            Self::MediaSetup(f) => Some(f.to_string()),
+            Self::MediaSetup(f) | Self::UnusableOffer(f) => Some(f.to_string()),
             other => Some(other.to_string()),
         }
     }

@@ -23,8 +23,8 @@ const SUITES: &[&str] = &[
     "AES_CM_128_HMAC_SHA1_80",
     "AES_CM_128_HMAC_SHA1_32",
 ];
-const FP: &str = "a=fingerprint:sha-256 AB:CD:EF\r\na=setup:actpass\r\n";
-const FP2: &str = "a=fingerprint:sha-256 01:02:03\r\na=setup:actpass\r\n";
+const FP: &str = "a=fingerprint:sha-256 AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB\r\na=setup:actpass\r\n";
+const FP2: &str = "a=fingerprint:sha-256 01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01:01\r\na=setup:actpass\r\n";
 const CRYPTO: &str =
     "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
 
@@ -90,6 +90,7 @@ impl Rules {
             sdes_suites: SUITES,
             meetings: &self.meetings,
             on_the_fly: self.on_the_fly,
+            max_lines: 4,
         }
     }
 }
@@ -692,4 +693,63 @@ fn screens_are_three_when_the_video_line_announces_three_sources() {
     assert_eq!(lines::screens(&offer), 1);
     offer.media[1].ssrcs = vec![1, 2, 3];
     assert_eq!(lines::screens(&offer), 3);
+}
+
+// Issue 14: a bad offer is refused before anything is made; lines are capped.
+
+#[test]
+fn a_malformed_fingerprint_is_refused_with_488_before_anything_is_made() {
+    for fp in [
+        "a=fingerprint:sha-256 ZZ:ZZ\r\na=setup:actpass\r\n".to_owned(),
+        "a=fingerprint:md5 AB:CD\r\na=setup:actpass\r\n".to_owned(),
+        format!(
+            "a=fingerprint:sha-256 {}\r\na=setup:actpass\r\n",
+            "AB:".repeat(5000)
+        ),
+    ] {
+        let offer = sdp_with(&[("audio", 20000, "UDP/TLS/RTP/SAVP", &fp)]);
+        let mut c = Conference::new();
+        let r = refused(c.call(&encrypted(), Some(&offer), true));
+        assert_eq!(
+            r,
+            Refusal::UnusableOffer(SetupFailure::Fingerprint),
+            "{fp:.60}"
+        );
+        assert_eq!(r.status(), 488);
+        assert!(c.view.is_none(), "no meeting was made");
+    }
+}
+
+#[test]
+fn an_sdes_key_of_the_wrong_length_is_refused_with_488() {
+    let rules = Rules::new(DeviceSecurity::EncryptedWithSdpKeys, Policy::BestEffort);
+    let short = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA=\r\n";
+    let offer = sdp_with(&[("audio", 20000, "RTP/SAVP", short)]);
+    let r = refused(Conference::new().call(&rules, Some(&offer), true));
+    assert_eq!(r, Refusal::UnusableOffer(SetupFailure::Crypto));
+    assert_eq!(r.status(), 488);
+}
+
+#[test]
+fn lines_past_the_cap_are_refused_with_port_0() {
+    let many: Vec<(&str, u16, &str, &str)> = (0..100)
+        .map(|i| ("audio", 20000 + 2 * i, "UDP/TLS/RTP/SAVP", FP))
+        .collect();
+    let a = admitted(Conference::new().call(&encrypted(), Some(&sdp_with(&many)), true));
+    let MediaPlan::Answer(k) = a.media else {
+        panic!("an answer")
+    };
+    assert_eq!(k.len(), 100, "every m-line is answered");
+    assert_eq!(
+        k.iter().filter(|k| k.is_some()).count(),
+        4,
+        "four get a port"
+    );
+}
+
+#[test]
+fn a_media_setup_failure_is_488_for_the_offers_fault_and_503_for_ours() {
+    assert_eq!(Refusal::MediaSetup(SetupFailure::Fingerprint).status(), 488);
+    assert_eq!(Refusal::MediaSetup(SetupFailure::Crypto).status(), 488);
+    assert_eq!(Refusal::MediaSetup(SetupFailure::Bind).status(), 503);
 }
