@@ -14,6 +14,10 @@ use crate::policy::Policy;
 /// multiplexed).
 pub const MIN_MEDIA_PORTS: usize = 2;
 
+/// The most media worker threads: each is a thread with its own epoll and buffers, and a
+/// worker per core is what the media path uses (ARCHITECTURE.md).
+pub const MAX_WORKERS: usize = 256;
+
 /// The part of the media port range that the kernel may also hand out as ephemeral ports
 /// (`/proc/sys/net/ipv4/ip_local_port_range`, two numbers): an outgoing connection there
 /// can take a media port from the switch.
@@ -454,8 +458,30 @@ impl Config {
         };
         let workers = match self.media.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
+            n if n <= MAX_WORKERS => n,
+            n => {
+                return Err(err(
+                    "media.workers",
+                    format!("{n} is more than {MAX_WORKERS} (0: one per core)"),
+                ));
+            }
         };
+        // RFC 4028 §4: Min-SE is at least 90 s and the session interval at least Min-SE.
+        if self.sip.min_se < 90 {
+            return Err(err(
+                "sip.min_se",
+                format!("{} s is below RFC 4028's 90 s", self.sip.min_se),
+            ));
+        }
+        if self.sip.session_expires < self.sip.min_se {
+            return Err(err(
+                "sip.session_expires",
+                format!(
+                    "{} s is below sip.min_se ({} s)",
+                    self.sip.session_expires, self.sip.min_se
+                ),
+            ));
+        }
         if !(2..=16).contains(&self.media.max_lines) {
             return Err(err(
                 "media.max_lines",
@@ -677,6 +703,12 @@ mod tests {
             ("[media]\nports = \"5-1\"", "media.ports"),
             ("[media]\nports = \"41500-41500\"", "media.ports"),
             ("[media]\nbatch = 0", "media.batch"),
+            ("[media]\nworkers = 100000", "media.workers"),
+            (
+                "[sip]\nsession_expires = 100\nmin_se = 120",
+                "sip.session_expires",
+            ),
+            ("[sip]\nmin_se = 30", "sip.min_se"),
             ("[media]\nmax_lines = 1", "media.max_lines"),
             ("[media]\nmax_lines = 100", "media.max_lines"),
             ("[media]\nbatch = 33", "media.batch"),

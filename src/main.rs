@@ -131,16 +131,26 @@ fn run(args: Vec<String>) -> ExitCode {
     })
 }
 
-/// Ctrl-C or SIGTERM.
+/// Ctrl-C or SIGTERM. SIGHUP, which would end the process with no BYE (its default
+/// action), is caught and logged: nothing is reloaded from the file while the switch
+/// runs (restart to apply a changed configuration).
 async fn shutdown_signal() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                tracing::warn!(
+                    "SIGHUP: nothing is reloaded while the switch runs (calls go on); restart it to apply a changed configuration"
+                );
+            }
+        }
     }
 }
 

@@ -111,3 +111,68 @@ fn a_key_that_is_not_the_certificates_exits_2_with_the_seed_line() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn sighup_is_logged_and_the_switch_goes_on() {
+    // Issue 14: SIGHUP ended the switch at once (exit 129, no BYE, no log line).
+    let d = temp("hup");
+    let mut child = run(&d, LISTEN);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.join("mswitch-data/mswitch.pem").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running after SIGHUP"
+    );
+    signal("-TERM");
+    assert_eq!(wait(&mut child, 10), Some(0), "SIGTERM: exit 0");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("SIGHUP: nothing is reloaded"), "{err}");
+    assert!(err.contains("every call gets BYE"), "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn start_up_errors_name_what_failed() {
+    // Issue 14: a bind failure did not name the address; absurd values passed validation.
+    let d = temp("edges");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut child = run(
+        &d,
+        &format!("[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"{addr}\"\noptions_interval = 0\n"),
+    );
+    assert_eq!(wait(&mut child, 10), Some(1), "a listener that cannot bind");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains(&format!("SIP TLS listener {addr}")), "{err}");
+    for (bad, key) in [
+        ("[media]\nworkers = 100000\n", "media.workers"),
+        (
+            "[sip]\nsession_expires = 100\nmin_se = 120\n",
+            "sip.session_expires",
+        ),
+    ] {
+        let mut child = run(&d, bad);
+        assert_eq!(wait(&mut child, 10), Some(2), "{bad}");
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(err.contains(key), "{err}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -110,16 +110,21 @@ impl Trunk {
                 format!("at most {MAX_PEERS} trunk peers"),
             ));
         }
+        // A bind failure names what could not be bound.
+        let named = |what: &str, a: SocketAddr| {
+            let what = what.to_owned();
+            move |e: io::Error| io::Error::new(e.kind(), format!("SIP {what} listener {a}: {e}"))
+        };
         let udp = match config.udp {
-            Some(a) => Some(UdpSocket::bind(a).await?),
+            Some(a) => Some(UdpSocket::bind(a).await.map_err(named("UDP", a))?),
             None => None,
         };
         let tcp = match config.tcp {
-            Some(a) => Some(TcpListener::bind(a).await?),
+            Some(a) => Some(TcpListener::bind(a).await.map_err(named("TCP", a))?),
             None => None,
         };
         let tls_listener = match (config.tls_listen, &config.tls) {
-            (Some(a), Some(_)) => Some(TcpListener::bind(a).await?),
+            (Some(a), Some(_)) => Some(TcpListener::bind(a).await.map_err(named("TLS", a))?),
             (Some(_), None) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
