@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::conn_limits::{ConnectionLimits, StreamLimits};
 use crate::framing::{Frame, PONG, StreamFramer};
 use crate::stream_queue::{HIGH_WATER, StreamSender, stream_queue};
 use crate::tls::{self, TlsPolicy};
@@ -60,6 +61,12 @@ pub struct TrunkStats {
     pub connect_failures: AtomicU64,
     /// Streams closed because the peer did not read what was sent to it.
     pub slow_readers_closed: AtomicU64,
+    /// Connections refused for the per-address or total limit.
+    pub refused_limit: AtomicU64,
+    /// accept(2) errors (each pauses accepting).
+    pub accept_errors: AtomicU64,
+    /// Streams closed idle, or holding a half-sent message too long.
+    pub idle_closed: AtomicU64,
 }
 
 /// How long a stream may keep more than [`HIGH_WATER`] bytes waiting for its peer before
@@ -102,7 +109,15 @@ impl std::fmt::Debug for Trunk {
 
 impl Trunk {
     /// Binds the listeners and starts the driver on the current tokio runtime.
-    pub async fn start(mut config: TrunkConfig) -> io::Result<Self> {
+    pub async fn start(config: TrunkConfig) -> io::Result<Self> {
+        Self::start_with(config, StreamLimits::default()).await
+    }
+
+    /// [`Trunk::start`] with other limits on stream connections than the defaults.
+    pub async fn start_with(
+        mut config: TrunkConfig,
+        stream_limits: StreamLimits,
+    ) -> io::Result<Self> {
         // Seeds-switch.md R2: Unified CM1 to CM5.
         if config.agent.peers.len() > MAX_PEERS {
             return Err(io::Error::new(
@@ -186,6 +201,11 @@ impl Trunk {
             acceptors: Arc::new(acceptors),
             connectors: Arc::new(connectors),
             max,
+            limits: ConnectionLimits::new(&stream_limits),
+            stream_limits,
+            accept_paused_until: None,
+            accept_backoff: ACCEPT_BACKOFF_MIN,
+            refused_unlogged: 0,
         };
         tokio::spawn(driver.run(tcp, tls_listener, inbound, commands_rx));
         Ok(Self {
@@ -264,7 +284,20 @@ struct Driver {
     acceptors: Arc<Vec<Option<tokio_rustls::TlsAcceptor>>>,
     connectors: Arc<Vec<Option<tokio_rustls::TlsConnector>>>,
     max: usize,
+    /// Open stream connections, by address.
+    limits: ConnectionLimits,
+    stream_limits: StreamLimits,
+    /// After an accept error (out of descriptors): no accept before this, and the next
+    /// pause.
+    accept_paused_until: Option<tokio::time::Instant>,
+    accept_backoff: std::time::Duration,
+    /// Connections refused for the limits since the last line that said so.
+    refused_unlogged: u64,
 }
+
+/// The first pause after an accept error; it doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Driver {
     async fn run(
@@ -280,6 +313,7 @@ impl Driver {
                 .agent
                 .poll_timeout()
                 .map(tokio::time::Instant::from_std);
+            let accepting = self.accept_paused_until.is_none();
             tokio::select! {
                 r = recv_udp(&self.udp, &mut buf) => {
                     if let Ok((n, from)) = r {
@@ -291,15 +325,16 @@ impl Driver {
                         }
                     }
                 }
-                r = accept(&tcp) => {
-                    if let Ok((stream, from)) = r {
-                        self.accepted(stream, from, Transport::Tcp);
-                    }
-                }
-                r = accept(&tls) => {
-                    if let Ok((stream, from)) = r {
-                        self.accepted(stream, from, Transport::Tls);
-                    }
+                r = accept(&tcp), if accepting => match r {
+                    Ok((stream, from)) => self.accepted(stream, from, Transport::Tcp),
+                    Err(e) => self.accept_failed(&e),
+                },
+                r = accept(&tls), if accepting => match r {
+                    Ok((stream, from)) => self.accepted(stream, from, Transport::Tls),
+                    Err(e) => self.accept_failed(&e),
+                },
+                () = sleep_until(self.accept_paused_until), if !accepting => {
+                    self.accept_paused_until = None;
                 }
                 Some(i) = inbound.recv() => self.inbound(i),
                 c = commands.recv() => match c {
@@ -348,9 +383,23 @@ impl Driver {
         }
     }
 
+    /// accept(2) failed (out of descriptors, most likely): accepting pauses, with a line
+    /// that says why, instead of spinning on a listener that stays readable.
+    fn accept_failed(&mut self, e: &io::Error) {
+        self.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            pause_ms = self.accept_backoff.as_millis() as u64,
+            "SIP accept failed: {e}; accepting pauses"
+        );
+        self.accept_paused_until = Some(tokio::time::Instant::now() + self.accept_backoff);
+        self.accept_backoff = (self.accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
+    }
+
     /// A new inbound stream: closed at once unless from a trunk peer (nothing is
-    /// allocated for it); TLS is handshaken with that peer's subject check.
+    /// allocated for it) and within the connection limits; TLS is handshaken with that
+    /// peer's subject check, within the limits' `tls_handshake`.
     fn accepted(&mut self, stream: TcpStream, from: SocketAddr, transport: Transport) {
+        self.accept_backoff = ACCEPT_BACKOFF_MIN;
         let Some(peer) = self.agent.peer_for(from.ip(), transport) else {
             if self.agent.is_peer_address(from.ip()) {
                 self.stats.refused_clear.fetch_add(1, Ordering::Relaxed);
@@ -361,6 +410,18 @@ impl Driver {
             }
             return;
         };
+        let slot = match self.limits.try_open(from.ip()) {
+            Ok(slot) => slot,
+            Err(hit) => {
+                self.stats.refused_limit.fetch_add(1, Ordering::Relaxed);
+                // One line per hundred refusals: a flood does not flood the log.
+                if self.refused_unlogged % 100 == 0 {
+                    tracing::warn!(%from, refused = self.refused_unlogged + 1, "SIP connection closed: {hit}");
+                }
+                self.refused_unlogged += 1;
+                return;
+            }
+        };
         let remote = Remote {
             transport,
             addr: from,
@@ -368,20 +429,30 @@ impl Driver {
         let inbound = self.inbound_tx.clone();
         let stats = self.stats.clone();
         let max = self.max;
+        let limits = self.stream_limits;
         match transport {
             Transport::Tls => {
                 let Some(acceptor) = self.acceptors.get(peer).cloned().flatten() else {
                     return;
                 };
                 tokio::spawn(async move {
-                    match acceptor.accept(stream).await {
-                        Ok(s) => serve(s, remote, inbound, stats, max).await,
-                        Err(e) => tls_refused(&stats, &e, from),
+                    let _slot = slot;
+                    match tokio::time::timeout(limits.tls_handshake, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => serve(s, remote, inbound, stats, max, limits).await,
+                        Ok(Err(e)) => tls_refused(&stats, &e, from),
+                        Err(_) => {
+                            stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(remote = %from, "TLS handshake not done within {:?}: closed", limits.tls_handshake);
+                        }
                     }
                 });
             }
             _ => {
-                tokio::spawn(serve(stream, remote, inbound, stats, max));
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    serve(stream, remote, inbound, stats, max, limits).await;
+                });
             }
         }
     }
@@ -427,6 +498,7 @@ impl Driver {
         let inbound = self.inbound_tx.clone();
         let stats = self.stats.clone();
         let max = self.max;
+        let limits = self.stream_limits;
         tokio::spawn(async move {
             let tcp = match TcpStream::connect(to.addr).await {
                 Ok(s) => s,
@@ -439,10 +511,15 @@ impl Driver {
             match (to.transport, connector) {
                 (Transport::Tls, Some(c)) => {
                     let name = rustls::pki_types::ServerName::from(to.addr.ip());
-                    match c.connect(name, tcp).await {
-                        Ok(s) => serve(s, to, inbound, stats, max).await,
-                        Err(e) => {
+                    match tokio::time::timeout(limits.tls_handshake, c.connect(name, tcp)).await {
+                        Ok(Ok(s)) => serve(s, to, inbound, stats, max, limits).await,
+                        Ok(Err(e)) => {
                             tls_refused(&stats, &e, to.addr);
+                            let _ = inbound.send(Inbound::ConnectFailed(to));
+                        }
+                        Err(_) => {
+                            stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(remote = %to.addr, "TLS handshake not done within {:?}", limits.tls_handshake);
                             let _ = inbound.send(Inbound::ConnectFailed(to));
                         }
                     }
@@ -450,7 +527,7 @@ impl Driver {
                 (Transport::Tls, None) => {
                     let _ = inbound.send(Inbound::ConnectFailed(to));
                 }
-                _ => serve(tcp, to, inbound, stats, max).await,
+                _ => serve(tcp, to, inbound, stats, max, limits).await,
             }
         });
     }
@@ -469,6 +546,7 @@ async fn serve<S>(
     inbound: mpsc::UnboundedSender<Inbound>,
     stats: Arc<TrunkStats>,
     max: usize,
+    limits: StreamLimits,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -490,6 +568,7 @@ async fn serve<S>(
     });
     let mut framer = StreamFramer::new(max);
     let mut buf = vec![0u8; 16384];
+    let mut message_started: Option<tokio::time::Instant> = None;
     'read: loop {
         // A peer that does not read what we send: stop reading from it (TCP flow control
         // then holds its sending back), and close it if that lasts.
@@ -502,11 +581,32 @@ async fn serve<S>(
             tracing::warn!(remote = %remote.addr, "SIP stream closed: the peer does not read what is sent to it");
             break;
         }
+        // Nothing for IDLE, or a message begun and not finished in PARTIAL_MESSAGE
+        // (counted from its first bytes: a byte now and then does not keep it open).
+        let now = tokio::time::Instant::now();
+        if framer.buffered() == 0 {
+            message_started = None;
+        } else if message_started.is_none() {
+            message_started = Some(now);
+        }
+        let quiet_until = match message_started {
+            Some(t) => t + limits.partial_message,
+            None => now + limits.idle,
+        };
         let n = tokio::select! {
             r = rd.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
+            () = tokio::time::sleep_until(quiet_until) => {
+                stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    remote = %remote.addr,
+                    buffered = framer.buffered(),
+                    "SIP stream closed: idle, or a message not finished in time"
+                );
+                break;
+            }
             () = tx.closed() => {
                 stats.slow_readers_closed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(remote = %remote.addr, "SIP stream closed: its send queue is full (the peer does not read)");

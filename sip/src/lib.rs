@@ -10,6 +10,7 @@
 //! - [`sdp`]: offer/answer as typed media lines; [`security`]: the Device Security modes.
 #![forbid(unsafe_code)]
 
+pub mod conn_limits;
 pub mod driver;
 pub mod framing;
 pub mod fuzzing;

@@ -192,6 +192,13 @@ impl App {
             workers = settings.workers, batch = settings.batch, security = ?settings.security,
             "mswitch running"
         );
+        match switch::udp::raise_open_files_limit() {
+            Ok((soft, hard)) => info!(
+                soft,
+                hard, "open files limit (media sockets and SIP connections)"
+            ),
+            Err(e) => warn!("the open files limit could not be read or raised: {e}"),
+        }
         if settings.security.requires_tls() {
             info!(
                 security = ?settings.security,

@@ -16,7 +16,7 @@ mod sys;
 mod worker;
 
 pub use pool::WorkerPool;
-pub use sys::{BATCH, MAX_DATAGRAM};
+pub use sys::{BATCH, MAX_DATAGRAM, raise_open_files_limit};
 pub use worker::{Command, MediaWorker, WorkerOptions, WorkerStats};
 
 /// Identifies a meeting within the switch.
