@@ -415,7 +415,7 @@ impl Driver {
             Err(hit) => {
                 self.stats.refused_limit.fetch_add(1, Ordering::Relaxed);
                 // One line per hundred refusals: a flood does not flood the log.
-                if self.refused_unlogged % 100 == 0 {
+                if self.refused_unlogged.is_multiple_of(100) {
                     tracing::warn!(%from, refused = self.refused_unlogged + 1, "SIP connection closed: {hit}");
                 }
                 self.refused_unlogged += 1;
