@@ -535,7 +535,7 @@ impl Driver {
 
 fn tls_refused(stats: &TrunkStats, e: &io::Error, from: SocketAddr) {
     stats.tls_refused.fetch_add(1, Ordering::Relaxed);
-    let line = tls::handshake_error(e).map_or(tls::LOG_NO_MATCHING_CERT, tls::refusal_log_line);
+    let line = tls::handshake_failure_line(e);
     tracing::warn!(remote = %from, error = %e, "{line}");
 }
 

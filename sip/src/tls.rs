@@ -199,6 +199,46 @@ pub fn refusal_log_line(e: &rustls::Error) -> &'static str {
     }
 }
 
+/// The line to log for a TLS handshake that failed: the seed's lines for certificate
+/// failures (T1), and an honest line of its own for every other cause (issue 14: a cipher
+/// or version mismatch, clear text on the TLS port and a client that hung up were all
+/// logged as a certificate that did not match).
+pub fn handshake_failure_line(e: &std::io::Error) -> &'static str {
+    use rustls::AlertDescription as A;
+    let Some(tls) = handshake_error(e) else {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe => {
+                "TLS handshake ended: the peer closed the connection"
+            }
+            _ => "TLS handshake failed: the connection failed",
+        };
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+            refusal_log_line(tls)
+        }
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::CertificateRequired,
+        ) => "TLS error: the peer refused our certificate",
+        rustls::Error::PeerIncompatible(_)
+        | rustls::Error::AlertReceived(
+            A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity,
+        ) => "TLS handshake failed: no protocol version or cipher suite in common",
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            "TLS handshake failed: the peer did not speak TLS (clear text on the TLS port?)"
+        }
+        _ => "TLS handshake failed",
+    }
+}
+
 /// Our TLS material: what every trunk connection uses, in and out.
 #[derive(Clone)]
 pub struct TlsPolicy {
@@ -399,4 +439,44 @@ impl ServerCertVerifier for SubjectServerVerifier {
 /// The rustls error inside an I/O error from a tokio-rustls handshake.
 pub fn handshake_error(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_handshake_failure_gets_its_own_honest_line() {
+        let io = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let line = |e| handshake_failure_line(&io(e));
+        assert_eq!(
+            line(rustls::Error::InvalidCertificate(CertificateError::Expired)),
+            LOG_NO_MATCHING_CERT
+        );
+        assert_eq!(line(rustls::Error::NoCertificatesPresented), LOG_NO_MATCHING_CERT);
+        assert_eq!(
+            line(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure
+            )),
+            LOG_SUBJECT_MISMATCH
+        );
+        assert!(
+            line(rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::NoCipherSuitesInCommon
+            ))
+            .contains("cipher suite in common")
+        );
+        assert!(
+            line(rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion))
+                .contains("protocol version")
+        );
+        assert!(
+            line(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            ))
+            .contains("did not speak TLS")
+        );
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert!(handshake_failure_line(&eof).contains("closed the connection"));
+    }
 }
