@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::conn_limits::{ConnectionLimits, StreamLimits};
 use crate::framing::{Frame, PONG, StreamFramer};
+use crate::log_throttle::Throttle;
 use crate::stream_queue::{HIGH_WATER, StreamSender, stream_queue};
 use crate::tls::{self, TlsPolicy};
 use crate::ua::{Agent, AgentConfig, AgentEvent, CallHandle, Remote, Transport};
@@ -205,7 +206,8 @@ impl Trunk {
             stream_limits,
             accept_paused_until: None,
             accept_backoff: ACCEPT_BACKOFF_MIN,
-            refused_unlogged: 0,
+            refused_log: Throttle::default(),
+            stranger_log: Throttle::default(),
         };
         tokio::spawn(driver.run(tcp, tls_listener, inbound, commands_rx));
         Ok(Self {
@@ -291,8 +293,9 @@ struct Driver {
     /// pause.
     accept_paused_until: Option<tokio::time::Instant>,
     accept_backoff: std::time::Duration,
-    /// Connections refused for the limits since the last line that said so.
-    refused_unlogged: u64,
+    /// Lines about connections a peer can repeat at will, one a second.
+    refused_log: Throttle,
+    stranger_log: Throttle,
 }
 
 /// The first pause after an accept error; it doubles up to [`ACCEPT_BACKOFF_MAX`].
@@ -403,10 +406,14 @@ impl Driver {
         let Some(peer) = self.agent.peer_for(from.ip(), transport) else {
             if self.agent.is_peer_address(from.ip()) {
                 self.stats.refused_clear.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%from, "clear SIP connection from a trunk peer configured for TLS: closed");
+                if let Some(not_logged) = self.stranger_log.allow(Instant::now()) {
+                    tracing::warn!(%from, not_logged, "clear SIP connection from a trunk peer configured for TLS: closed");
+                }
             } else {
                 self.stats.refused_not_peer.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%from, "SIP connection from an address that is not a trunk peer: closed");
+                if let Some(not_logged) = self.stranger_log.allow(Instant::now()) {
+                    tracing::warn!(%from, not_logged, "SIP connection from an address that is not a trunk peer: closed");
+                }
             }
             return;
         };
@@ -414,11 +421,9 @@ impl Driver {
             Ok(slot) => slot,
             Err(hit) => {
                 self.stats.refused_limit.fetch_add(1, Ordering::Relaxed);
-                // One line per hundred refusals: a flood does not flood the log.
-                if self.refused_unlogged.is_multiple_of(100) {
-                    tracing::warn!(%from, refused = self.refused_unlogged + 1, "SIP connection closed: {hit}");
+                if let Some(not_logged) = self.refused_log.allow(Instant::now()) {
+                    tracing::warn!(%from, not_logged, "SIP connection closed: {hit}");
                 }
-                self.refused_unlogged += 1;
                 return;
             }
         };

@@ -14,6 +14,7 @@ pub mod conn_limits;
 pub mod driver;
 pub mod framing;
 pub mod fuzzing;
+pub mod log_throttle;
 pub mod message;
 pub mod sdp;
 pub mod security;

@@ -453,7 +453,10 @@ mod tests {
             line(rustls::Error::InvalidCertificate(CertificateError::Expired)),
             LOG_NO_MATCHING_CERT
         );
-        assert_eq!(line(rustls::Error::NoCertificatesPresented), LOG_NO_MATCHING_CERT);
+        assert_eq!(
+            line(rustls::Error::NoCertificatesPresented),
+            LOG_NO_MATCHING_CERT
+        );
         assert_eq!(
             line(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure
@@ -467,8 +470,10 @@ mod tests {
             .contains("cipher suite in common")
         );
         assert!(
-            line(rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion))
-                .contains("protocol version")
+            line(rustls::Error::AlertReceived(
+                rustls::AlertDescription::ProtocolVersion
+            ))
+            .contains("protocol version")
         );
         assert!(
             line(rustls::Error::InvalidMessage(

@@ -308,7 +308,7 @@ impl App {
             AgentEvent::Answer { call, answer } => self.answered(call, &answer),
             AgentEvent::Established { call } => {
                 if let Some(c) = self.calls.get(&call) {
-                    info!(call_id = %c.call_id, conference = %c.number, "call established");
+                    info!(call_id = ?c.call_id, conference = ?c.number, "call established");
                     if c.needs_downgrade && c.joined {
                         self.downgrade_call(call);
                     }
@@ -319,7 +319,7 @@ impl App {
             AgentEvent::ReofferRefused { call, status } => {
                 if let Some(c) = self.calls.get(&call).filter(|c| c.downgrading) {
                     warn!(
-                        call_id = %c.call_id, conference = %c.number,
+                        call_id = ?c.call_id, conference = ?c.number,
                         "the endpoint refused RTP/AVP ({status}): it cannot stay in the non-secure meeting, BYE"
                     );
                     self.trunk.hangup(call);
@@ -329,7 +329,7 @@ impl App {
             AgentEvent::Reoffer { call, offer } => self.reoffered(call, offer),
             AgentEvent::Ended { call, reason } => {
                 if let Some(c) = self.calls.get(&call) {
-                    info!(call_id = %c.call_id, conference = %c.number, ?reason, "call ended");
+                    info!(call_id = ?c.call_id, conference = ?c.number, ?reason, "call ended");
                 }
                 self.leave(call);
             }
@@ -353,7 +353,12 @@ impl App {
     fn refuse(&mut self, call: CallHandle, call_id: &str, number: &str, refusal: &Refusal) {
         match refusal.seed_line() {
             Some(line) => warn!("{line}"),
-            None => warn!(%call_id, %number, status = refusal.status(), "call refused: {refusal}"),
+            None => warn!(
+                ?call_id,
+                ?number,
+                status = refusal.status(),
+                "call refused: {refusal}"
+            ),
         }
         self.trunk.reject(call, refusal.status(), refusal.warning());
     }
@@ -420,7 +425,7 @@ impl App {
             }
             None
         };
-        info!(%call_id, conference = conf_id, %number, "call joins");
+        info!(?call_id, conference = conf_id, ?number, "call joins");
         let participant = self.next_participant;
         self.next_participant += 1;
         self.calls.insert(
@@ -455,7 +460,7 @@ impl App {
                 .map(|ours| self.trunk.accept(call, ours)),
         };
         if let Err(e) = result {
-            warn!(%call_id, "media set-up failed: {e}");
+            warn!(?call_id, "media set-up failed: {e}");
             self.leave(call);
             let refusal = Refusal::MediaSetup(SetupFailure::from(&e));
             self.trunk.reject(call, refusal.status(), refusal.warning());
@@ -495,7 +500,7 @@ impl App {
                 .insert(Spi(g.spi), params);
         }
         self.pool.add_meeting(id, meeting);
-        info!(conference = id, %number, ?policy, ?mode, "meeting starts");
+        info!(conference = id, ?number, ?policy, ?mode, "meeting starts");
         self.meetings.insert(
             number.to_owned(),
             MeetingState {
@@ -516,7 +521,7 @@ impl App {
             && !self.calls.values().any(|c| c.number == number);
         if empty && let Some(m) = self.meetings.remove(number) {
             self.pool.remove_meeting(m.id);
-            info!(conference = m.id, %number, "meeting ends");
+            info!(conference = m.id, ?number, "meeting ends");
         }
     }
 
@@ -535,7 +540,7 @@ impl App {
                 return self.trunk.answer_reoffer(call, Some(c.local_sdp.clone()));
             }
             ReofferDecision::Refuse(why) => {
-                warn!(call_id = %c.call_id, "re-INVITE refused with {}, the session goes on: {why}", why.status());
+                warn!(call_id = ?c.call_id, "re-INVITE refused with {}, the session goes on: {why}", why.status());
                 return self.trunk.answer_reoffer(call, None);
             }
             ReofferDecision::Answer { sdp, moved } => (sdp, moved),
@@ -597,13 +602,13 @@ impl App {
         c.needs_downgrade = false;
         match sdp::plain_reoffer(&c.local_sdp) {
             Ok(offer) => {
-                info!(call_id = %c.call_id, conference = %c.number, "re-INVITE to RTP/AVP: the meeting is non-secure");
+                info!(call_id = ?c.call_id, conference = ?c.number, "re-INVITE to RTP/AVP: the meeting is non-secure");
                 c.local_sdp = offer.clone();
                 c.downgrading = true;
                 self.trunk.reoffer(call, offer);
             }
             Err(e) => {
-                warn!(call_id = %c.call_id, "our own SDP does not parse ({e}): BYE");
+                warn!(call_id = ?c.call_id, "our own SDP does not parse ({e}): BYE");
                 self.trunk.hangup(call);
                 self.leave(call);
             }
@@ -621,15 +626,15 @@ impl App {
         let keyings = match session::downgrade_answer_keyings(answer) {
             Ok(k) => k,
             Err(why) => {
-                warn!(%call_id, "{why}: BYE");
+                warn!(?call_id, "{why}: BYE");
                 self.trunk.hangup(call);
                 return self.leave(call);
             }
         };
         match self.join(call, answer, &keyings, &[]) {
-            Ok(_) => info!(%call_id, "downgraded to non-secure: plain RTP, TIP again"),
+            Ok(_) => info!(?call_id, "downgraded to non-secure: plain RTP, TIP again"),
             Err(e) => {
-                warn!(%call_id, "media set-up after the downgrade failed: {e}");
+                warn!(?call_id, "media set-up after the downgrade failed: {e}");
                 self.trunk.hangup(call);
                 self.leave(call);
             }

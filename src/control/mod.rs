@@ -21,7 +21,7 @@ pub use incoming::{
     decide_incoming,
 };
 pub use refusal::{Refusal, SetupFailure};
-pub use seed::SeedLine;
+pub use seed::{SeedLine, Untrusted};
 pub use session::{MovedLine, ReofferDecision, decide_reoffer};
 
 #[cfg(test)]

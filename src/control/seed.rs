@@ -65,6 +65,28 @@ impl From<LineFailure> for SeedLine {
     }
 }
 
+/// What a peer wrote (a Call-ID, a dialled number), fit for one log line: control
+/// characters and quotes escaped (issue 14: escape sequences and fake fields reached the
+/// log), at most [`UNTRUSTED_MAX`] characters.
+#[derive(Debug, Clone, Copy)]
+pub struct Untrusted<'a>(pub &'a str);
+
+/// The most characters of an untrusted value a log line carries.
+pub const UNTRUSTED_MAX: usize = 128;
+
+impl std::fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(UNTRUSTED_MAX) {
+            write!(f, "{}", c.escape_debug())?;
+        }
+        if chars.next().is_some() {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for SeedLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -72,10 +94,13 @@ impl std::fmt::Display for SeedLine {
                 call_id,
                 conf_id,
                 number,
-            } => write!(
-                f,
-                "Call in state=Connected, call id={call_id}, conference id = {conf_id} received error from Confmgr with error='security mismatch' during verification of security policy. Num={number}"
-            ),
+            } => {
+                let (call_id, number) = (Untrusted(call_id), Untrusted(number));
+                write!(
+                    f,
+                    "Call in state=Connected, call id={call_id}, conference id = {conf_id} received error from Confmgr with error='security mismatch' during verification of security policy. Num={number}"
+                )
+            }
             Self::StartNonSecure { conf_id } => {
                 write!(f, "Conf Id {conf_id}: will start as non-secure")
             }
@@ -84,8 +109,11 @@ impl std::fmt::Display for SeedLine {
                 "Conference Manager Conf Id {conf_id}: will downgrade security from secure to non-secure. All existing endpoints will be downgraded to non-secure."
             ),
             // The TIP lines are the negotiation's own (switch::tip, tested there).
-            Self::Tip { failure, number } => f.write_str(&failure.log_line(number)),
+            Self::Tip { failure, number } => {
+                f.write_str(&failure.log_line(&Untrusted(number).to_string()))
+            }
             Self::DtlsFailed { failure, number } => {
+                let number = Untrusted(number);
                 write!(
                     f,
                     "DTLS-SRTP failed for call : called num = {number}: {failure:?}"

@@ -13,6 +13,7 @@ use switch::meeting::switching::Mode;
 use switch::tip::negotiation::{Failure as TipFailure, GroupParams, Media};
 
 use super::lines::{self, CallLines};
+use super::seed;
 use super::session::{self, MovedLine};
 use super::*;
 use crate::policy::{ConferenceSecurity, Policy, State};
@@ -752,4 +753,19 @@ fn a_media_setup_failure_is_488_for_the_offers_fault_and_503_for_ours() {
     assert_eq!(Refusal::MediaSetup(SetupFailure::Fingerprint).status(), 488);
     assert_eq!(Refusal::MediaSetup(SetupFailure::Crypto).status(), 488);
     assert_eq!(Refusal::MediaSetup(SetupFailure::Bind).status(), 503);
+}
+
+#[test]
+fn what_a_peer_wrote_reaches_the_log_escaped_and_bounded() {
+    let line = SeedLine::SecurityMismatch {
+        call_id: "x\u{1b}[31m\nfake=1".into(),
+        conf_id: 3,
+        number: "4000".into(),
+    }
+    .to_string();
+    assert!(!line.chars().any(char::is_control), "{line}");
+    assert!(line.contains("call id=x\\u{1b}[31m\\nfake=1,"), "{line}");
+    let long = Untrusted(&"9".repeat(1000)).to_string();
+    assert_eq!(long.len(), seed::UNTRUSTED_MAX + 3);
+    assert_eq!(Untrusted("4000@cm.example").to_string(), "4000@cm.example");
 }

@@ -613,6 +613,11 @@ impl Meeting {
         }
         self.route_keyframe_requests(now, out);
         for (id, reason) in failed {
+            // A participant fails once, however many of its lines failed with it (one
+            // event, one log line, one BYE).
+            if !self.participants.iter().any(|p| p.id == id) {
+                continue;
+            }
             self.events.push_back(MeetingEvent::ParticipantFailed {
                 participant: id,
                 reason,
