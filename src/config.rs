@@ -94,6 +94,16 @@ pub struct SipConfig {
     pub session_expires: u32,
     /// Smallest session interval accepted (RFC 4028 Min-SE), seconds.
     pub min_se: u32,
+    /// Time for a TLS handshake on a SIP connection, seconds.
+    pub handshake_timeout: f64,
+    /// Time for a SIP message to arrive whole once its first bytes came, seconds.
+    pub message_timeout: f64,
+    /// Time a SIP connection may stay open without carrying its first message, seconds.
+    pub idle_timeout: f64,
+    /// SIP connections one address may hold open.
+    pub max_connections_per_address: usize,
+    /// SIP connections all addresses together may hold open.
+    pub max_connections: usize,
 }
 
 impl Default for SipConfig {
@@ -106,6 +116,11 @@ impl Default for SipConfig {
             options_interval: 30,
             session_expires: 1800,
             min_se: 90,
+            handshake_timeout: sip::conn_limits::TLS_HANDSHAKE.as_secs_f64(),
+            message_timeout: sip::conn_limits::PARTIAL_MESSAGE.as_secs_f64(),
+            idle_timeout: sip::conn_limits::IDLE.as_secs_f64(),
+            max_connections_per_address: sip::conn_limits::PER_ADDRESS,
+            max_connections: sip::conn_limits::TOTAL,
         }
     }
 }
@@ -315,6 +330,8 @@ pub struct Settings {
     pub session_expires: u32,
     /// RFC 4028.
     pub min_se: u32,
+    /// Limits on SIP stream connections.
+    pub stream_limits: sip::conn_limits::StreamLimits,
     /// TIP MUXCTRL deadline.
     pub muxctrl_timeout: std::time::Duration,
     /// TIP SPIMAP deadline.
@@ -546,12 +563,29 @@ impl Config {
                 switching(&format!("meeting[{i}].switching"), &m.switching)?,
             ));
         }
+        let count = |key: &str, v: usize| {
+            if (1..=65536).contains(&v) {
+                Ok(v)
+            } else {
+                Err(err(key, format!("{v}: expected 1-65536")))
+            }
+        };
         let secs = |key: &str, v: f64| {
             if v.is_finite() && v > 0.0 && v <= 3600.0 {
                 Ok(std::time::Duration::from_secs_f64(v))
             } else {
                 Err(err(key, format!("{v}: expected seconds in (0, 3600]")))
             }
+        };
+        let stream_limits = sip::conn_limits::StreamLimits {
+            per_address: count(
+                "sip.max_connections_per_address",
+                self.sip.max_connections_per_address,
+            )?,
+            total: count("sip.max_connections", self.sip.max_connections)?,
+            tls_handshake: secs("sip.handshake_timeout", self.sip.handshake_timeout)?,
+            partial_message: secs("sip.message_timeout", self.sip.message_timeout)?,
+            idle: secs("sip.idle_timeout", self.sip.idle_timeout)?,
         };
         let muxctrl_timeout = secs("tip.muxctrl_timeout", self.tip.muxctrl_timeout)?;
         let spimap_timeout = secs("tip.spimap_timeout", self.tip.spimap_timeout)?;
@@ -577,6 +611,7 @@ impl Config {
             options_interval: (self.sip.options_interval > 0)
                 .then(|| std::time::Duration::from_secs(self.sip.options_interval)),
             session_expires: self.sip.session_expires,
+            stream_limits,
             min_se: self.sip.min_se,
         })
     }

@@ -16,9 +16,10 @@ pub const TOTAL: usize = 256;
 pub const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 /// Time a message may take to arrive whole once its first bytes came.
 pub const PARTIAL_MESSAGE: Duration = Duration::from_secs(30);
-/// Time a connection may carry nothing at all (keep-alives count) before it is closed;
-/// either side opens a new one when it needs to (seeds-switch.md R4).
-pub const IDLE: Duration = Duration::from_secs(600);
+/// Time a connection may stay open without carrying its first SIP message (keep-alives do
+/// not count): a connection that never carries one is no trunk's. One that has carried a
+/// message stays while its peer keeps it, within the caps.
+pub const IDLE: Duration = Duration::from_secs(120);
 
 /// The limits of one trunk's stream connections (the constants above by default; tests
 /// shorten them).
@@ -32,7 +33,7 @@ pub struct StreamLimits {
     pub tls_handshake: Duration,
     /// Time for a message to arrive whole once its first bytes came.
     pub partial_message: Duration,
-    /// Time a connection may carry nothing.
+    /// Time a connection may stay open without carrying its first message.
     pub idle: Duration,
 }
 

@@ -574,6 +574,7 @@ async fn serve<S>(
     let mut framer = StreamFramer::new(max);
     let mut buf = vec![0u8; 16384];
     let mut message_started: Option<tokio::time::Instant> = None;
+    let mut carried_message = false;
     'read: loop {
         // A peer that does not read what we send: stop reading from it (TCP flow control
         // then holds its sending back), and close it if that lasts.
@@ -586,8 +587,11 @@ async fn serve<S>(
             tracing::warn!(remote = %remote.addr, "SIP stream closed: the peer does not read what is sent to it");
             break;
         }
-        // Nothing for IDLE, or a message begun and not finished in PARTIAL_MESSAGE
-        // (counted from its first bytes: a byte now and then does not keep it open).
+        // A message begun and not finished within its limit (counted from its first
+        // bytes: a byte now and then does not keep it open), or a connection that carried
+        // no message within the idle limit, is closed. A connection that carried one stays
+        // as long as its peer keeps it (a call's dialog may be quiet for many minutes);
+        // the per-address and total caps bound how many there are.
         let now = tokio::time::Instant::now();
         if framer.buffered() == 0 {
             message_started = None;
@@ -595,15 +599,16 @@ async fn serve<S>(
             message_started = Some(now);
         }
         let quiet_until = match message_started {
-            Some(t) => t + limits.partial_message,
-            None => now + limits.idle,
+            Some(t) => Some(t + limits.partial_message),
+            None if !carried_message => Some(now + limits.idle),
+            None => None,
         };
         let n = tokio::select! {
             r = rd.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
-            () = tokio::time::sleep_until(quiet_until) => {
+            () = sleep_until(quiet_until) => {
                 stats.idle_closed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     remote = %remote.addr,
@@ -622,6 +627,7 @@ async fn serve<S>(
         loop {
             match framer.next_frame() {
                 Ok(Some(Frame::Message(m))) => {
+                    carried_message = true;
                     if inbound.send(Inbound::Message(remote, m)).is_err() {
                         break 'read;
                     }

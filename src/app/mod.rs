@@ -148,19 +148,22 @@ impl App {
             ),
             crate::certs::Origin::Configured => {}
         }
-        let trunk = Trunk::start(TrunkConfig {
-            udp: settings.udp,
-            tcp: settings.tcp,
-            tls_listen: settings.tls,
-            tls: Some(policy),
-            agent: AgentConfig {
-                peers: settings.peers.clone(),
-                options_interval: settings.options_interval,
-                session_expires: settings.session_expires,
-                min_se: settings.min_se,
-                ..AgentConfig::default()
+        let trunk = Trunk::start_with(
+            TrunkConfig {
+                udp: settings.udp,
+                tcp: settings.tcp,
+                tls_listen: settings.tls,
+                tls: Some(policy),
+                agent: AgentConfig {
+                    peers: settings.peers.clone(),
+                    options_interval: settings.options_interval,
+                    session_expires: settings.session_expires,
+                    min_se: settings.min_se,
+                    ..AgentConfig::default()
+                },
             },
-        })
+            settings.stream_limits,
+        )
         .await?;
         let (tx, rx) = std::sync::mpsc::channel();
         let pool = WorkerPool::spawn_with(

@@ -492,6 +492,21 @@ impl SimulatedCall {
         self.sip.final_response().await
     }
 
+    /// Sends `bytes` as they are from line `line`'s socket to the switch: what anyone who
+    /// can spoof the endpoint's address can send (the robustness tests' forged datagrams).
+    pub async fn send_raw(&self, line: usize, bytes: &[u8]) -> Result<(), EndpointError> {
+        let leg = self
+            .endpoint
+            .lines
+            .get(line)
+            .map(|l| l.leg)
+            .ok_or_else(|| EndpointError::Protocol(format!("no line {line}")))?;
+        if let Some((s, to)) = self.sockets.get(&leg) {
+            s.send_to(bytes, *to).await?;
+        }
+        Ok(())
+    }
+
     /// Hangs up: BYE, and its 200.
     pub async fn hangup(&mut self, number: &str) -> Result<(), EndpointError> {
         let bye = request(

@@ -66,11 +66,21 @@ pub struct Switch {
 
 /// The switch with `meetings` (TOML `[[meeting]]` tables), media `ports`, TIP deadlines.
 pub async fn switch(name: &str, ports: &str, meetings: &str, tip_secs: f64) -> Switch {
+    switch_with(name, ports, meetings, tip_secs).await
+}
+
+/// [`switch`] with `extra` TOML: `[[meeting]]` tables, or a `[sip]` table of its own whose
+/// keys join the test's.
+pub async fn switch_with(name: &str, ports: &str, extra: &str, tip_secs: f64) -> Switch {
     let _ = logs();
+    let (sip_extra, meetings) = match extra.strip_prefix("[sip]\n") {
+        Some(rest) => (rest, ""),
+        None => ("", extra),
+    };
     let dir = std::env::temp_dir().join(format!("mswitch-e2e-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let settings = Config::parse(&format!(
-        "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"127.0.0.1:0\"\noptions_interval = 0\n\
+        "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"127.0.0.1:0\"\noptions_interval = 0\n{sip_extra}\
          [tls]\ndata_dir = \"{}\"\n[media]\nports = \"{ports}\"\naddress = \"127.0.0.1\"\nworkers = 2\n\
          [tip]\nmuxctrl_timeout = {tip_secs}\nspimap_timeout = {tip_secs}\n{meetings}",
         dir.display()
