@@ -24,15 +24,28 @@ pub fn random<const N: usize>() -> [u8; N] {
     b
 }
 
+/// One leg of a line: its id, its local address, and its socket until the media worker
+/// has it. The worker owns a leg's socket from then on, so a media port costs one
+/// descriptor (issue 14: the application kept a second copy of each).
+#[derive(Debug)]
+pub struct LegSocket {
+    /// The leg.
+    pub id: LegId,
+    /// Where it is bound.
+    pub local: SocketAddr,
+    /// The socket, until it is handed to the worker.
+    pub socket: Option<UdpSocket>,
+}
+
 /// One media line's sockets.
 #[derive(Debug)]
 pub struct LineSockets {
     /// Audio or video.
     pub media: Media,
-    /// The RTP (or muxed) leg and its socket.
-    pub leg: (LegId, UdpSocket),
+    /// The RTP (or muxed) leg.
+    pub leg: LegSocket,
     /// The RTCP leg when not muxed.
-    pub rtcp: Option<(LegId, UdpSocket)>,
+    pub rtcp: Option<LegSocket>,
     /// The ports, to give back.
     pub ports: Vec<u16>,
 }
@@ -40,11 +53,9 @@ pub struct LineSockets {
 impl LineSockets {
     /// Closes the RTCP socket and gives its port back: the line multiplexes after all.
     pub fn drop_rtcp(&mut self, ports: &mut PortAllocator) {
-        if let Some((_, s)) = self.rtcp.take()
-            && let Ok(a) = s.local_addr()
-        {
-            self.ports.retain(|p| *p != a.port());
-            ports.release(a.port());
+        if let Some(r) = self.rtcp.take() {
+            self.ports.retain(|p| *p != r.local.port());
+            ports.release(r.local.port());
         }
     }
 }
@@ -110,17 +121,23 @@ pub fn line_sockets(
 ) -> Result<LineSockets, JoinError> {
     let (p, s) = bind(ports, ip)?;
     let mut used = vec![p];
-    let leg = *next_leg;
-    *next_leg += 1;
+    let mut leg_of = |socket: UdpSocket, port: u16| {
+        let id = *next_leg;
+        *next_leg += 1;
+        LegSocket {
+            id,
+            local: SocketAddr::new(ip, port),
+            socket: Some(socket),
+        }
+    };
+    let leg = leg_of(s, p);
     let rtcp = if rtcp_mux {
         None
     } else {
         match bind(ports, ip) {
             Ok((p2, s2)) => {
                 used.push(p2);
-                let l = *next_leg;
-                *next_leg += 1;
-                Some((l, s2))
+                Some(leg_of(s2, p2))
             }
             Err(e) => {
                 ports.release(p);
@@ -130,7 +147,7 @@ pub fn line_sockets(
     };
     Ok(LineSockets {
         media,
-        leg: (leg, s),
+        leg,
         rtcp,
         ports: used,
     })
@@ -170,7 +187,7 @@ pub fn prepare_line(
     line: LineConfig,
     our_sdes_key: Option<&[u8]>,
 ) -> Result<PreparedLine, JoinError> {
-    let local_addr = sockets.leg.1.local_addr().map_err(JoinError::Bind)?;
+    let local_addr = sockets.leg.local;
     let remote = SocketAddr::new(offer.address, offer.port);
     let rtcp_remote = offer.rtcp_addr();
     let settings = || DtlsSettings {
@@ -199,13 +216,7 @@ pub fn prepare_line(
                     Some(fp),
                 ))
             };
-            let rtcp_dtls = match &sockets.rtcp {
-                Some((_, s)) => Some(session(
-                    s.local_addr().map_err(JoinError::Bind)?,
-                    rtcp_remote,
-                )),
-                None => None,
-            };
+            let rtcp_dtls = sockets.rtcp.as_ref().map(|r| session(r.local, rtcp_remote));
             (
                 HopKeying::Dtls(session(local_addr, remote)),
                 Some((*setup, identity.sdp_fingerprint())),
@@ -248,11 +259,7 @@ pub fn prepare_line(
     let local = LocalMedia {
         kind: offer.kind.unwrap_or(MediaKind::Audio),
         port: local_addr.port(),
-        rtcp_port: sockets
-            .rtcp
-            .as_ref()
-            .and_then(|(_, s)| s.local_addr().ok())
-            .map(|a| a.port()),
+        rtcp_port: sockets.rtcp.as_ref().map(|r| r.local.port()),
         profile: offer.profile.unwrap_or(sdp::Profile::Savp),
         formats: offer
             .formats
@@ -272,11 +279,11 @@ pub fn prepare_line(
         direction: offer.direction.answer(),
     };
     let setup = LineSetup {
-        leg: sockets.leg.0,
+        leg: sockets.leg.id,
         keying: hop,
         config: line,
-        rtcp: sockets.rtcp.as_ref().map(|(leg, _)| RtcpLeg {
-            leg: *leg,
+        rtcp: sockets.rtcp.as_ref().map(|r| RtcpLeg {
+            leg: r.id,
             dtls: rtcp_dtls,
         }),
     };

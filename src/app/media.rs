@@ -18,19 +18,12 @@ use crate::join;
 
 impl CallState {
     /// The legs of the call's line that `moved` names, with the addresses they now send to.
-    pub(super) fn redirected_legs(
-        &self,
-        moved: &MovedLine,
-    ) -> Vec<(LegId, std::net::UdpSocket, SocketAddr)> {
+    pub(super) fn redirected_legs(&self, moved: &MovedLine) -> Vec<(LegId, SocketAddr)> {
         let mut legs = Vec::new();
         if let Some(l) = self.lines.iter().find(|l| l.media == moved.media) {
-            if let Ok(s) = l.leg.1.try_clone() {
-                legs.push((l.leg.0, s, moved.rtp));
-            }
-            if let Some((leg, s)) = &l.rtcp
-                && let Ok(s) = s.try_clone()
-            {
-                legs.push((*leg, s, moved.rtcp));
+            legs.push((l.leg.id, moved.rtp));
+            if let Some(r) = &l.rtcp {
+                legs.push((r.id, moved.rtcp));
             }
         }
         legs
@@ -144,10 +137,10 @@ impl App {
         // (a delayed offer's ClientHello comes right behind the ACK) must find the
         // participant when the worker first reads the leg.
         let mut legs = Vec::new();
-        for (s, remote_addr, rtcp_remote) in &sockets {
-            legs.push((s.leg.0, s.leg.1.try_clone(), *remote_addr));
-            if let Some((rleg, rs)) = &s.rtcp {
-                legs.push((*rleg, rs.try_clone(), *rtcp_remote));
+        for (s, remote_addr, rtcp_remote) in &mut sockets {
+            legs.push((s.leg.id, s.leg.socket.take(), *remote_addr));
+            if let Some(r) = &mut s.rtcp {
+                legs.push((r.id, r.socket.take(), *rtcp_remote));
             }
         }
         let c = self.calls.get_mut(&call).expect("call");
@@ -171,18 +164,21 @@ impl App {
             m.participants.push(participant);
         }
         for (leg, socket, remote_addr) in legs {
-            let socket = socket.map_err(join::JoinError::Bind)?;
-            self.pool.send(
-                meeting_id,
-                Command::AddLeg {
+            // The worker takes the socket (one descriptor per port); joining again (a
+            // downgrade) finds it there, and the peer's address may have changed.
+            let command = match socket {
+                Some(socket) => Command::AddLeg {
                     meeting: meeting_id,
                     leg,
                     socket,
                     remote: remote_addr,
                 },
-            );
-            // Joining again (a downgrade) re-adds the same legs: the peer's address may
-            // have changed.
+                None => Command::Redirect {
+                    leg,
+                    remote: remote_addr,
+                },
+            };
+            self.pool.send(meeting_id, command);
             if let Some(c) = self.calls.get_mut(&call)
                 && !c.legs.contains(&leg)
             {
@@ -230,20 +226,8 @@ impl App {
                     return Err(e);
                 }
             };
-            let port = match s.leg.1.local_addr() {
-                Ok(a) => a.port(),
-                Err(e) => {
-                    let c = self.calls.get_mut(&call).expect("a call");
-                    c.lines.append(&mut sockets);
-                    c.lines.push(s);
-                    return Err(join::JoinError::Bind(e));
-                }
-            };
-            let rtcp_port = s
-                .rtcp
-                .as_ref()
-                .and_then(|(_, r)| r.local_addr().ok())
-                .map(|a| a.port());
+            let port = s.leg.local.port();
+            let rtcp_port = s.rtcp.as_ref().map(|r| r.local.port());
             let suite = self.settings.suites[0];
             let key = (profile == Profile::Savp).then(|| {
                 let r: [u8; 46] = join::random();

@@ -550,16 +550,8 @@ impl App {
         };
         if let Some(id) = self.meetings.get(&c.number).map(|m| m.id) {
             for m in &moved {
-                for (leg, socket, remote) in c.redirected_legs(m) {
-                    self.pool.send(
-                        id,
-                        Command::AddLeg {
-                            meeting: id,
-                            leg,
-                            socket,
-                            remote,
-                        },
-                    );
+                for (leg, remote) in c.redirected_legs(m) {
+                    self.pool.send(id, Command::Redirect { leg, remote });
                 }
             }
         }

@@ -58,7 +58,19 @@ impl Legs {
         Ok(())
     }
 
-    /// Removes a leg (closes the worker's copy of its socket).
+    /// Points a leg at a new peer address: its socket is connected there (connect(2) on a
+    /// connected UDP socket moves it).
+    pub(crate) fn redirect(&mut self, id: LegId, remote: SocketAddr) -> io::Result<()> {
+        let Some(&i) = self.index.get(&id) else {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such leg"));
+        };
+        let leg = &mut self.legs[i];
+        leg.socket.connect(remote)?;
+        leg.remote = remote;
+        Ok(())
+    }
+
+    /// Removes a leg (closes its socket).
     pub(crate) fn remove(&mut self, id: LegId) {
         if let Some(i) = self.index.remove(&id) {
             let gone = self.legs.swap_remove(i);
@@ -148,5 +160,25 @@ mod tests {
         wake.send_to(b"w", wake.local_addr().unwrap()).unwrap();
         let n = legs.wait(1000).unwrap();
         assert!((0..n).any(|i| legs.ready(i) == Some(WAKE_TOKEN)));
+    }
+
+    #[test]
+    fn a_redirected_leg_takes_its_new_peer_and_no_longer_the_old_one() {
+        let wake = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut legs = Legs::new(&wake).unwrap();
+        let (old, new) = (
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        );
+        legs.add(leg(7, 1, old.local_addr().unwrap())).unwrap();
+        let to = legs.get(7).unwrap().socket.local_addr().unwrap();
+        legs.redirect(7, new.local_addr().unwrap()).unwrap();
+        assert_eq!(legs.get(7).unwrap().remote, new.local_addr().unwrap());
+        old.send_to(b"old", to).unwrap();
+        assert_eq!(legs.wait(50).unwrap(), 0, "the old peer is a stranger now");
+        new.send_to(b"new", to).unwrap();
+        assert_eq!(legs.wait(1000).unwrap(), 1);
+        assert_eq!(legs.ready(0), Some(7));
+        assert!(legs.redirect(99, new.local_addr().unwrap()).is_err());
     }
 }

@@ -39,6 +39,14 @@ pub enum Command {
         /// Only datagrams from this address are taken; outputs go there.
         remote: SocketAddr,
     },
+    /// A leg's peer moved (re-INVITE, or the line joined again): its socket is connected
+    /// to `remote` from now on.
+    Redirect {
+        /// The leg.
+        leg: LegId,
+        /// Only datagrams from this address are taken; outputs go there.
+        remote: SocketAddr,
+    },
     /// Close a leg's socket.
     RemoveLeg(LegId),
     /// A typed command to a meeting (add or remove a participant, downgrade, ...), handled
@@ -244,6 +252,11 @@ impl State {
                     remote,
                 });
                 if added.is_err() {
+                    self.stats.socket_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Command::Redirect { leg, remote } => {
+                if self.legs.redirect(leg, remote).is_err() {
                     self.stats.socket_errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
