@@ -42,7 +42,15 @@ async fn until_established(calls: &mut [SimulatedCall], secs: u64) -> bool {
 
 /// Runs the calls for `secs`: B (index 1) talks.
 async fn run_media(calls: &mut [SimulatedCall], secs: f64) {
-    let mut idr = HashSet::new();
+    run_media_recording(calls, secs, &mut HashSet::new()).await;
+}
+
+/// [`run_media`], recording the first packet of every IDR sent in `idr`.
+async fn run_media_recording(
+    calls: &mut [SimulatedCall],
+    secs: f64,
+    idr: &mut HashSet<(u32, u16)>,
+) {
     let start = Instant::now();
     let mut next_tick = start;
     let mut tick = 0u32;
@@ -57,7 +65,7 @@ async fn run_media(calls: &mut [SimulatedCall], secs: f64) {
             for (i, c) in calls.iter_mut().enumerate() {
                 if c.established() {
                     let level = if i == 1 { 60 } else { 5 };
-                    c.media_tick(level, tick.is_multiple_of(2), &mut idr).await;
+                    c.media_tick(level, tick.is_multiple_of(2), idr).await;
                 }
             }
         }
@@ -568,5 +576,47 @@ async fn an_unacknowledged_plain_invite_downgrades_nothing() {
         c.accept_downgrade().await.unwrap();
         assert_eq!(icons(c), vec![Some(false); 2], "icon cleared after the ACK");
     }
+    sw.stop().await;
+}
+
+/// Issue 15: a newcomer's first picture must start at an IDR, end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_first_sees_the_speaker_from_an_idr() {
+    let sw = switch(
+        "latejoiner",
+        "32800-32899",
+        "[[meeting]]\nnumber = \"4008\"\npolicy = \"secure\"\n",
+        15.0,
+    )
+    .await;
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let mut idr = HashSet::new();
+    let eps = [Endpoint::new(1, 1), Endpoint::new(2, 1)];
+    let mut calls = dial_all(&sw, "4008", eps, false, &dtls).await;
+    assert!(until_established(&mut calls, 30).await);
+    run_media_recording(&mut calls, 3.0, &mut idr).await;
+    calls.extend(dial_all(&sw, "4008", [Endpoint::new(3, 1)], false, &dtls).await);
+    // The newcomer is slow to negotiate (not pumped for a while): the speaker answers the
+    // REFRESH for its screen before its TIP is through, as a real encoder answers within
+    // frames.
+    run_media_recording(&mut calls[..2], 1.3, &mut idr).await;
+    assert!(!calls[2].established());
+    assert!(
+        until_established(&mut calls, 30).await,
+        "the newcomer negotiates"
+    );
+    run_media_recording(&mut calls, 2.0, &mut idr).await;
+    let first = calls[2]
+        .endpoint
+        .received
+        .iter()
+        .find(|r| r.0 == Media::Video)
+        .expect("the newcomer sees video");
+    assert!(
+        idr.contains(&(first.1, first.2)),
+        "its first video packet ({:#x}, {}) starts an IDR",
+        first.1,
+        first.2
+    );
     sw.stop().await;
 }

@@ -609,3 +609,39 @@ fn forged_dtls_datagrams_on_a_live_line_are_dropped_and_the_call_goes_on() {
         .count();
     assert!(b_hears_a > 5, "B received {b_hears_a} audio packets from A");
 }
+
+#[test]
+fn a_late_joiner_starts_at_an_idr_even_when_the_refresh_came_before_its_tip() {
+    // Issue 15: the screen of a newcomer moved to the speaker at an IDR that went out
+    // before the newcomer's video line was established, so its first video was mid-stream.
+    let mut sim = Sim::new(Mode::Site, &[(1, 1), (2, 1)]);
+    assert_eq!(sim.negotiate(), 4);
+    for _ in 0..60 {
+        sim.media_tick(&[60, 5], true);
+    }
+    let late = Endpoint::new(3, 1);
+    let setup = late.setup("4000");
+    let now = sim.now;
+    sim.meeting.add_participant(now, 3, 1, setup);
+    sim.endpoints.push(late);
+    // A answers the REFRESH for the newcomer's screen while its TIP is not through.
+    for _ in 0..20 {
+        sim.media_tick(&[60, 5, 5], true);
+    }
+    assert!(sim.endpoints[2].received.is_empty());
+    assert_eq!(sim.negotiate(), 6, "{:?}", sim.events);
+    for _ in 0..60 {
+        sim.media_tick(&[60, 5, 5], true);
+    }
+    let first = sim.endpoints[2]
+        .received
+        .iter()
+        .find(|r| r.0 == Media::Video)
+        .expect("the newcomer sees video");
+    assert!(
+        sim.idr.contains(&(first.1, first.2)),
+        "its first video packet ({:#x}, {}) starts an IDR",
+        first.1,
+        first.2
+    );
+}

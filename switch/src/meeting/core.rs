@@ -248,6 +248,9 @@ impl Meeting {
             video_ssrc: [None; 3],
         });
         self.switching.add_participant(id, screens);
+        // Its screens switch once its video line can take media (TIP through).
+        let mut no_refresh = Vec::new();
+        self.displays.set_ready(id, false, &mut no_refresh);
         self.layouts_dirty = true;
     }
 
@@ -612,6 +615,7 @@ impl Meeting {
             }
         }
         self.route_keyframe_requests(now, out);
+        self.mark_ready_receivers(now, touched.map(|(pi, _)| pi), out);
         for (id, reason) in failed {
             // A participant fails once, however many of its lines failed with it (one
             // event, one log line, one BYE).
@@ -678,13 +682,34 @@ impl Meeting {
         }
     }
 
-    fn apply_layouts(&mut self, now: Instant, out: &mut TxBatch) {
-        self.refresh.clear();
-        for p in &self.participants {
-            let layout = self.switching.layout(p.id);
-            self.displays.set_layout(p.id, &layout, &mut self.refresh);
+    /// Receivers whose video line became established since the last look (`only`: the
+    /// one participant a datagram touched) may switch screens now; the sources their
+    /// screens wait for are asked for a refresh again.
+    fn mark_ready_receivers(&mut self, now: Instant, only: Option<usize>, out: &mut TxBatch) {
+        let range = match only {
+            Some(pi) => pi..pi + 1,
+            None => 0..self.participants.len(),
+        };
+        let mut refresh = std::mem::take(&mut self.refresh);
+        refresh.clear();
+        for p in &self.participants[range] {
+            let video_ready = p
+                .lines
+                .iter()
+                .any(|l| l.media == Media::Video && l.established);
+            if video_ready && !self.displays.is_ready(p.id) {
+                self.displays.set_ready(p.id, true, &mut refresh);
+            }
         }
-        for source in std::mem::take(&mut self.refresh) {
+        if !refresh.is_empty() {
+            self.send_refreshes(now, &refresh, out);
+        }
+        self.refresh = refresh;
+    }
+
+    /// Asks each source for a refresh (TIP REFRESH to its video line) and sends them.
+    fn send_refreshes(&mut self, now: Instant, sources: &[SourceId], out: &mut TxBatch) {
+        for &source in sources {
             let Some(p) = self
                 .participants
                 .iter_mut()
@@ -706,12 +731,22 @@ impl Meeting {
                 tip.send_refresh(now, target, RefreshKind::RequireIdr);
             }
         }
-        // The REFRESH requests just queued go out now.
         for p in &mut self.participants {
             for l in p.lines.iter_mut().filter(|l| l.media == Media::Video) {
                 flush_tip(l, &mut self.scratch, out);
             }
         }
+    }
+
+    fn apply_layouts(&mut self, now: Instant, out: &mut TxBatch) {
+        let mut refresh = std::mem::take(&mut self.refresh);
+        refresh.clear();
+        for p in &self.participants {
+            let layout = self.switching.layout(p.id);
+            self.displays.set_layout(p.id, &layout, &mut refresh);
+        }
+        self.send_refreshes(now, &refresh, out);
+        self.refresh = refresh;
     }
 }
 

@@ -3,6 +3,11 @@
 //! switch asks that source for a refresh (REFRESH) and keeps forwarding the old source
 //! until the new one's first packet flagged IDR; from that packet on, the new source is
 //! forwarded and the old one no longer.
+//!
+//! A receiver that cannot receive yet (its video line's TIP is not through) switches
+//! nothing: an IDR it would miss must not move its screen. When it becomes ready, its
+//! waiting sources are asked for a refresh again, so that its first picture starts at an
+//! IDR (issue 15: a late joiner started mid-stream).
 
 use super::{ParticipantId, SourceId};
 
@@ -18,6 +23,8 @@ struct Screen {
 #[derive(Debug, Clone, Default)]
 pub struct Displays {
     screens: Vec<Screen>,
+    /// Receivers whose screens may not switch yet.
+    not_ready: Vec<ParticipantId>,
 }
 
 impl Displays {
@@ -70,8 +77,38 @@ impl Displays {
         }
     }
 
+    /// Whether `receiver` can take video: a receiver that cannot switches no screen. On
+    /// becoming ready, the sources its screens wait for are pushed to `refresh` (each
+    /// once) for the caller to ask again: the IDRs they sent are gone.
+    pub fn set_ready(&mut self, receiver: ParticipantId, ready: bool, refresh: &mut Vec<SourceId>) {
+        let was_ready = !self.not_ready.contains(&receiver);
+        if !ready {
+            if was_ready {
+                self.not_ready.push(receiver);
+            }
+            return;
+        }
+        if was_ready {
+            return;
+        }
+        self.not_ready.retain(|r| *r != receiver);
+        for s in self.screens.iter().filter(|s| s.receiver == receiver) {
+            if let Some(source) = s.pending
+                && !refresh.contains(&source)
+            {
+                refresh.push(source);
+            }
+        }
+    }
+
+    /// Whether `receiver`'s screens may switch.
+    pub fn is_ready(&self, receiver: ParticipantId) -> bool {
+        !self.not_ready.contains(&receiver)
+    }
+
     /// Forgets a participant: its screens, and it as a source.
     pub fn remove_participant(&mut self, id: ParticipantId) {
+        self.not_ready.retain(|r| *r != id);
         self.screens.retain(|s| s.receiver != id);
         for s in &mut self.screens {
             if s.shown.is_some_and(|x| x.participant == id) {
@@ -93,7 +130,7 @@ impl Displays {
         mut deliver: impl FnMut(ParticipantId, u8),
     ) {
         for s in &mut self.screens {
-            if idr && s.pending == Some(source) {
+            if idr && s.pending == Some(source) && !self.not_ready.contains(&s.receiver) {
                 s.shown = s.pending.take();
             }
             if s.shown == Some(source) && s.receiver != source.participant {
@@ -163,6 +200,29 @@ mod tests {
         d.set_layout(9, &[(CENTER, src(1))], &mut refresh);
         assert_eq!(routed(&mut d, src(2), true), vec![]);
         assert_eq!(routed(&mut d, src(1), false), vec![(9, CENTER)]);
+    }
+
+    #[test]
+    fn a_receiver_not_ready_switches_nothing_and_asks_again_when_ready() {
+        let mut d = Displays::new();
+        let mut refresh = Vec::new();
+        d.set_ready(9, false, &mut refresh);
+        d.set_layout(9, &[(CENTER, src(1))], &mut refresh);
+        assert_eq!(refresh, vec![src(1)]);
+        assert_eq!(
+            routed(&mut d, src(1), true),
+            vec![],
+            "an IDR it cannot take"
+        );
+        assert_eq!(d.shown(9, CENTER), None, "the screen did not move");
+        refresh.clear();
+        d.set_ready(9, true, &mut refresh);
+        assert_eq!(refresh, vec![src(1)], "asked again");
+        assert_eq!(routed(&mut d, src(1), false), vec![], "not mid-stream");
+        assert_eq!(routed(&mut d, src(1), true), vec![(9, CENTER)]);
+        refresh.clear();
+        d.set_ready(9, true, &mut refresh);
+        assert!(refresh.is_empty(), "ready once");
     }
 
     #[test]
