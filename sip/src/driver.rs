@@ -508,7 +508,12 @@ impl Driver {
             let tcp = match TcpStream::connect(to.addr).await {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!(remote = %to.addr, "{}: {e}", crate::ua::LOG_NO_CM);
+                    tracing::warn!(
+                        remote = %to.addr,
+                        "{} ({}: {e}): check that the port numbers match the trunk's on Unified CM",
+                        crate::ua::LOG_NO_CM,
+                        to.addr
+                    );
                     let _ = inbound.send(Inbound::ConnectFailed(to));
                     return;
                 }

@@ -506,6 +506,35 @@ fn options_keepalives_mark_peers_down_and_up() {
     assert_eq!(h.agent.peer_state(1), Some(PeerState::Down));
 }
 
+#[test]
+fn an_options_answered_403_does_not_mark_the_peer_up() {
+    // Issue 15: Unified CM answering 403 (it refuses our subject) marked the peer up.
+    let mut h = Harness::with(|c| c.options_interval = Some(Duration::from_secs(30)));
+    h.advance(Duration::ZERO);
+    let sent = h.sent();
+    let options0 = sent
+        .iter()
+        .find(|s| s.contains("10.0.0.2"))
+        .unwrap()
+        .clone();
+    h.deliver(&answer(&options0, 403, ""));
+    let events = h.events();
+    assert!(
+        events.contains(&AgentEvent::Peer {
+            peer: 0,
+            state: PeerState::Down
+        }),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::Log(l) if l.contains("answered OPTIONS with 403"))),
+        "{events:?}"
+    );
+    assert_eq!(h.agent.peer_state(0), Some(PeerState::Down));
+}
+
 /// The response a peer gives to our request `req` (a new dialog: it adds its To tag).
 fn answer(req: &str, code: u16, body: &str) -> String {
     answer_with(req, code, body, true)
@@ -600,7 +629,15 @@ fn outbound_calls_log_the_seed_lines_and_fail_over() {
     let call = h.agent.call_out(h.now, "5000", OUR_SDP.to_vec());
     h.advance(Duration::from_secs(70));
     let events = h.events();
-    assert_eq!(events[0], AgentEvent::Log(LOG_NO_CM.to_owned()));
+    let AgentEvent::Log(line) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert!(line.starts_with(LOG_NO_CM), "{line}");
+    assert!(
+        line.contains("10.0.0.2:5060") && line.contains("10.0.0.3:5060"),
+        "{line}"
+    );
+    assert!(line.contains("check that the port numbers match"), "{line}");
     assert_eq!(
         events[1],
         AgentEvent::Ended {

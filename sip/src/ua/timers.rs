@@ -221,8 +221,19 @@ impl Agent {
         };
         match purpose {
             ClientPurpose::Options(i) => {
-                let up = code.is_some_and(|c| c >= 200);
-                let down = e == TransactionEvent::TimedOut;
+                // Alive and willing: a 2xx, or a refusal of OPTIONS itself (RFC 3261
+                // §11.2). A 401/403/407 is the peer refusing this switch (seeds-switch.md
+                // R6: the trunk's X.509 subject): not up, and said in the log.
+                let up = code
+                    .is_some_and(|c| (200..300).contains(&c) || matches!(c, 405 | 480 | 486 | 501));
+                let refused = code.is_some_and(|c| matches!(c, 401 | 403 | 407));
+                if let (true, Some(c)) = (refused, code) {
+                    let peer = self.config.peers[i].addr;
+                    self.events.push_back(AgentEvent::Log(format!(
+                        "Trunk peer {peer} answered OPTIONS with {c}: it refuses this switch. Check SIP trunk config."
+                    )));
+                }
+                let down = e == TransactionEvent::TimedOut || refused;
                 if (up || down)
                     && let Some(state) = self.peers[i].answered(now, up)
                 {

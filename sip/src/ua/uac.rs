@@ -26,7 +26,17 @@ impl Agent {
         peer: usize,
     ) {
         let Some(p) = self.config.peers.get(peer).cloned() else {
-            self.events.push_back(AgentEvent::Log(LOG_NO_CM.to_owned()));
+            // T1 L5 (seed 002 l.2497): the seed's line, the peers tried, and its hint.
+            let tried: Vec<String> = self
+                .config
+                .peers
+                .iter()
+                .map(|p| format!("{} over {:?}", p.addr, p.transport))
+                .collect();
+            self.events.push_back(AgentEvent::Log(format!(
+                "{LOG_NO_CM} (tried {}): check that the port numbers match the trunk's on Unified CM",
+                tried.join(", ")
+            )));
             self.calls.remove(&handle);
             self.events.push_back(AgentEvent::Ended {
                 call: handle,
