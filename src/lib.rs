@@ -13,6 +13,7 @@ pub mod certs;
 pub mod config;
 pub mod control;
 pub mod join;
+pub mod logging;
 pub mod policy;
 pub mod selftest;
 #[cfg(feature = "tools")]

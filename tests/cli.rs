@@ -176,3 +176,53 @@ fn start_up_errors_name_what_failed() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_first_run_says_what_to_check_and_does_not_call_itself() {
+    // Issue 15: with no configuration the switch opened TLS to its own listener (the
+    // default trunk peer) and logged two TLS errors; it said nothing an operator could
+    // check it against.
+    let d = temp("firstrun");
+    // The defaults but for the listener ports (tests run side by side): the default
+    // trunk peer, 127.0.0.1:5061, is only ourselves when we listen on 5061, so listen
+    // there only if it is free.
+    let port_free = std::net::TcpListener::bind("127.0.0.1:5061").is_ok();
+    let tls = if port_free {
+        "127.0.0.1:5061"
+    } else {
+        "127.0.0.1:0"
+    };
+    let mut child = run(&d, &format!("[sip]\ntls = \"{tls}\"\n"));
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(wait(&mut child, 10), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains(
+            "trunk peers taken: 127.0.0.1 over Tls presenting a certificate for mswitch-peer"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("CallManager-trust") && err.contains("ca.pem"),
+        "{err}"
+    );
+    assert!(err.contains("X.509 Subject Name to `mswitch`"), "{err}");
+    assert!(
+        err.contains("to call a meeting: INVITE sip:NUMBER@"),
+        "{err}"
+    );
+    if port_free {
+        assert!(err.contains("no keep-alive is sent"), "{err}");
+        assert!(!err.contains("TLS error"), "no TLS toward ourselves: {err}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}

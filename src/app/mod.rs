@@ -117,6 +117,53 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// What an operator needs to check the switch against after a start (issue 15, T5, R6):
+/// where SIP listens, which peers are taken, what to upload to Unified CM and under which
+/// subject its trunk profile must name the switch, and how to call it.
+fn startup_guide(settings: &Settings, tls: Option<SocketAddr>, only_ourselves: bool) {
+    let peers: Vec<String> = settings
+        .peers
+        .iter()
+        .map(|p| match &p.subject {
+            Some(s) => format!(
+                "{} over {:?} presenting a certificate for {s}",
+                p.addr.ip(),
+                p.transport
+            ),
+            None => format!("{} over {:?}", p.addr.ip(), p.transport),
+        })
+        .collect();
+    info!(
+        tls = ?tls, udp = ?settings.udp, tcp = ?settings.tcp,
+        "SIP listens; trunk peers taken: {}{}",
+        peers.join("; "),
+        if only_ourselves {
+            " (the loopback default: no [[trunk]] is configured, so no keep-alive is sent)"
+        } else {
+            ""
+        }
+    );
+    let files = &settings.tls_files;
+    if files.certificate.is_empty() {
+        let ca = crate::config::data_dir(files).join("ca.pem");
+        info!(
+            "Unified CM: upload {} as CallManager-trust, and set the SIP Trunk Security Profile's X.509 Subject Name to `{}` (this switch's certificate subject)",
+            ca.display(),
+            files.subject
+        );
+    } else {
+        info!(
+            "Unified CM: upload the CA of {} as CallManager-trust, and set the SIP Trunk Security Profile's X.509 Subject Name to that certificate's CN",
+            files.certificate
+        );
+    }
+    if let Some(tls) = tls {
+        info!(
+            "to call a meeting: INVITE sip:NUMBER@{tls};transport=tls from a trunk peer, over mutually authenticated TLS"
+        );
+    }
+}
+
 /// The address a socket toward `peer` would use: the SDP address by default.
 fn route_to(peer: SocketAddr) -> Option<IpAddr> {
     let s = std::net::UdpSocket::bind(SocketAddr::new(
@@ -148,6 +195,20 @@ impl App {
             ),
             crate::certs::Origin::Configured => {}
         }
+        // A peer at our own listening port on loopback is ourselves (the out-of-the-box
+        // default): no keep-alive toward it (issue 15: every fresh start opened TLS to its
+        // own listener and logged two TLS errors).
+        let listening_ports: Vec<u16> = [settings.udp, settings.tcp, settings.tls]
+            .iter()
+            .flatten()
+            .map(SocketAddr::port)
+            .collect();
+        let only_ourselves = !settings.peers.is_empty()
+            && settings
+                .peers
+                .iter()
+                .all(|p| p.addr.ip().is_loopback() && listening_ports.contains(&p.addr.port()));
+        let options_interval = settings.options_interval.filter(|_| !only_ourselves);
         let trunk = Trunk::start_with(
             TrunkConfig {
                 udp: settings.udp,
@@ -156,7 +217,7 @@ impl App {
                 tls: Some(policy),
                 agent: AgentConfig {
                     peers: settings.peers.clone(),
-                    options_interval: settings.options_interval,
+                    options_interval,
                     session_expires: settings.session_expires,
                     min_se: settings.min_se,
                     ..AgentConfig::default()
@@ -190,6 +251,11 @@ impl App {
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let identity =
             Arc::new(DtlsIdentity::generate().map_err(|e| std::io::Error::other(e.to_string()))?);
+        startup_guide(
+            &settings,
+            trunk.local_addr(sip::ua::Transport::Tls),
+            only_ourselves,
+        );
         info!(
             udp = ?settings.udp, tcp = ?settings.tcp, tls = ?settings.tls, media = %media_ip,
             workers = settings.workers, batch = settings.batch, security = ?settings.security,
@@ -311,7 +377,7 @@ impl App {
             AgentEvent::Answer { call, answer } => self.answered(call, &answer),
             AgentEvent::Established { call } => {
                 if let Some(c) = self.calls.get(&call) {
-                    info!(call_id = ?c.call_id, conference = ?c.number, "call established");
+                    info!(call_id = ?c.call_id, number = ?c.number, "call established");
                     if c.needs_downgrade && c.joined {
                         self.downgrade_call(call);
                     }
@@ -322,7 +388,7 @@ impl App {
             AgentEvent::ReofferRefused { call, status } => {
                 if let Some(c) = self.calls.get(&call).filter(|c| c.downgrading) {
                     warn!(
-                        call_id = ?c.call_id, conference = ?c.number,
+                        call_id = ?c.call_id, number = ?c.number,
                         "the endpoint refused RTP/AVP ({status}): it cannot stay in the non-secure meeting, BYE"
                     );
                     self.trunk.hangup(call);
@@ -332,7 +398,7 @@ impl App {
             AgentEvent::Reoffer { call, offer } => self.reoffered(call, offer),
             AgentEvent::Ended { call, reason } => {
                 if let Some(c) = self.calls.get(&call) {
-                    info!(call_id = ?c.call_id, conference = ?c.number, ?reason, "call ended");
+                    info!(call_id = ?c.call_id, number = ?c.number, ?reason, "call ended");
                 }
                 self.leave(call);
             }
@@ -428,7 +494,7 @@ impl App {
             }
             None
         };
-        info!(?call_id, conference = conf_id, ?number, "call joins");
+        info!(?call_id, conf_id, ?number, "call joins");
         let participant = self.next_participant;
         self.next_participant += 1;
         self.calls.insert(
@@ -503,7 +569,7 @@ impl App {
                 .insert(Spi(g.spi), params);
         }
         self.pool.add_meeting(id, meeting);
-        info!(conference = id, ?number, ?policy, ?mode, "meeting starts");
+        info!(conf_id = id, ?number, ?policy, ?mode, "meeting starts");
         self.meetings.insert(
             number.to_owned(),
             MeetingState {
@@ -524,7 +590,7 @@ impl App {
             && !self.calls.values().any(|c| c.number == number);
         if empty && let Some(m) = self.meetings.remove(number) {
             self.pool.remove_meeting(m.id);
-            info!(conference = m.id, ?number, "meeting ends");
+            info!(conf_id = m.id, ?number, "meeting ends");
         }
     }
 
@@ -597,7 +663,7 @@ impl App {
         c.needs_downgrade = false;
         match sdp::plain_reoffer(&c.local_sdp) {
             Ok(offer) => {
-                info!(call_id = ?c.call_id, conference = ?c.number, "re-INVITE to RTP/AVP: the meeting is non-secure");
+                info!(call_id = ?c.call_id, number = ?c.number, "re-INVITE to RTP/AVP: the meeting is non-secure");
                 c.local_sdp = offer.clone();
                 c.downgrading = true;
                 self.trunk.reoffer(call, offer);
@@ -672,7 +738,7 @@ impl App {
                 participant,
                 reason,
             } => {
-                warn!(conference = meeting, "{}", SeedLine::from(reason));
+                warn!(conf_id = meeting, "{}", SeedLine::from(reason));
                 let call = self
                     .calls
                     .iter()
@@ -685,14 +751,14 @@ impl App {
             }
             MeetingEvent::LineEstablished { participant, media } => {
                 info!(
-                    conference = meeting,
+                    conf_id = meeting,
                     participant,
                     ?media,
                     "TIP and SPIMAP done"
                 );
             }
             MeetingEvent::SpeakerChanged(p) => {
-                info!(conference = meeting, speaker = ?p, "speaker");
+                info!(conf_id = meeting, speaker = ?p, "speaker");
             }
             MeetingEvent::Downgraded { participants } => {
                 let calls: Vec<CallHandle> = self
@@ -706,7 +772,7 @@ impl App {
                     .map(|(h, _)| *h)
                     .collect();
                 info!(
-                    conference = meeting,
+                    conf_id = meeting,
                     endpoints = calls.len(),
                     "non-secure now: security icons cleared (TIP NOTIFY), re-INVITE to RTP/AVP"
                 );
