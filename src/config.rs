@@ -182,7 +182,10 @@ pub struct MediaConfig {
     pub workers: usize,
     /// The address put in SDP (c=); empty: the one used to reach the first trunk peer.
     pub address: String,
-    /// SRTP suites, strongest first (T3a).
+    /// SRTP suites of the per-hop keys, strongest first (T3a): what DTLS-SRTP negotiates
+    /// and SDES accepts with each endpoint, which protect the switch's TIP control
+    /// (SRTCP). The media is keyed end to end by the senders (EKT, AES_CM_128_HMAC_SHA1_80
+    /// in TIP) and never by this setting.
     pub srtp_suites: Vec<String>,
     /// Datagrams per recvmmsg/sendmmsg call, 1-32 (1 turns batching off, to measure it).
     pub batch: usize,
@@ -219,6 +222,9 @@ pub struct MeetingsConfig {
     /// What a number with no configured meeting gets: `create` (a meeting on the fly)
     /// or `reject` (404).
     pub unknown_number: String,
+    /// The lowest TelePresence release (from the caller's User-Agent) that counts as
+    /// secure (R37); "" judges every endpoint on its offer alone.
+    pub min_secure_release: String,
 }
 
 impl Default for MeetingsConfig {
@@ -227,6 +233,7 @@ impl Default for MeetingsConfig {
             default_policy: Policy::BestEffort,
             default_switching: "site".into(),
             unknown_number: "create".into(),
+            min_secure_release: "1.5".into(),
         }
     }
 }
@@ -332,6 +339,8 @@ pub struct Settings {
     pub min_se: u32,
     /// Limits on SIP stream connections.
     pub stream_limits: sip::conn_limits::StreamLimits,
+    /// The lowest endpoint release that counts as secure.
+    pub min_secure_release: Option<crate::control::release::Release>,
     /// TIP MUXCTRL deadline.
     pub muxctrl_timeout: std::time::Duration,
     /// TIP SPIMAP deadline.
@@ -577,6 +586,15 @@ impl Config {
                 Err(err(key, format!("{v}: expected seconds in (0, 3600]")))
             }
         };
+        let min_secure_release = match self.meetings.min_secure_release.as_str() {
+            "" => None,
+            v => Some(crate::control::release::Release::parse(v).ok_or_else(|| {
+                err(
+                    "meetings.min_secure_release",
+                    format!("`{v}`: expected MAJOR.MINOR, e.g. 1.5"),
+                )
+            })?),
+        };
         let stream_limits = sip::conn_limits::StreamLimits {
             per_address: count(
                 "sip.max_connections_per_address",
@@ -612,6 +630,7 @@ impl Config {
                 .then(|| std::time::Duration::from_secs(self.sip.options_interval)),
             session_expires: self.sip.session_expires,
             stream_limits,
+            min_secure_release,
             min_se: self.sip.min_se,
         })
     }
@@ -739,6 +758,10 @@ mod tests {
             ("[media]\nports = \"41500-41500\"", "media.ports"),
             ("[media]\nbatch = 0", "media.batch"),
             ("[media]\nworkers = 100000", "media.workers"),
+            (
+                "[meetings]\nmin_secure_release = \"new\"",
+                "meetings.min_secure_release",
+            ),
             (
                 "[sip]\nsession_expires = 100\nmin_se = 120",
                 "sip.session_expires",

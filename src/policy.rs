@@ -73,6 +73,11 @@ impl ConferenceSecurity {
         self.policy
     }
 
+    /// The conference id its log lines carry.
+    pub fn conf_id(&self) -> u64 {
+        self.conf_id
+    }
+
     /// An endpoint joins: `secure` says whether it offered secure media (and, when the
     /// signalling says so, runs a release that supports it). `call_id` and `num` (the
     /// called number) go into the log lines.

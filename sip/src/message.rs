@@ -318,6 +318,8 @@ fn header_name_value(h: &Header) -> Option<(&str, &str)> {
         Header::ContentType(v) => ("Content-Type", v.value()),
         Header::Contact(v) => ("Contact", v.value()),
         Header::Allow(v) => ("Allow", v.value()),
+        Header::UserAgent(v) => ("User-Agent", v.value()),
+        Header::Server(v) => ("Server", v.value()),
         _ => return None,
     })
 }

@@ -372,8 +372,9 @@ impl App {
                 call_id,
                 offer,
                 over_tls,
+                user_agent,
                 ..
-            } => self.incoming(call, user, call_id, offer, over_tls),
+            } => self.incoming(call, user, call_id, offer, (over_tls, user_agent)),
             AgentEvent::Answer { call, answer } => self.answered(call, &answer),
             AgentEvent::Established { call } => {
                 if let Some(c) = self.calls.get(&call) {
@@ -415,6 +416,7 @@ impl App {
             meetings: &self.settings.meetings,
             on_the_fly: self.settings.on_the_fly,
             max_lines: self.settings.max_lines,
+            min_secure_release: self.settings.min_secure_release,
         }
     }
 
@@ -433,14 +435,16 @@ impl App {
     }
 
     /// An INVITE: decided by [`control::decide_incoming`], done here.
+    /// `via`: whether it came over TLS, and the caller's User-Agent.
     fn incoming(
         &mut self,
         call: CallHandle,
         number: String,
         call_id: String,
         offer: Option<Description>,
-        over_tls: bool,
+        via: (bool, Option<String>),
     ) {
+        let (over_tls, user_agent) = via;
         let meeting = self.meetings.get(&number).map(|m| MeetingView {
             security: m.security.clone(),
             secure: m.secure,
@@ -451,6 +455,7 @@ impl App {
                 call_id: &call_id,
                 offer: offer.as_ref(),
                 over_tls,
+                user_agent: user_agent.as_deref(),
             },
             &self.rules(),
             meeting.as_ref(),

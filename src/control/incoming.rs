@@ -6,6 +6,7 @@ use sip::sdp::{Description, MediaKind, Profile};
 use sip::security::{DeviceSecurity, Keying, keying_for_offer};
 use switch::meeting::switching::Mode;
 
+use super::release::{Release, endpoint_release};
 use super::{Refusal, SeedLine, SetupFailure};
 use crate::policy::{Admission, ConferenceSecurity, Policy, State};
 use switch::dtls::parse_sdp_fingerprint;
@@ -22,6 +23,8 @@ pub struct Incoming<'a> {
     pub offer: Option<&'a Description>,
     /// Whether the INVITE came over TLS.
     pub over_tls: bool,
+    /// The caller's User-Agent (its software release, R37).
+    pub user_agent: Option<&'a str>,
 }
 
 /// The switch's rules for calls (from the configuration).
@@ -38,6 +41,9 @@ pub struct CallRules<'a> {
     /// The most media lines a call gets; the offer's further lines are refused with port
     /// 0 (RFC 3264 §6): each line is a port and a DTLS association.
     pub max_lines: usize,
+    /// The lowest TelePresence release that counts as secure (R37: 1.5); `None` judges
+    /// every endpoint on its offer alone.
+    pub min_secure_release: Option<Release>,
 }
 
 impl CallRules<'_> {
@@ -207,10 +213,23 @@ pub fn decide_incoming(
         Some(m) => (m.security.clone(), m.secure),
         None => (ConferenceSecurity::new(policy, next_conf_id), None),
     };
+    // R37/R38: an endpoint below the secure release is non-secure even when it offers
+    // SRTP: a Secure meeting refuses it with L2, a Best-Effort one is downgraded by it.
+    let old_release = rules
+        .min_secure_release
+        .zip(call.user_agent.and_then(endpoint_release))
+        .is_some_and(|(min, release)| release < min);
+    if old_release && policy == Policy::Secure {
+        return reject(Refusal::ReleaseTooOld(SeedLine::ReleaseTooOld {
+            conf_id: security.conf_id(),
+            endpoint: call.call_id.to_owned(),
+        }));
+    }
     // R38: in a Best-Effort meeting an added audio-only call counts as non-secure (it
     // downgrades a secure meeting); its SRTP is answered, held and re-INVITEd to RTP/AVP
     // like any secure endpoint in a non-secure meeting.
-    let counts_secure = secure && !(audio_only(call.offer) && policy == Policy::BestEffort);
+    let counts_secure =
+        secure && !old_release && !(audio_only(call.offer) && policy == Policy::BestEffort);
     let (state, downgrade_existing, log) =
         match security.admit(counts_secure, call.call_id, call.number) {
             Admission::Reject { log } => return reject(Refusal::SecurityMismatch(log)),

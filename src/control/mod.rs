@@ -7,12 +7,14 @@
 //! - [`incoming`]: an INVITE: meeting, Device Security mode (T6), policy (T4), keying.
 //! - [`session`]: re-INVITE/UPDATE, the answer to a delayed offer, a downgrade's answer.
 //! - [`lines`]: each line's TIP parameters.
+//! - [`release`]: an endpoint's software release from its User-Agent (R37).
 //! - [`refusal`]: the one table from a refusal to its status code and seed line.
 //! - [`seed`]: the log lines, as values.
 
 pub mod incoming;
 pub mod lines;
 pub mod refusal;
+pub mod release;
 pub mod seed;
 pub mod session;
 

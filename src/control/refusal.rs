@@ -56,6 +56,9 @@ pub enum Refusal {
     /// The offer's keying cannot be used (a malformed a=fingerprint or a=crypto).
     #[error("unusable offer: {0}")]
     UnusableOffer(SetupFailure),
+    /// An endpoint below the secure release calls a Secure meeting (R37, T1 L2).
+    #[error("the endpoint's release is below the secure one")]
+    ReleaseTooOld(SeedLine),
     /// The media could not be set up.
     #[error("media set-up failed: {0}")]
     MediaSetup(SetupFailure),
@@ -81,6 +84,7 @@ impl Refusal {
             | Self::PlainOfferToSecureMeeting
             | Self::OtherKindOfMedia
             | Self::SecurityMismatch(_)
+            | Self::ReleaseTooOld(_)
             | Self::KeyingChanged
             | Self::Unanswerable(_)
             | Self::StillSecure
@@ -104,7 +108,7 @@ impl Refusal {
     /// The seed's log line for this refusal, where the seed has one.
     pub fn seed_line(&self) -> Option<&SeedLine> {
         match self {
-            Self::SecurityMismatch(line) => Some(line),
+            Self::SecurityMismatch(line) | Self::ReleaseTooOld(line) => Some(line),
             _ => None,
         }
     }

@@ -18,6 +18,14 @@ pub enum SeedLine {
         /// The called number.
         number: String,
     },
+    /// T1 L2 (seed 002 l.2494): an endpoint below the secure release calls a Secure
+    /// meeting.
+    ReleaseTooOld {
+        /// The meeting's conference id.
+        conf_id: u64,
+        /// The endpoint (its call's Call-ID).
+        endpoint: String,
+    },
     /// T1 L4 (seed 002 l.2496): a Best-Effort meeting's first endpoint is non-secure.
     StartNonSecure {
         /// The meeting's conference id.
@@ -99,6 +107,13 @@ impl std::fmt::Display for SeedLine {
                 write!(
                     f,
                     "Call in state=Connected, call id={call_id}, conference id = {conf_id} received error from Confmgr with error='security mismatch' during verification of security policy. Num={number}"
+                )
+            }
+            Self::ReleaseTooOld { conf_id, endpoint } => {
+                let endpoint = Untrusted(endpoint);
+                write!(
+                    f,
+                    "The security property of conference {conf_id} does not allow endpoint {endpoint} to join"
                 )
             }
             Self::StartNonSecure { conf_id } => {

@@ -13,6 +13,7 @@ use switch::meeting::switching::Mode;
 use switch::tip::negotiation::{Failure as TipFailure, GroupParams, Media};
 
 use super::lines::{self, CallLines};
+use super::release::Release;
 use super::seed;
 use super::session::{self, MovedLine};
 use super::*;
@@ -92,6 +93,7 @@ impl Rules {
             meetings: &self.meetings,
             on_the_fly: self.on_the_fly,
             max_lines: 4,
+            min_secure_release: Release::parse("1.5"),
         }
     }
 }
@@ -99,11 +101,16 @@ impl Rules {
 /// A meeting as call control holds it, run through `decide_incoming` as the driver does.
 struct Conference {
     view: Option<MeetingView>,
+    /// The next caller's User-Agent.
+    user_agent: Option<&'static str>,
 }
 
 impl Conference {
     fn new() -> Self {
-        Self { view: None }
+        Self {
+            view: None,
+            user_agent: None,
+        }
     }
 
     /// One INVITE; an admission is committed as the driver commits it.
@@ -119,6 +126,7 @@ impl Conference {
                 call_id: "c1@cm",
                 offer,
                 over_tls,
+                user_agent: self.user_agent,
             },
             &rules.rules(),
             self.view.as_ref(),
@@ -320,6 +328,7 @@ fn a_meeting_whose_media_runs_the_other_kind_refuses_the_call() {
             call_id: "x",
             offer: Some(&plain_offer()),
             over_tls: true,
+            user_agent: None,
         },
         &rules.rules(),
         Some(&view),
@@ -768,4 +777,58 @@ fn what_a_peer_wrote_reaches_the_log_escaped_and_bounded() {
     let long = Untrusted(&"9".repeat(1000)).to_string();
     assert_eq!(long.len(), seed::UNTRUSTED_MAX + 3);
     assert_eq!(Untrusted("4000@cm.example").to_string(), "4000@cm.example");
+}
+
+// R37 / T1 L2: a TelePresence endpoint below release 1.5 is non-secure.
+
+#[test]
+fn a_secure_meeting_refuses_an_old_release_with_l2_even_when_it_offers_srtp() {
+    let mut c = Conference::new();
+    admitted(c.call(&with_policy(Policy::Secure), Some(&dtls_offer()), true));
+    c.user_agent = Some("Cisco-TelePresence-CTS/1.4.2(35)");
+    let r = refused(c.call(&with_policy(Policy::Secure), Some(&dtls_offer()), true));
+    assert_eq!(r.status(), 488);
+    assert_eq!(
+        r.seed_line().unwrap().to_string(),
+        "The security property of conference 7 does not allow endpoint c1@cm to join"
+    );
+    // 1.5 and later are secure; an unknown User-Agent is judged on its offer.
+    c.user_agent = Some("CTS/1.5.0");
+    admitted(c.call(&with_policy(Policy::Secure), Some(&dtls_offer()), true));
+    c.user_agent = Some("baresip v1.0.0");
+    admitted(c.call(&with_policy(Policy::Secure), Some(&dtls_offer()), true));
+}
+
+#[test]
+fn an_old_release_downgrades_a_secure_best_effort_meeting() {
+    let mut c = Conference::new();
+    admitted(c.call(&encrypted(), Some(&dtls_offer()), true));
+    c.user_agent = Some("CTS 1.4");
+    let a = admitted(c.call(&encrypted(), Some(&dtls_offer()), true));
+    assert_eq!(a.changes, vec![MeetingChange::Downgrade]);
+    assert!(
+        a.needs_downgrade,
+        "its SRTP is held and re-INVITEd to RTP/AVP"
+    );
+}
+
+#[test]
+fn the_release_rule_can_be_turned_off() {
+    let rules = with_policy(Policy::Secure);
+    let d = decide_incoming(
+        Incoming {
+            number: "4000",
+            call_id: "x",
+            offer: Some(&dtls_offer()),
+            over_tls: true,
+            user_agent: Some("CTS/1.0"),
+        },
+        &CallRules {
+            min_secure_release: None,
+            ..rules.rules()
+        },
+        None,
+        1,
+    );
+    admitted(d);
 }

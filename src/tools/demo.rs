@@ -98,7 +98,7 @@ pub async fn run() -> Result<String, String> {
                     t(
                         &mut out,
                         &format!(
-                            "{} {:?}: DTLS-SRTP done, {}",
+                            "{} {:?}: DTLS-SRTP done, per-hop TIP control under {} (media: end to end, EKT)",
                             NAMES[i],
                             l.media,
                             s.sdes_name()

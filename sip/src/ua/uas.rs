@@ -110,6 +110,7 @@ impl Agent {
             reinvite_in_flight: false,
         };
         self.calls.insert(handle, call);
+        let user_agent = header_value(&r.headers, "User-Agent").map(str::to_owned);
         self.events.push_back(AgentEvent::Incoming {
             call: handle,
             user,
@@ -117,6 +118,7 @@ impl Agent {
             offer,
             over_tls: from.transport == Transport::Tls,
             peer,
+            user_agent,
         });
     }
 

@@ -105,6 +105,8 @@ pub enum AgentEvent {
         over_tls: bool,
         /// Which trunk peer.
         peer: usize,
+        /// The caller's User-Agent header, if any (the endpoint's software release).
+        user_agent: Option<String>,
     },
     /// The SDP answer to our offer (in the ACK of a delayed-offer call, or in the 2xx to
     /// our INVITE).
