@@ -77,8 +77,8 @@ pub fn load(t: &TlsConfig) -> Result<(TlsPolicy, Origin), CertError> {
         t.trust.iter().map(PathBuf::from).collect()
     };
     let refs: Vec<&Path> = trust.iter().map(PathBuf::as_path).collect();
-    let roots = tls::load_trust(&refs)?;
-    Ok((TlsPolicy::new(identity, roots), origin))
+    let (roots, pins) = tls::load_trust_and_pins(&refs)?;
+    Ok((TlsPolicy::new(identity, roots).with_pins(pins), origin))
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), CertError> {

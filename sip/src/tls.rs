@@ -140,13 +140,39 @@ pub fn identity(
 
 /// The trust store from files (PEM bundles or DER certificates).
 pub fn load_trust(paths: &[&Path]) -> Result<RootCertStore, TlsError> {
+    Ok(load_trust_and_pins(paths)?.0)
+}
+
+/// The trust store from files, and the same certificates as pins: a peer that presents
+/// exactly one of them (a self-signed Unified CM certificate uploaded as its trust,
+/// issue 15) is accepted as itself, which a chain check refuses (a CA used as an end
+/// entity).
+pub fn load_trust_and_pins(
+    paths: &[&Path],
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), TlsError> {
     let mut roots = RootCertStore::empty();
+    let mut pins = Vec::new();
     for p in paths {
         for c in load_certificates(p)? {
-            roots.add(c)?;
+            roots.add(c.clone())?;
+            pins.push(c);
         }
     }
-    Ok(roots)
+    Ok((roots, pins))
+}
+
+/// Whether `cert` is one of `pins` and valid at `now` (its own dates; the handshake's
+/// signature proves the peer holds its key).
+fn pinned(pins: &[CertificateDer<'static>], cert: &CertificateDer<'_>, now: UnixTime) -> bool {
+    if !pins.iter().any(|p| p.as_ref() == cert.as_ref()) {
+        return false;
+    }
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return false;
+    };
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let validity = parsed.validity();
+    validity.not_before.timestamp() <= now && now <= validity.not_after.timestamp()
 }
 
 /// The names a certificate answers to: its subject CNs, then its DNS and IP SANs.
@@ -245,6 +271,8 @@ pub struct TlsPolicy {
     provider: Arc<CryptoProvider>,
     identity: Arc<CertifiedKey>,
     roots: Arc<RootCertStore>,
+    /// Trusted certificates a peer may present as they are (self-signed peers).
+    pins: Arc<Vec<CertificateDer<'static>>>,
 }
 
 impl std::fmt::Debug for TlsPolicy {
@@ -262,7 +290,15 @@ impl TlsPolicy {
             provider: provider(),
             identity,
             roots: Arc::new(roots),
+            pins: Arc::new(Vec::new()),
         }
+    }
+
+    /// Accepts a peer that presents exactly one of `pins` (still checked for its dates
+    /// and its subject): how a self-signed Unified CM certificate is trusted.
+    pub fn with_pins(mut self, pins: Vec<CertificateDer<'static>>) -> Self {
+        self.pins = Arc::new(pins);
+        self
     }
 
     /// Our certificate (the end entity).
@@ -280,6 +316,7 @@ impl TlsPolicy {
         let verifier = Arc::new(SubjectClientVerifier {
             inner: webpki,
             subject: subject.to_owned(),
+            pins: self.pins.clone(),
         });
         let config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(VERSIONS)?
@@ -294,6 +331,7 @@ impl TlsPolicy {
     pub fn client_config(&self, subject: &str) -> Result<Arc<ClientConfig>, TlsError> {
         let verifier = Arc::new(SubjectServerVerifier {
             roots: self.roots.clone(),
+            pins: self.pins.clone(),
             subject: subject.to_owned(),
             algorithms: self.provider.signature_verification_algorithms,
         });
@@ -331,6 +369,7 @@ impl rustls::client::ResolvesClientCert for FixedIdentity {
 struct SubjectClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     subject: String,
+    pins: Arc<Vec<CertificateDer<'static>>>,
 }
 
 impl ClientCertVerifier for SubjectClientVerifier {
@@ -344,8 +383,10 @@ impl ClientCertVerifier for SubjectClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        if !pinned(&self.pins, end_entity, now) {
+            self.inner
+                .verify_client_cert(end_entity, intermediates, now)?;
+        }
         if subject_matches(end_entity, &self.subject) {
             Ok(ClientCertVerified::assertion())
         } else {
@@ -385,6 +426,7 @@ impl ClientCertVerifier for SubjectClientVerifier {
 #[derive(Debug)]
 struct SubjectServerVerifier {
     roots: Arc<RootCertStore>,
+    pins: Arc<Vec<CertificateDer<'static>>>,
     subject: String,
     algorithms: WebPkiSupportedAlgorithms,
 }
@@ -398,14 +440,16 @@ impl ServerCertVerifier for SubjectServerVerifier {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
+        if !pinned(&self.pins, end_entity, now) {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                &self.roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         if subject_matches(end_entity, &self.subject) {
             Ok(ServerCertVerified::assertion())
         } else {

@@ -169,3 +169,51 @@ fn certificates_and_keys_load_from_pem_and_der() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A self-signed certificate (as Unified CM's often is) for `cn`, with its policy: it
+/// presents it, and trusts `trusts`.
+fn self_signed(
+    cn: &str,
+    trusts: rustls::pki_types::CertificateDer<'static>,
+) -> (rustls::pki_types::CertificateDer<'static>, TlsPolicy) {
+    let mut p = rcgen::CertificateParams::new(vec![cn.to_owned()]).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap().der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        key.serialize_der(),
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusts.clone()).unwrap();
+    let policy = TlsPolicy::new(tls::identity(vec![cert.clone()], key).unwrap(), roots)
+        .with_pins(vec![trusts]);
+    (cert, policy)
+}
+
+#[tokio::test]
+async fn a_trusted_self_signed_peer_certificate_is_accepted_both_ways() {
+    // Issue 15: uploaded as the trust store, a self-signed Unified CM certificate was
+    // refused (a CA used as an end entity).
+    let ca = Ca::new("Test CA");
+    let (cert, key) = ca.leaf("mswitch", &[], false);
+    let identity = tls::identity(vec![cert.clone()], key).unwrap();
+    let (cucm_cert, cucm) = self_signed("cucm-self", cert.clone());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cucm_cert.clone()).unwrap();
+    let switch = TlsPolicy::new(identity, roots).with_pins(vec![cucm_cert.clone()]);
+    // Unified CM calls the switch.
+    let (s, c) = handshake(&switch, "cucm-self", cucm.client_config("mswitch").unwrap()).await;
+    assert_eq!((s, c), (Ok(()), Ok(())), "inbound");
+    // The switch calls Unified CM.
+    let (s, c) = handshake(&cucm, "mswitch", switch.client_config("cucm-self").unwrap()).await;
+    assert_eq!((s, c), (Ok(()), Ok(())), "outbound");
+    // Another self-signed certificate with the same name is still refused.
+    let (_, impostor) = self_signed("cucm-self", cert);
+    let (s, _) = handshake(
+        &switch,
+        "cucm-self",
+        impostor.client_config("mswitch").unwrap(),
+    )
+    .await;
+    assert_eq!(s, Err(tls::LOG_NO_MATCHING_CERT), "an impostor");
+}
