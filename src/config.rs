@@ -18,6 +18,30 @@ pub const MIN_MEDIA_PORTS: usize = 2;
 /// worker per core is what the media path uses (ARCHITECTURE.md).
 pub const MAX_WORKERS: usize = 256;
 
+/// `host:port` with a host name (letters, digits, `-` and `.`, RFC 1123 §2.1).
+fn host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let name_chars = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    (!host.is_empty() && host.len() <= 253 && host.chars().all(name_chars))
+        .then_some(())
+        .and(port.parse().ok().map(|p| (host, p)))
+}
+
+/// The addresses `host` resolves to, IPv4 first (the system resolver).
+pub fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let mut addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address",
+        ));
+    }
+    Ok(addrs)
+}
+
 /// The part of the media port range that the kernel may also hand out as ephemeral ports
 /// (`/proc/sys/net/ipv4/ip_local_port_range`, two numbers): an outgoing connection there
 /// can take a media port from the switch.
@@ -309,6 +333,9 @@ pub struct Settings {
     pub security: sip::security::DeviceSecurity,
     /// Trunk peers.
     pub peers: Vec<sip::ua::TrunkPeer>,
+    /// Per trunk peer, its host name and port when configured by name (resolved again
+    /// while the switch runs).
+    pub peer_names: Vec<Option<(String, u16)>>,
     /// Media port range.
     pub ports: std::ops::RangeInclusive<u16>,
     /// Media workers (resolved: at least 1).
@@ -422,13 +449,32 @@ impl Config {
             ));
         }
         let mut peers = Vec::new();
+        let mut peer_names = Vec::new();
         for (i, p) in self.trunk.iter().enumerate() {
-            let addr = p.address.parse().map_err(|_| {
-                err(
-                    format!("trunk[{i}].address"),
-                    format!("`{}` is not an ip:port", p.address),
-                )
-            })?;
+            let key = format!("trunk[{i}].address");
+            // An ip:port, or a host name and port (R2): resolved now, and again while the
+            // switch runs.
+            let (addrs, name) = match p.address.parse::<SocketAddr>() {
+                Ok(a) => (vec![a], None),
+                Err(_) => {
+                    let (host, port) = host_port(&p.address).ok_or_else(|| {
+                        err(
+                            key.clone(),
+                            format!("`{}` is not an ip:port or a host:port", p.address),
+                        )
+                    })?;
+                    let addrs = resolve(host, port).map_err(|e| {
+                        err(
+                            key.clone(),
+                            format!("`{}` does not resolve: {e}", p.address),
+                        )
+                    })?;
+                    (addrs, Some((host.to_owned(), port)))
+                }
+            };
+            peer_names.push(name);
+            let addr = addrs[0];
+            let also = addrs[1..].iter().map(SocketAddr::ip).collect();
             let transport = sip::ua::Transport::parse(&p.transport).ok_or_else(|| {
                 err(
                     format!("trunk[{i}].transport"),
@@ -450,6 +496,7 @@ impl Config {
                 addr,
                 transport,
                 subject: p.subject.clone(),
+                also,
             });
         }
         let ports = {
@@ -615,6 +662,7 @@ impl Config {
             tls,
             security,
             peers,
+            peer_names,
             ports,
             workers,
             batch: self.media.batch,
@@ -703,6 +751,20 @@ mod tests {
         assert_eq!(s.ports, 20000..=20999);
         assert_eq!(s.on_the_fly, None);
         assert_eq!(s.meetings[0].1, Policy::NonSecure);
+    }
+
+    #[test]
+    fn a_trunk_peer_may_be_named_by_host() {
+        // R2 (issue 15: only IP literals were taken).
+        let s =
+            Config::parse("[[trunk]]\naddress = \"localhost:5061\"\nsubject = \"cucm\"\n").unwrap();
+        assert!(s.peers[0].addr.ip().is_loopback(), "{:?}", s.peers[0]);
+        assert_eq!(s.peers[0].addr.port(), 5061);
+        assert_eq!(s.peer_names, vec![Some(("localhost".to_owned(), 5061))]);
+        // (A name that does not resolve is a configuration error too; not tried here:
+        // that would ask a DNS server beyond this machine.)
+        let e = Config::parse("[[trunk]]\naddress = \"bad_name!:5061\"\n").unwrap_err();
+        assert_eq!(e.key, "trunk[0].address");
     }
 
     #[test]

@@ -183,6 +183,7 @@ async fn call_from_baresip(menc: &str, mode: DeviceSecurity) -> String {
                 addr: format!("127.0.0.1:{}", sip_port + 1).parse().unwrap(),
                 transport: Transport::Tls,
                 subject: Some("baresip-client".into()),
+                also: Vec::new(),
             }],
             options_interval: None,
             ..AgentConfig::default()

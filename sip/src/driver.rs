@@ -83,6 +83,18 @@ enum Command {
     Reoffer(CallHandle, Vec<u8>),
     Hangup(CallHandle),
     CallOut(String, Vec<u8>, oneshot::Sender<CallHandle>),
+    PeerAddresses(usize, Vec<SocketAddr>),
+}
+
+/// Updates trunk peers' addresses from another task: see [`Trunk::peer_updater`].
+#[derive(Debug, Clone)]
+pub struct PeerUpdater(mpsc::UnboundedSender<Command>);
+
+impl PeerUpdater {
+    /// See [`Trunk::set_peer_addresses`]; false once the trunk is gone.
+    pub fn set(&self, peer: usize, addrs: Vec<SocketAddr>) -> bool {
+        self.0.send(Command::PeerAddresses(peer, addrs)).is_ok()
+    }
 }
 
 enum Inbound {
@@ -248,6 +260,18 @@ impl Trunk {
         let _ = self.commands.send(Command::Reject(call, status, warning));
     }
 
+    /// Trunk peer `peer`'s host name now resolves to `addrs`: see
+    /// [`Agent::set_peer_addresses`].
+    pub fn set_peer_addresses(&self, peer: usize, addrs: Vec<SocketAddr>) {
+        let _ = self.commands.send(Command::PeerAddresses(peer, addrs));
+    }
+
+    /// A handle that updates the trunk peers' addresses from another task (the one that
+    /// resolves their names).
+    pub fn peer_updater(&self) -> PeerUpdater {
+        PeerUpdater(self.commands.clone())
+    }
+
     /// See [`Agent::answer_reoffer`].
     pub fn answer_reoffer(&self, call: CallHandle, sdp: Option<Vec<u8>>) {
         let _ = self.commands.send(Command::AnswerReoffer(call, sdp));
@@ -362,6 +386,7 @@ impl Driver {
             Command::CallOut(user, sdp, reply) => {
                 let _ = reply.send(self.agent.call_out(now, &user, sdp));
             }
+            Command::PeerAddresses(peer, addrs) => self.agent.set_peer_addresses(peer, &addrs),
         }
     }
 

@@ -82,6 +82,7 @@ pub fn agent(data: &[u8]) {
                 addr: peer,
                 transport: Transport::Udp,
                 subject: None,
+                also: Vec::new(),
             }],
             options_interval: None,
             ..AgentConfig::default()

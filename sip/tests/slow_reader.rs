@@ -47,6 +47,7 @@ async fn a_peer_that_never_reads_cannot_grow_the_switchs_memory() {
                 addr: "127.0.0.1:5060".parse().unwrap(),
                 transport: Transport::Tcp,
                 subject: None,
+                also: Vec::new(),
             }],
             options_interval: None,
             ..AgentConfig::default()

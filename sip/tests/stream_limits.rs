@@ -31,6 +31,7 @@ async fn trunk() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
                     addr: "127.0.0.1:5060".parse().unwrap(),
                     transport: Transport::Tcp,
                     subject: None,
+                    also: Vec::new(),
                 }],
                 options_interval: None,
                 ..AgentConfig::default()

@@ -81,6 +81,7 @@ fn peer(addr: SocketAddr, transport: Transport, subject: Option<&str>) -> TrunkP
         addr,
         transport,
         subject: subject.map(str::to_owned),
+        also: Vec::new(),
     }
 }
 

@@ -117,6 +117,47 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// How often trunk peers named by host are resolved again.
+const PEER_RESOLVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Resolves the trunk peers configured by host name again every
+/// [`PEER_RESOLVE_INTERVAL`] (R2; issue 15), off the call-control loop: what a name now
+/// resolves to is what the trunk sends to and takes SIP from. A failed lookup keeps the
+/// addresses the peer had, with a line that says so.
+fn spawn_peer_resolver(settings: &Settings, updater: sip::driver::PeerUpdater) {
+    let names: Vec<(usize, String, u16)> = settings
+        .peer_names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.clone().map(|(host, port)| (i, host, port)))
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PEER_RESOLVE_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            for (peer, host, port) in &names {
+                match tokio::net::lookup_host((host.as_str(), *port)).await {
+                    Ok(found) => {
+                        let mut addrs: Vec<SocketAddr> = found.collect();
+                        addrs.sort_by_key(|a| !a.is_ipv4());
+                        addrs.dedup();
+                        if !addrs.is_empty() && !updater.set(*peer, addrs) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(peer, %host, "trunk peer name does not resolve now ({e}): its last addresses stay")
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// What an operator needs to check the switch against after a start (issue 15, T5, R6):
 /// where SIP listens, which peers are taken, what to upload to Unified CM and under which
 /// subject its trunk profile must name the switch, and how to call it.
@@ -256,6 +297,7 @@ impl App {
             trunk.local_addr(sip::ua::Transport::Tls),
             only_ourselves,
         );
+        spawn_peer_resolver(&settings, trunk.peer_updater());
         info!(
             udp = ?settings.udp, tcp = ?settings.tcp, tls = ?settings.tls, media = %media_ip,
             workers = settings.workers, batch = settings.batch, security = ?settings.security,

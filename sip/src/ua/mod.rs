@@ -121,13 +121,23 @@ impl Agent {
     /// SIP from its address could be anyone's (a UDP source is spoofed at will).
     pub fn peer_for(&self, ip: IpAddr, transport: Transport) -> Option<usize> {
         self.config.peers.iter().position(|p| {
-            p.addr.ip() == ip && (transport == Transport::Tls || p.transport != Transport::Tls)
+            p.has_ip(ip) && (transport == Transport::Tls || p.transport != Transport::Tls)
         })
     }
 
     /// Whether `ip` is a trunk peer's address, over any transport.
     pub fn is_peer_address(&self, ip: IpAddr) -> bool {
-        self.config.peers.iter().any(|p| p.addr.ip() == ip)
+        self.config.peers.iter().any(|p| p.has_ip(ip))
+    }
+
+    /// Peer `peer`'s host name now resolves to `addrs` (the first is where we send):
+    /// SIP from any of them is the peer's. Nothing changes for an empty list or an
+    /// unknown peer.
+    pub fn set_peer_addresses(&mut self, peer: usize, addrs: &[SocketAddr]) {
+        if let (Some(p), Some(first)) = (self.config.peers.get_mut(peer), addrs.first()) {
+            p.addr = *first;
+            p.also = addrs[1..].iter().map(SocketAddr::ip).collect();
+        }
     }
 
     /// The trunk peers.

@@ -34,11 +34,13 @@ impl Harness {
                     addr: CUCM.parse().unwrap(),
                     transport: Transport::Udp,
                     subject: None,
+                    also: Vec::new(),
                 },
                 TrunkPeer {
                     addr: CUCM2.parse().unwrap(),
                     transport: Transport::Udp,
                     subject: None,
+                    also: Vec::new(),
                 },
             ],
             local: vec![(Transport::Udp, "10.0.0.1:5060".parse().unwrap())],
@@ -801,4 +803,25 @@ fn an_unknown_method_gets_501_with_allow() {
     assert!(sent[0].contains("Allow: INVITE"), "{sent:?}");
     assert!(sent[0].contains("Call-ID: fr-1\r\n"), "{sent:?}");
     assert_eq!(h.agent.stats().not_implemented, 1);
+}
+
+#[test]
+fn a_peer_named_by_host_follows_what_its_name_resolves_to() {
+    // R2 (issue 15): a trunk peer's name resolved again; every address it resolves to is
+    // the peer's, and the old one no longer.
+    let mut h = Harness::new();
+    h.agent.set_peer_addresses(
+        0,
+        &[
+            "10.0.0.9:5060".parse().unwrap(),
+            "10.0.0.10:5060".parse().unwrap(),
+        ],
+    );
+    h.from = udp("10.0.0.2:5060");
+    h.deliver(&invite(1, "", SDP));
+    assert!(h.sent().is_empty(), "the old address is a stranger now");
+    assert_eq!(h.agent.stats().not_a_peer, 1);
+    h.from = udp("10.0.0.10:5060");
+    h.invite("", SDP);
+    assert_eq!(h.agent.peers()[0].addr, "10.0.0.9:5060".parse().unwrap());
 }

@@ -15,6 +15,16 @@ pub struct TrunkPeer {
     pub transport: Transport,
     /// The subject (certificate CN or SAN) it must present over TLS.
     pub subject: Option<String>,
+    /// Further addresses its host name resolves to (R2 allows names): SIP from these
+    /// is taken as from it too. `addr` is the one we send to.
+    pub also: Vec<std::net::IpAddr>,
+}
+
+impl TrunkPeer {
+    /// Whether SIP from `ip` is this peer's.
+    pub fn has_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.addr.ip() == ip || self.also.contains(&ip)
+    }
 }
 
 /// Whether a peer answers.
