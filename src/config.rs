@@ -164,6 +164,12 @@ pub struct TlsConfig {
     /// The subject (CN and SAN) of a generated certificate: what Unified CM's trunk
     /// profile "X.509 Subject Name" must say (seed 002 l.1575).
     pub subject: String,
+    /// Further SANs of a generated certificate: IP addresses or DNS names.
+    pub san: Vec<String>,
+    /// The key of a generated certificate: `rsa` (2048, the default, R55) or `ecdsa`.
+    pub key_type: String,
+    /// Days a generated certificate is valid (1-1825, R60; two years by default).
+    pub validity_days: u32,
 }
 
 impl Default for TlsConfig {
@@ -174,6 +180,9 @@ impl Default for TlsConfig {
             trust: Vec::new(),
             data_dir: "mswitch-data".into(),
             subject: "mswitch".into(),
+            san: Vec::new(),
+            key_type: "rsa".into(),
+            validity_days: 730,
         }
     }
 }
@@ -642,6 +651,22 @@ impl Config {
                 )
             })?),
         };
+        if crate::certs::KeyType::parse(&self.tls.key_type).is_none() {
+            return Err(err(
+                "tls.key_type",
+                format!("`{}`: expected rsa or ecdsa", self.tls.key_type),
+            ));
+        }
+        if !(1..=crate::certs::CA_VALIDITY_DAYS).contains(&self.tls.validity_days) {
+            return Err(err(
+                "tls.validity_days",
+                format!(
+                    "{}: expected 1-{} (at most five years, R60)",
+                    self.tls.validity_days,
+                    crate::certs::CA_VALIDITY_DAYS
+                ),
+            ));
+        }
         let stream_limits = sip::conn_limits::StreamLimits {
             per_address: count(
                 "sip.max_connections_per_address",
@@ -820,6 +845,8 @@ mod tests {
             ("[media]\nports = \"41500-41500\"", "media.ports"),
             ("[media]\nbatch = 0", "media.batch"),
             ("[media]\nworkers = 100000", "media.workers"),
+            ("[tls]\nkey_type = \"dsa\"", "tls.key_type"),
+            ("[tls]\nvalidity_days = 3650", "tls.validity_days"),
             (
                 "[meetings]\nmin_secure_release = \"new\"",
                 "meetings.min_secure_release",

@@ -112,6 +112,9 @@ fn run(args: Vec<String>) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async {
+        // The handlers are in place before the (possibly slow: key generation) start, so
+        // that a SIGTERM or SIGHUP during it is taken as while running.
+        let signals = Signals::register();
         let app = match mswitch::app::App::start(settings).await {
             Ok(a) => a,
             Err(mswitch::app::AppError::Certs(e)) => {
@@ -123,29 +126,45 @@ fn run(args: Vec<String>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        app.run(shutdown_signal()).await;
+        app.run(signals.shutdown()).await;
         ExitCode::SUCCESS
     })
 }
 
-/// Ctrl-C or SIGTERM. SIGHUP, which would end the process with no BYE (its default
-/// action), is caught and logged: nothing is reloaded from the file while the switch
-/// runs (restart to apply a changed configuration).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    let mut hup = signal(SignalKind::hangup()).ok();
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                tracing::warn!(
-                    "SIGHUP: nothing is reloaded while the switch runs (calls go on); restart it to apply a changed configuration"
-                );
+/// The signals the switch handles, registered up front.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn register() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// Ctrl-C or SIGTERM. SIGHUP, which would end the process with no BYE (its default
+    /// action), is caught and logged: nothing is reloaded from the file while the switch
+    /// runs (restart to apply a changed configuration).
+    async fn shutdown(mut self) {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+            match s {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = next(&mut self.term) => return,
+                Some(()) = next(&mut self.hup) => {
+                    tracing::warn!(
+                        "SIGHUP: nothing is reloaded while the switch runs (calls go on); restart it to apply a changed configuration"
+                    );
+                }
             }
         }
     }

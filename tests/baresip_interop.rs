@@ -353,8 +353,7 @@ async fn baresip_without_tip_is_ended_with_media_timeout_and_the_meeting_goes_on
     .await
     .unwrap();
     // baresip presents a certificate for the trunk peer's subject from the switch's CA.
-    let ca = mswitch::certs::local_ca(&sw.dir).unwrap();
-    let (cert, key) = mswitch::certs::issue(&ca, "mswitch-peer").unwrap();
+    let (cert, key) = mswitch::certs::loopback_peer_identity(&sw.dir).unwrap();
     let ca_pem = std::fs::read_to_string(sw.dir.join("ca.pem")).unwrap();
     let dir = std::env::temp_dir().join(format!("mswitch-baresip-{}-notip", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -48,6 +48,56 @@ fn run(dir: &PathBuf, config: &str) -> std::process::Child {
         .unwrap()
 }
 
+/// The child's stderr, line by line, as it comes.
+struct Log {
+    rx: std::sync::mpsc::Receiver<String>,
+    text: String,
+}
+
+impl Log {
+    fn of(child: &mut std::process::Child) -> Self {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            rx,
+            text: String::new(),
+        }
+    }
+
+    /// Reads until a line contains `needle`, or `secs` pass, or the stream ends.
+    fn until(&mut self, needle: &str, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.text.push_str(&line);
+                    self.text.push('\n');
+                    if line.contains(needle) {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Everything, once the child has exited.
+    fn rest(mut self) -> String {
+        self.until("\u{0}never", 10);
+        self.text
+    }
+}
+
 fn wait(child: &mut std::process::Child, secs: u64) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
@@ -193,7 +243,10 @@ fn a_first_run_says_what_to_check_and_does_not_call_itself() {
         "127.0.0.1:0"
     };
     let mut child = run(&d, &format!("[sip]\ntls = \"{tls}\"\n"));
-    std::thread::sleep(Duration::from_millis(2500));
+    let mut log = Log::of(&mut child);
+    assert!(log.until("mswitch running", 60), "started");
+    // Long enough for a keep-alive toward ourselves to have failed, were one sent.
+    std::thread::sleep(Duration::from_millis(1500));
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -203,8 +256,7 @@ fn a_first_run_says_what_to_check_and_does_not_call_itself() {
             .success()
     );
     assert_eq!(wait(&mut child, 10), Some(0));
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = log.rest();
     assert!(
         err.contains(
             "trunk peers taken: 127.0.0.1 over Tls presenting a certificate for mswitch-peer"

@@ -223,10 +223,12 @@ fn route_to(peer: SocketAddr) -> Option<IpAddr> {
 impl App {
     /// Loads the TLS material, binds the trunk and starts the media workers.
     pub async fn start(settings: Settings) -> Result<Self, AppError> {
-        let (policy, origin) = crate::certs::load(&settings.tls_files)?;
+        let loopback = settings.tls.is_some_and(|a| a.ip().is_loopback());
+        let (policy, origin) = crate::certs::load(&settings.tls_files, loopback)?;
         match origin {
             crate::certs::Origin::Generated(dir) => info!(
-                "no certificate configured: made a local CA and an ECDSA certificate for {} in {} (upload ca.pem to the trunk peer's trust store)",
+                "no certificate configured: made a local CA and a {} certificate for {} in {}, and dropped the CA's key (upload ca.pem to the trunk peer's trust store)",
+                settings.tls_files.key_type,
                 settings.tls_files.subject,
                 dir.display()
             ),

@@ -40,12 +40,18 @@ pub enum EndpointError {
     Tls(String),
 }
 
-/// The TLS identity of simulated endpoints: a certificate for `subject` issued by the
-/// switch's local CA in `data_dir`, trusting that CA.
+/// The TLS identity of simulated endpoints: the loopback trunk peer's certificate the
+/// switch made in `data_dir` (`subject` must be [`crate::certs::LOOPBACK_PEER`]: the CA's
+/// key is gone, nothing else can be issued), trusting the switch's local CA.
 pub fn peer_policy(data_dir: &Path, subject: &str) -> Result<TlsPolicy, EndpointError> {
-    let ca = crate::certs::local_ca(data_dir).map_err(|e| EndpointError::Tls(e.to_string()))?;
-    let (cert, key) =
-        crate::certs::issue(&ca, subject).map_err(|e| EndpointError::Tls(e.to_string()))?;
+    if subject != crate::certs::LOOPBACK_PEER {
+        return Err(EndpointError::Tls(format!(
+            "only the loopback peer `{}` has a certificate in the data directory",
+            crate::certs::LOOPBACK_PEER
+        )));
+    }
+    let (cert, key) = crate::certs::loopback_peer_identity(data_dir)
+        .map_err(|e| EndpointError::Tls(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in tls::parse_certificates(&std::fs::read(data_dir.join("ca.pem"))?) {
         roots
