@@ -600,6 +600,7 @@ impl Meeting {
             failed: &mut failed,
             scratch: &mut self.scratch,
             out,
+            newly_established: false,
         };
         match touched {
             Some((pi, li)) => {
@@ -614,8 +615,11 @@ impl Meeting {
                 }
             }
         }
+        let newly_established = work.newly_established;
         self.route_keyframe_requests(now, out);
-        self.mark_ready_receivers(now, touched.map(|(pi, _)| pi), out);
+        if newly_established {
+            self.mark_ready_receivers(now, touched.map(|(pi, _)| pi), out);
+        }
         for (id, reason) in failed {
             // A participant fails once, however many of its lines failed with it (one
             // event, one log line, one BYE).

@@ -129,6 +129,8 @@ pub(super) struct Drained<'a> {
     pub(super) failed: &'a mut Vec<(ParticipantId, LineFailure)>,
     pub(super) scratch: &'a mut [u8],
     pub(super) out: &'a mut TxBatch,
+    /// A line's TIP finished: receivers may have become ready for video.
+    pub(super) newly_established: bool,
 }
 
 /// Runs a line's DTLS, takes its TIP events and sends its pending TIP packets.
@@ -140,6 +142,7 @@ pub(super) fn drain_line(now: Instant, id: ParticipantId, l: &mut Line, w: &mut 
                 TipEvent::PeerMediaOptions { appended_byte, .. } => l.appended_byte = appended_byte,
                 TipEvent::Established => {
                     l.established = !l.held;
+                    w.newly_established = true;
                     w.events.push_back(MeetingEvent::LineEstablished {
                         participant: id,
                         media: l.media,
