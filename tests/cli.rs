@@ -98,6 +98,25 @@ impl Log {
     }
 }
 
+/// Waits for the switch's start line; its log from there on.
+fn started(child: &mut std::process::Child) -> Log {
+    let mut log = Log::of(child);
+    assert!(log.until("mswitch running", 60), "started: {}", log.text);
+    log
+}
+
+/// Sends `sig` (`-TERM`, `-HUP`) to the child.
+fn signal(child: &std::process::Child, sig: &str) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 fn wait(child: &mut std::process::Child, secs: u64) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
@@ -116,23 +135,10 @@ const LISTEN: &str = "[sip]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\ntls =
 fn without_a_certificate_one_is_made_and_sigterm_exits_0() {
     let d = temp("term");
     let mut child = run(&d, LISTEN);
-    // The generated identity appears, then SIGTERM.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !d.join("mswitch-data/mswitch.pem").exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let log = started(&mut child);
+    signal(&child, "-TERM");
     assert_eq!(wait(&mut child, 10), Some(0), "SIGTERM: exit 0");
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = log.rest();
     assert!(
         err.contains("no certificate configured: made a local CA"),
         "{err}"
@@ -167,31 +173,16 @@ fn sighup_is_logged_and_the_switch_goes_on() {
     // Issue 14: SIGHUP ended the switch at once (exit 129, no BYE, no log line).
     let d = temp("hup");
     let mut child = run(&d, LISTEN);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !d.join("mswitch-data/mswitch.pem").exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let pid = child.id().to_string();
-    let signal = |sig: &str| {
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
-    signal("-HUP");
+    let log = started(&mut child);
+    signal(&child, "-HUP");
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         child.try_wait().unwrap().is_none(),
         "still running after SIGHUP"
     );
-    signal("-TERM");
+    signal(&child, "-TERM");
     assert_eq!(wait(&mut child, 10), Some(0), "SIGTERM: exit 0");
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = log.rest();
     assert!(err.contains("SIGHUP: nothing is reloaded"), "{err}");
     assert!(err.contains("every call gets BYE"), "{err}");
     std::fs::remove_dir_all(&d).unwrap();
@@ -243,18 +234,10 @@ fn a_first_run_says_what_to_check_and_does_not_call_itself() {
         "127.0.0.1:0"
     };
     let mut child = run(&d, &format!("[sip]\ntls = \"{tls}\"\n"));
-    let mut log = Log::of(&mut child);
-    assert!(log.until("mswitch running", 60), "started");
+    let log = started(&mut child);
     // Long enough for a keep-alive toward ourselves to have failed, were one sent.
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "-TERM");
     assert_eq!(wait(&mut child, 10), Some(0));
     let err = log.rest();
     assert!(

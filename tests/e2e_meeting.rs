@@ -40,6 +40,46 @@ async fn until_established(calls: &mut [SimulatedCall], secs: u64) -> bool {
     false
 }
 
+/// A raw SIP/TLS client's INVITE to `number` with `offer`: its 200 (asserted) and the
+/// switch's To tag.
+async fn invite_ok(
+    c: &mut SipClient,
+    number: &str,
+    call_id: &str,
+    offer: &str,
+) -> (String, String) {
+    let local = c.local;
+    c.send(&endpoint::request(
+        "INVITE", local, number, call_id, None, 1, offer,
+    ))
+    .await
+    .unwrap();
+    let ok = c.final_response().await.unwrap();
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let tag = endpoint::header(&ok, "To:")
+        .split(";tag=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    (ok, tag)
+}
+
+/// The ACK of [`invite_ok`]'s 200.
+async fn ack(c: &mut SipClient, number: &str, call_id: &str, tag: &str) {
+    let local = c.local;
+    c.send(&endpoint::request(
+        "ACK",
+        local,
+        number,
+        call_id,
+        Some(tag),
+        1,
+        "",
+    ))
+    .await
+    .unwrap();
+}
+
 /// Runs the calls for `secs`: B (index 1) talks.
 async fn run_media(calls: &mut [SimulatedCall], secs: f64) {
     run_media_recording(calls, secs, &mut HashSet::new()).await;
@@ -447,31 +487,8 @@ async fn an_added_audio_only_call_downgrades_a_best_effort_meeting() {
         dtls.sdp_fingerprint()
     );
     let local = phone.local;
-    phone
-        .send(&endpoint::request(
-            "INVITE", local, "4006", "phone-1", None, 1, &offer,
-        ))
-        .await
-        .unwrap();
-    let ok = phone.final_response().await.unwrap();
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    let tag = endpoint::header(&ok, "To:")
-        .split(";tag=")
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    phone
-        .send(&endpoint::request(
-            "ACK",
-            local,
-            "4006",
-            "phone-1",
-            Some(&tag),
-            1,
-            "",
-        ))
-        .await
-        .unwrap();
+    let (_, tag) = invite_ok(&mut phone, "4006", "phone-1", &offer).await;
+    ack(&mut phone, "4006", "phone-1", &tag).await;
     // The downgrade follows the ACK (issue 14: never an unacknowledged INVITE).
     assert!(
         logged_within(
@@ -529,21 +546,7 @@ async fn an_unacknowledged_plain_invite_downgrades_nothing() {
         .unwrap();
     let plain = "v=0\r\no=- 9 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                  m=audio 40200 RTP/AVP 0\r\na=rtcp-mux\r\nm=video 40202 RTP/AVP 112\r\na=rtcp-mux\r\n";
-    let local = phone.local;
-    phone
-        .send(&endpoint::request(
-            "INVITE",
-            local,
-            "4007",
-            "unacked-1",
-            None,
-            1,
-            plain,
-        ))
-        .await
-        .unwrap();
-    let ok = phone.final_response().await.unwrap();
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let (_, tag) = invite_ok(&mut phone, "4007", "unacked-1", plain).await;
     // No ACK yet: the meeting stays secure and its endpoints keep their lock icons.
     let before = from_b(&calls[0], Media::Audio);
     run_media(&mut calls, 1.5).await;
@@ -555,23 +558,7 @@ async fn an_unacknowledged_plain_invite_downgrades_nothing() {
         "secure media goes on"
     );
     // The ACK establishes the call: now the meeting is downgraded.
-    let tag = endpoint::header(&ok, "To:")
-        .split(";tag=")
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    phone
-        .send(&endpoint::request(
-            "ACK",
-            local,
-            "4007",
-            "unacked-1",
-            Some(&tag),
-            1,
-            "",
-        ))
-        .await
-        .unwrap();
+    ack(&mut phone, "4007", "unacked-1", &tag).await;
     for c in &mut calls {
         c.accept_downgrade().await.unwrap();
         assert_eq!(icons(c), vec![Some(false); 2], "icon cleared after the ACK");

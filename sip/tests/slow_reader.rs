@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use sip::driver::{Trunk, TrunkConfig};
-use sip::ua::{AgentConfig, Transport, TrunkPeer};
+mod common;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -37,26 +37,7 @@ async fn write_or_stall(s: &mut TcpStream, bytes: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_reads_cannot_grow_the_switchs_memory() {
-    let mut trunk = Trunk::start(TrunkConfig {
-        udp: None,
-        tcp: Some("127.0.0.1:0".parse().unwrap()),
-        tls_listen: None,
-        tls: None,
-        agent: AgentConfig {
-            peers: vec![TrunkPeer {
-                addr: "127.0.0.1:5060".parse().unwrap(),
-                transport: Transport::Tcp,
-                subject: None,
-                also: Vec::new(),
-            }],
-            options_interval: None,
-            ..AgentConfig::default()
-        },
-    })
-    .await
-    .unwrap();
-    let addr = trunk.local_addr(Transport::Tcp).unwrap();
-    let events = tokio::spawn(async move { while trunk.next_event().await.is_some() {} });
+    let (addr, events) = common::tcp_trunk(sip::conn_limits::StreamLimits::default()).await;
     let before = rss();
     let mut slow = TcpStream::connect(addr).await.unwrap();
     // 16 MiB of keep-alive pings, then a flood of OPTIONS, none of the answers read.

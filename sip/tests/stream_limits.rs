@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+mod common;
+
 use sip::conn_limits::StreamLimits;
-use sip::driver::{Trunk, TrunkConfig};
-use sip::ua::{AgentConfig, Transport, TrunkPeer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -20,32 +20,7 @@ const LIMITS: StreamLimits = StreamLimits {
 };
 
 async fn trunk() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let mut trunk = Trunk::start_with(
-        TrunkConfig {
-            udp: None,
-            tcp: Some("127.0.0.1:0".parse().unwrap()),
-            tls_listen: None,
-            tls: None,
-            agent: AgentConfig {
-                peers: vec![TrunkPeer {
-                    addr: "127.0.0.1:5060".parse().unwrap(),
-                    transport: Transport::Tcp,
-                    subject: None,
-                    also: Vec::new(),
-                }],
-                options_interval: None,
-                ..AgentConfig::default()
-            },
-        },
-        LIMITS,
-    )
-    .await
-    .unwrap();
-    let addr = trunk.local_addr(Transport::Tcp).unwrap();
-    (
-        addr,
-        tokio::spawn(async move { while trunk.next_event().await.is_some() {} }),
-    )
+    common::tcp_trunk(LIMITS).await
 }
 
 /// Whether the switch closes `s` within `secs`.

@@ -58,3 +58,38 @@ impl Ca {
         TlsPolicy::new(tls::identity(vec![cert], key).unwrap(), roots)
     }
 }
+
+/// A trunk on a loopback TCP listener whose one peer is 127.0.0.1 over TCP, with `limits`
+/// on its connections, its events drained: (its SIP address, the drain task).
+pub async fn tcp_trunk(
+    limits: sip::conn_limits::StreamLimits,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use sip::driver::{Trunk, TrunkConfig};
+    use sip::ua::{AgentConfig, Transport, TrunkPeer};
+    let mut trunk = Trunk::start_with(
+        TrunkConfig {
+            udp: None,
+            tcp: Some("127.0.0.1:0".parse().unwrap()),
+            tls_listen: None,
+            tls: None,
+            agent: AgentConfig {
+                peers: vec![TrunkPeer {
+                    addr: "127.0.0.1:5060".parse().unwrap(),
+                    transport: Transport::Tcp,
+                    subject: None,
+                    also: Vec::new(),
+                }],
+                options_interval: None,
+                ..AgentConfig::default()
+            },
+        },
+        limits,
+    )
+    .await
+    .unwrap();
+    let addr = trunk.local_addr(Transport::Tcp).unwrap();
+    (
+        addr,
+        tokio::spawn(async move { while trunk.next_event().await.is_some() {} }),
+    )
+}
