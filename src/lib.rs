@@ -8,6 +8,7 @@
 //! - `tools` (feature `tools`): the simulated endpoint, the demo and the load generator.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod certs;
 pub mod config;

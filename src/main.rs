@@ -18,6 +18,8 @@ COMMANDS:
     demo                 the switch and three simulated TIP endpoints on loopback: a timeline, exit 0 if every check held
     load [OPTIONS]       meetings of simulated endpoints against the switch, measured (`mswitch load --help`)
     run [--config FILE]  run the switch (SIP trunk + media plane); every setting has a default
+    admin passwd USER [--role admin|viewer] [--config FILE]
+                         set an operator account's password (read from standard input)
     selftest             forward the published EKT vectors through the fast path and check every byte
     version              print the version
     help                 print this help
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("run") => run(std::env::args().skip(2).collect()),
+        Some("admin") => admin(&std::env::args().skip(2).collect::<Vec<_>>()),
         #[cfg(feature = "tools")]
         Some("demo") => demo(),
         #[cfg(feature = "tools")]
@@ -129,6 +132,71 @@ fn run(args: Vec<String>) -> ExitCode {
         app.run(signals.shutdown()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// `mswitch admin passwd USER [--role admin|viewer] [--config FILE]`: the new password is
+/// the first line of standard input (never an argument: it would show in `ps`).
+fn admin(args: &[String]) -> ExitCode {
+    let usage = "usage: mswitch admin passwd USER [--role admin|viewer] [--config FILE]";
+    let [verb, user, rest @ ..] = args else {
+        eprintln!("{usage}");
+        return ExitCode::from(2);
+    };
+    if verb != "passwd" {
+        eprintln!("{usage}");
+        return ExitCode::from(2);
+    }
+    let (mut role, mut config) = (mswitch::admin::accounts::Role::Admin, None);
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        match (flag.as_str(), it.next().map(String::as_str)) {
+            ("--role", Some("admin")) => role = mswitch::admin::accounts::Role::Admin,
+            ("--role", Some("viewer")) => role = mswitch::admin::accounts::Role::Viewer,
+            ("--config" | "-c", Some(path)) => config = Some(std::path::PathBuf::from(path)),
+            _ => {
+                eprintln!("{usage}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let data_dir = match config {
+        Some(p) => mswitch::config::Config::load(&p).map(|s| s.tls_files.data_dir),
+        None => mswitch::config::Config::default()
+            .check()
+            .map(|s| s.tls_files.data_dir),
+    };
+    let data_dir = match data_dir {
+        Ok(d) => std::path::PathBuf::from(d),
+        Err(e) => {
+            eprintln!("mswitch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err() {
+        eprintln!("mswitch admin passwd: no password on standard input");
+        return ExitCode::from(2);
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match mswitch::admin::store::set_password(
+        &data_dir,
+        user,
+        role,
+        password,
+        ("cli", "local", now),
+    ) {
+        Ok(()) => {
+            println!("password of {user} set ({role:?})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mswitch admin passwd: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// The signals the switch handles, registered up front.

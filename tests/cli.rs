@@ -261,3 +261,56 @@ fn a_first_run_says_what_to_check_and_does_not_call_itself() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn admin_passwd_keeps_an_argon2id_hash_and_an_audit_entry() {
+    // Issue 16 (accounts, in progress): the password comes on standard input, never as an
+    // argument; the file keeps only its hash; every change is audited.
+    let d = temp("passwd");
+    std::fs::write(d.join("c.toml"), "[tls]\ndata_dir = \"data\"\n").unwrap();
+    let set = |password: &str| {
+        let mut child = mswitch()
+            .args([
+                "admin", "passwd", "ops", "--role", "viewer", "--config", "c.toml",
+            ])
+            .current_dir(&d)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            child.stdin.as_mut().unwrap(),
+            format!("{password}\n").as_bytes(),
+        )
+        .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = set("short");
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12"));
+    let ok = set("correct horse battery");
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let accounts = std::fs::read_to_string(d.join("data/accounts.json")).unwrap();
+    assert!(
+        accounts.contains("$argon2id$") && accounts.contains("\"viewer\""),
+        "{accounts}"
+    );
+    assert!(!accounts.contains("correct horse battery"));
+    let audit = std::fs::read_to_string(d.join("data/audit.log")).unwrap();
+    assert_eq!(audit.lines().count(), 2, "{audit}");
+    assert!(
+        audit.lines().next().unwrap().contains("at least 12"),
+        "{audit}"
+    );
+    assert!(
+        audit.lines().nth(1).unwrap().contains("\"result\":\"ok\""),
+        "{audit}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
