@@ -27,12 +27,18 @@ fn host_port(s: &str) -> Option<(&str, u16)> {
         .and(port.parse().ok().map(|p| (host, p)))
 }
 
-/// The addresses `host` resolves to, IPv4 first (the system resolver).
+/// What a name resolved to, in the order the trunk uses it: IPv4 first, each address once.
+pub fn resolved_order(addrs: impl IntoIterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = addrs.into_iter().collect();
+    addrs.sort_by_key(|a| (!a.is_ipv4(), *a));
+    addrs.dedup();
+    addrs
+}
+
+/// The addresses `host` resolves to, in [`resolved_order`] (the system resolver).
 pub fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
     use std::net::ToSocketAddrs;
-    let mut addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
-    addrs.sort_by_key(|a| !a.is_ipv4());
-    addrs.dedup();
+    let addrs = resolved_order((host, port).to_socket_addrs()?);
     if addrs.is_empty() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
@@ -776,6 +782,21 @@ mod tests {
         assert_eq!(s.ports, 20000..=20999);
         assert_eq!(s.on_the_fly, None);
         assert_eq!(s.meetings[0].1, Policy::NonSecure);
+    }
+
+    #[test]
+    fn resolved_addresses_come_ipv4_first_each_once() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            resolved_order([
+                a("[::1]:5061"),
+                a("10.0.0.2:5061"),
+                a("[::1]:5061"),
+                a("10.0.0.1:5061"),
+                a("10.0.0.2:5061")
+            ]),
+            vec![a("10.0.0.1:5061"), a("10.0.0.2:5061"), a("[::1]:5061")]
+        );
     }
 
     #[test]

@@ -91,9 +91,12 @@ impl Log {
         false
     }
 
-    /// Everything, once the child has exited.
+    /// Everything, once the child has exited (its stderr closes).
     fn rest(mut self) -> String {
-        self.until("\u{0}never", 10);
+        while let Ok(line) = self.rx.recv_timeout(Duration::from_secs(10)) {
+            self.text.push_str(&line);
+            self.text.push('\n');
+        }
         self.text
     }
 }

@@ -91,7 +91,8 @@ enum Command {
 pub struct PeerUpdater(mpsc::UnboundedSender<Command>);
 
 impl PeerUpdater {
-    /// See [`Trunk::set_peer_addresses`]; false once the trunk is gone.
+    /// Trunk peer `peer`'s host name now resolves to `addrs` (see
+    /// [`Agent::set_peer_addresses`]); false once the trunk is gone.
     pub fn set(&self, peer: usize, addrs: Vec<SocketAddr>) -> bool {
         self.0.send(Command::PeerAddresses(peer, addrs)).is_ok()
     }
@@ -258,12 +259,6 @@ impl Trunk {
     /// See [`Agent::reject`].
     pub fn reject(&self, call: CallHandle, status: u16, warning: Option<String>) {
         let _ = self.commands.send(Command::Reject(call, status, warning));
-    }
-
-    /// Trunk peer `peer`'s host name now resolves to `addrs`: see
-    /// [`Agent::set_peer_addresses`].
-    pub fn set_peer_addresses(&self, peer: usize, addrs: Vec<SocketAddr>) {
-        let _ = self.commands.send(Command::PeerAddresses(peer, addrs));
     }
 
     /// A handle that updates the trunk peers' addresses from another task (the one that

@@ -142,9 +142,7 @@ fn spawn_peer_resolver(settings: &Settings, updater: sip::driver::PeerUpdater) {
             for (peer, host, port) in &names {
                 match tokio::net::lookup_host((host.as_str(), *port)).await {
                     Ok(found) => {
-                        let mut addrs: Vec<SocketAddr> = found.collect();
-                        addrs.sort_by_key(|a| !a.is_ipv4());
-                        addrs.dedup();
+                        let addrs = crate::config::resolved_order(found);
                         if !addrs.is_empty() && !updater.set(*peer, addrs) {
                             return;
                         }
