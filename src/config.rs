@@ -83,6 +83,8 @@ pub struct Config {
     pub meeting: Vec<MeetingConfig>,
     /// TIP negotiation deadlines.
     pub tip: TipConfig,
+    /// The HTTPS admin API and status page.
+    pub admin: crate::admin::settings::AdminConfig,
 }
 
 /// `[tip]`: the negotiation deadlines (seeds-switch.md T1 L10, L11).
@@ -314,6 +316,7 @@ impl Default for Config {
             meetings: MeetingsConfig::default(),
             meeting: Vec::new(),
             tip: TipConfig::default(),
+            admin: crate::admin::settings::AdminConfig::default(),
         }
     }
 }
@@ -387,6 +390,8 @@ pub struct Settings {
     pub muxctrl_timeout: std::time::Duration,
     /// TIP SPIMAP deadline.
     pub spimap_timeout: std::time::Duration,
+    /// The admin API.
+    pub admin: crate::admin::settings::AdminSettings,
 }
 
 fn listener(key: &str, v: &str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -685,7 +690,12 @@ impl Config {
         };
         let muxctrl_timeout = secs("tip.muxctrl_timeout", self.tip.muxctrl_timeout)?;
         let spimap_timeout = secs("tip.spimap_timeout", self.tip.spimap_timeout)?;
+        let admin = self
+            .admin
+            .check()
+            .map_err(|(key, message)| err(key, message))?;
         Ok(Settings {
+            admin,
             muxctrl_timeout,
             spimap_timeout,
             udp: listener("sip.udp", clear(&self.sip.udp, encrypted))?,

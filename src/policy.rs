@@ -5,7 +5,7 @@
 pub use crate::control::SeedLine;
 
 /// A meeting's security policy (R35).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
     /// Every endpoint must be secure; a non-secure one is refused (R36).

@@ -35,8 +35,15 @@ fn a_bad_configuration_exits_2_naming_the_key() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// Runs `mswitch run` in `dir` with `config`; returns the child.
+/// Runs `mswitch run` in `dir` with `config`; returns the child. The admin listeners go
+/// to free loopback ports unless `config` places them (tests run side by side; the
+/// defaults are 443 and 80).
 fn run(dir: &PathBuf, config: &str) -> std::process::Child {
+    let config = if config.contains("[admin]") {
+        config.to_owned()
+    } else {
+        format!("{config}[admin]\nhttps = \"127.0.0.1:0\"\nhttp_redirect = \"127.0.0.1:0\"\n")
+    };
     std::fs::write(dir.join("c.toml"), config).unwrap();
     mswitch()
         .args(["run", "--config", "c.toml"])
@@ -258,6 +265,14 @@ fn a_first_run_says_what_to_check_and_does_not_call_itself() {
         err.contains("to call a meeting: INVITE sip:NUMBER@"),
         "{err}"
     );
+    // Issue 16: the first start makes an admin account and says once how to sign in.
+    assert!(
+        err.contains("made `admin` with the password ")
+            && err.contains("status page and admin API: https://127.0.0.1:"),
+        "{err}"
+    );
+    let accounts = std::fs::read_to_string(d.join("mswitch-data/accounts.json")).unwrap();
+    assert!(accounts.contains("\"admin\"") && accounts.contains("$argon2id$"));
     if port_free {
         assert!(err.contains("no keep-alive is sent"), "{err}");
         assert!(!err.contains("TLS error"), "no TLS toward ourselves: {err}");

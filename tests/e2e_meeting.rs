@@ -17,28 +17,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{logged, logged_within, switch};
+use common::{bye_within, logged, logged_within, switch, until_established};
 use mswitch::endpoint::{self, SimulatedCall, SipClient};
 use switch::dtls::DtlsIdentity;
 use switch::testing::Endpoint;
 use switch::tip::negotiation::Media;
-
-/// Pumps the calls until every line finished TIP (debug builds on a loaded machine can
-/// take seconds for the ECDSA handshakes); false after `secs`.
-async fn until_established(calls: &mut [SimulatedCall], secs: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if calls.iter().all(SimulatedCall::established) {
-            return true;
-        }
-        let now = Instant::now();
-        for c in calls.iter_mut() {
-            c.pump(now).await;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    false
-}
 
 /// A raw SIP/TLS client's INVITE to `number` with `offer`: its 200 (asserted) and the
 /// switch's To tag.
@@ -224,21 +207,6 @@ async fn a_secure_meeting_refuses_a_plain_rtp_endpoint_with_488_and_the_seed_lin
         "received error from Confmgr with error='security mismatch' during verification of security policy. Num=4001"
     ));
     sw.stop().await;
-}
-
-/// Waits for the switch's BYE on a call, answering it; false if none comes in `secs`.
-async fn bye_within(c: &mut SimulatedCall, secs: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), c.sip.recv()).await else {
-            c.pump(Instant::now()).await;
-            continue;
-        };
-        if m.starts_with("BYE ") {
-            return true;
-        }
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

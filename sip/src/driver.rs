@@ -82,7 +82,7 @@ enum Command {
     AnswerReoffer(CallHandle, Option<Vec<u8>>),
     Reoffer(CallHandle, Vec<u8>),
     Hangup(CallHandle),
-    CallOut(String, Vec<u8>, oneshot::Sender<CallHandle>),
+    CallOut(String, Vec<u8>, oneshot::Sender<(CallHandle, String)>),
     PeerAddresses(usize, Vec<SocketAddr>),
 }
 
@@ -284,6 +284,12 @@ impl Trunk {
 
     /// See [`Agent::call_out`].
     pub async fn call_out(&self, user: &str, sdp: Vec<u8>) -> Option<CallHandle> {
+        self.call_out_with_id(user, sdp).await.map(|(h, _)| h)
+    }
+
+    /// [`Trunk::call_out`], with the call's SIP Call-ID (empty when the call already
+    /// ended: no trunk peer to try).
+    pub async fn call_out_with_id(&self, user: &str, sdp: Vec<u8>) -> Option<(CallHandle, String)> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::CallOut(user.to_owned(), sdp, tx))
@@ -379,7 +385,9 @@ impl Driver {
             Command::Reoffer(h, sdp) => self.agent.reoffer(now, h, sdp),
             Command::Hangup(h) => self.agent.hangup(now, h),
             Command::CallOut(user, sdp, reply) => {
-                let _ = reply.send(self.agent.call_out(now, &user, sdp));
+                let call = self.agent.call_out(now, &user, sdp);
+                let call_id = self.agent.call_id(call).unwrap_or_default().to_owned();
+                let _ = reply.send((call, call_id));
             }
             Command::PeerAddresses(peer, addrs) => self.agent.set_peer_addresses(peer, &addrs),
         }

@@ -56,6 +56,18 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
+/// The server side of an HTTPS listener (the admin API and page): `identity`, TLS 1.3 and
+/// 1.2 with only the ECDHE AES-GCM suites (T3b), no client certificate (operators sign
+/// in with a password), HTTP/1.1.
+pub fn https_server_config(identity: Arc<CertifiedKey>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(FixedIdentity(identity)));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The provider: ring, with only the ECDHE AES-GCM suites (T3b; no CHACHA20, no non-PFS).
 pub fn provider() -> Arc<CryptoProvider> {
     use rustls::crypto::ring::{cipher_suite as cs, default_provider};
@@ -304,6 +316,11 @@ impl TlsPolicy {
     /// Our certificate (the end entity).
     pub fn certificate(&self) -> &CertificateDer<'static> {
         &self.identity.cert[0]
+    }
+
+    /// Our identity: certificate chain and key (the admin web listener's by default).
+    pub fn identity(&self) -> Arc<CertifiedKey> {
+        self.identity.clone()
     }
 
     /// The server side for connections from the trunk peer named `subject`: a client

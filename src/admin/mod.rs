@@ -1,8 +1,16 @@
-//! The operator's side of the switch (issue 16, in progress): local accounts with roles
-//! and a password policy ([`accounts`]), and the append-only audit log ([`audit`]). The
-//! HTTPS API and the status page that use them are not built yet; `mswitch admin passwd`
-//! sets passwords now.
+//! The operator's side of the switch (issue 16): the HTTPS admin API and live status page
+//! ([`http`]), local accounts with roles and a password policy ([`accounts`], kept by
+//! [`store`]), sign-in sessions ([`sessions`]), the append-only audit log ([`audit`]),
+//! meetings configured at run time ([`meetings`]), and what the API shows ([`view`]) and
+//! asks of the running switch ([`request`]).
 
 pub mod accounts;
 pub mod audit;
+pub mod certinfo;
+pub mod http;
+pub mod meetings;
+pub mod request;
+pub mod sessions;
+pub mod settings;
 pub mod store;
+pub mod view;

@@ -36,12 +36,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 
 /// The accounts of `data_dir` (none when the file does not exist yet).
 pub fn load(data_dir: &Path) -> Result<Accounts, StoreError> {
+    load_with(data_dir, PasswordPolicy::default())
+}
+
+/// [`load`] with `policy`.
+pub fn load_with(data_dir: &Path, policy: PasswordPolicy) -> Result<Accounts, StoreError> {
     let path = data_dir.join(ACCOUNTS);
     match std::fs::read_to_string(&path) {
-        Ok(json) => Ok(Accounts::from_json(&json, PasswordPolicy::default())?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(Accounts::new(PasswordPolicy::default()))
-        }
+        Ok(json) => Ok(Accounts::from_json(&json, policy)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Accounts::new(policy)),
         Err(e) => Err(io(&path)(e)),
     }
 }

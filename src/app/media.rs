@@ -199,8 +199,20 @@ impl App {
         &mut self,
         call: CallHandle,
     ) -> Result<Vec<u8>, join::JoinError> {
-        let profile =
-            session::delayed_offer_profile(self.settings.security, self.meeting_is_plain(call));
+        let ours = self.make_offer(self.meeting_is_plain(call))?;
+        let c = self.calls.get_mut(&call).expect("a call");
+        c.lines = ours.lines;
+        c.offered = Some((ours.offered, ours.keys));
+        c.needs_downgrade = false;
+        c.local_sdp = ours.body.clone();
+        Ok(ours.body)
+    }
+
+    /// Our offer (a delayed-offer call's 200, or a call the switch places): an audio and a
+    /// video line on fresh ports, keyed as the Device Security mode wants (`plain`: the
+    /// meeting runs RTP). On failure the ports taken so far are given back.
+    pub(super) fn make_offer(&mut self, plain: bool) -> Result<OurOffer, join::JoinError> {
+        let profile = session::delayed_offer_profile(self.settings.security, plain);
         let mut lines = Vec::new();
         let mut keys = Vec::new();
         let mut sockets = Vec::new();
@@ -221,8 +233,7 @@ impl App {
             let s = match s {
                 Ok(s) => s,
                 Err(e) => {
-                    let c = self.calls.get_mut(&call).expect("a call");
-                    c.lines.append(&mut sockets);
+                    self.release_lines(&sockets);
                     return Err(e);
                 }
             };
@@ -256,13 +267,36 @@ impl App {
             sockets.push(s);
         }
         let body = sdp::offer(self.media_ip, "1", 1, &lines);
-        let c = self.calls.get_mut(&call).expect("a call");
-        c.lines = sockets;
-        let offered = sdp::parse(&body).map_err(|_| join::JoinError::Crypto)?;
-        let c = self.calls.get_mut(&call).expect("a call");
-        c.offered = Some((offered, keys));
-        c.needs_downgrade = false;
-        c.local_sdp = body.clone();
-        Ok(body)
+        let Ok(offered) = sdp::parse(&body) else {
+            self.release_lines(&sockets);
+            return Err(join::JoinError::Crypto);
+        };
+        Ok(OurOffer {
+            body,
+            offered,
+            keys,
+            lines: sockets,
+        })
     }
+
+    /// Gives the ports of `lines` back.
+    pub(super) fn release_lines(&mut self, lines: &[join::LineSockets]) {
+        for l in lines {
+            for p in &l.ports {
+                self.ports.release(*p);
+            }
+        }
+    }
+}
+
+/// Our SDP offer and what answering it needs.
+pub(super) struct OurOffer {
+    /// The SDP.
+    pub(super) body: Vec<u8>,
+    /// It, parsed (the answer is read against it).
+    pub(super) offered: Description,
+    /// Our SDES keys per line (`None`: DTLS or plain).
+    pub(super) keys: Vec<Option<Vec<u8>>>,
+    /// The lines' sockets.
+    pub(super) lines: Vec<join::LineSockets>,
 }

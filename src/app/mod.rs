@@ -27,6 +27,7 @@ use switch::tip::negotiation::{GroupParams, Media};
 use switch::udp::{Command, MeetingId, WorkerPool};
 use tracing::{info, warn};
 
+use crate::admin::request::AdminRequest;
 use crate::config::Settings;
 use crate::control::{
     self, CallRules, Incoming, IncomingDecision, MediaPlan, MeetingChange, MeetingView, Refusal,
@@ -35,6 +36,7 @@ use crate::control::{
 use crate::join::{self, LineSockets};
 use crate::policy::{ConferenceSecurity, Policy};
 
+mod admin;
 mod media;
 
 /// Why the application could not start.
@@ -58,6 +60,12 @@ struct MeetingState {
     secure: Option<bool>,
     groups: [GroupParams; 2],
     participants: Vec<ParticipantId>,
+    /// An operator locked it: no one new joins.
+    locked: bool,
+    /// Its switching mode as last set.
+    mode: Mode,
+    /// Why its security is what it is (its start, or the downgrade that changed it).
+    security_reason: Option<String>,
 }
 
 struct CallState {
@@ -80,6 +88,32 @@ struct CallState {
     downgrading: bool,
     /// This call downgrades its secure Best-Effort meeting once it is established.
     pending_downgrade: Option<PendingDowngrade>,
+    /// The switch placed it (an operator's dial-out).
+    outbound: bool,
+    /// Unix time it came (or was placed).
+    joined_at: u64,
+}
+
+impl CallState {
+    /// A call for meeting `number` whose participant will be `participant`.
+    fn new(number: String, call_id: String, participant: ParticipantId) -> Self {
+        Self {
+            number,
+            call_id,
+            participant,
+            lines: Vec::new(),
+            legs: Vec::new(),
+            offered: None,
+            local_sdp: Vec::new(),
+            remote_sdp: None,
+            joined: false,
+            needs_downgrade: false,
+            downgrading: false,
+            pending_downgrade: None,
+            outbound: false,
+            joined_at: crate::admin::http::state::unix_now(),
+        }
+    }
 }
 
 /// A meeting's downgrade waiting for the call that causes it to be established.
@@ -106,6 +140,27 @@ pub struct App {
     next_meeting: MeetingId,
     next_participant: ParticipantId,
     next_leg: LegId,
+    /// The admin API's side.
+    admin: AdminSide,
+}
+
+/// What the driver keeps for the admin API.
+struct AdminSide {
+    /// Its requests (`None`: the API is off).
+    requests: Option<tokio::sync::mpsc::Receiver<AdminRequest>>,
+    /// Its listeners.
+    server: Option<crate::admin::http::AdminServer>,
+    started: std::time::Instant,
+    /// Each meeting's latest report.
+    reports: HashMap<MeetingId, switch::meeting::report::MeetingReport>,
+    /// Trunk peers' states and keep-alives.
+    peers: Vec<admin::PeerRecord>,
+    /// The certificates shown: (unit, DER).
+    certificates: Vec<(String, Vec<u8>)>,
+    /// Numbers of the configuration file's meetings (the API does not change them).
+    file_meetings: Vec<String>,
+    /// The meetings configured through the API.
+    api_meetings: Vec<(String, Policy, Mode)>,
 }
 
 impl std::fmt::Debug for App {
@@ -116,6 +171,9 @@ impl std::fmt::Debug for App {
             .finish_non_exhaustive()
     }
 }
+
+/// How often the meetings report their counters to the admin API.
+const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often trunk peers named by host are resolved again.
 const PEER_RESOLVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -255,7 +313,7 @@ impl App {
                 udp: settings.udp,
                 tcp: settings.tcp,
                 tls_listen: settings.tls,
-                tls: Some(policy),
+                tls: Some(policy.clone()),
                 agent: AgentConfig {
                     peers: settings.peers.clone(),
                     options_interval,
@@ -334,7 +392,10 @@ impl App {
                 "--sfu-baseline (mswitch load): every packet is decrypted and re-encrypted per receiver, for comparison only"
             );
         }
+        let mut settings = settings;
+        let admin = admin::start_admin(&mut settings, &policy)?;
         Ok(Self {
+            admin,
             ports: PortAllocator::new(settings.ports.clone()),
             sdes_suites: settings.suites.iter().map(|s| s.sdes_name()).collect(),
             settings,
@@ -356,6 +417,16 @@ impl App {
         self.trunk.local_addr(t)
     }
 
+    /// Where the admin API listens (HTTPS), when it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.server.as_ref().map(|s| s.https)
+    }
+
+    /// Where the admin API's plain-HTTP redirect listens, when it is on.
+    pub fn admin_redirect_addr(&self) -> Option<SocketAddr> {
+        self.admin.server.as_ref().and_then(|s| s.http_redirect)
+    }
+
     /// Calls in progress.
     pub fn call_count(&self) -> usize {
         self.calls.len()
@@ -373,6 +444,9 @@ impl App {
     /// Runs until `shutdown` resolves, then ends every call with BYE.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut reports = tokio::time::interval(REPORT_INTERVAL);
+        reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut requests = self.admin.requests.take();
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -381,7 +455,17 @@ impl App {
                     None => break,
                 },
                 Some((meeting, e)) = self.events.recv() => self.meeting_event(meeting, e),
+                Some(r) = async {
+                    match requests.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.admin_request(r).await,
+                _ = reports.tick(), if requests.is_some() => self.request_reports(),
             }
+        }
+        if let Some(s) = &self.admin.server {
+            s.stop();
         }
         let calls: Vec<CallHandle> = self.calls.keys().copied().collect();
         info!(calls = calls.len(), "shutting down: every call gets BYE");
@@ -404,6 +488,22 @@ impl App {
         }
         // Give the BYEs a moment on the wire.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+
+    async fn admin_request(&mut self, r: AdminRequest) {
+        match r {
+            AdminRequest::Status(reply) => {
+                if reply.send(self.status_view()).is_err() {
+                    admin::reply_lost("status");
+                }
+            }
+            AdminRequest::Act(action, reply) => {
+                let done = self.admin_action(action).await;
+                if reply.send(done).is_err() {
+                    admin::reply_lost("action");
+                }
+            }
+        }
     }
 
     fn sip_event(&mut self, e: AgentEvent) {
@@ -445,7 +545,11 @@ impl App {
                 }
                 self.leave(call);
             }
-            AgentEvent::Peer { peer, state } => info!(peer, ?state, "trunk peer"),
+            AgentEvent::Peer { peer, state } => {
+                info!(peer, ?state, "trunk peer");
+                self.peer_heard(peer, Some(state == sip::ua::PeerState::Up), None);
+            }
+            AgentEvent::KeepAlive { peer, status } => self.peer_heard(peer, None, Some(status)),
             AgentEvent::Log(line) => warn!("{line}"),
         }
     }
@@ -490,6 +594,7 @@ impl App {
         let meeting = self.meetings.get(&number).map(|m| MeetingView {
             security: m.security.clone(),
             secure: m.secure,
+            locked: m.locked,
         });
         let decision = control::decide_incoming(
             Incoming {
@@ -527,6 +632,16 @@ impl App {
             })
         } else {
             state.security = admitted.security.0;
+            if state.secure.is_none() {
+                state.security_reason = Some(format!(
+                    "started {} with call {call_id}",
+                    if admitted.meeting_secure {
+                        "secure: its first endpoint is secure"
+                    } else {
+                        "non-secure: its first endpoint is non-secure"
+                    }
+                ));
+            }
             state.secure = Some(admitted.meeting_secure);
             for change in &admitted.changes {
                 if *change == MeetingChange::StartNonSecure {
@@ -544,23 +659,10 @@ impl App {
         info!(?call_id, conf_id, ?number, "call joins");
         let participant = self.next_participant;
         self.next_participant += 1;
-        self.calls.insert(
-            call,
-            CallState {
-                number: number.clone(),
-                call_id: call_id.clone(),
-                participant,
-                lines: Vec::new(),
-                legs: Vec::new(),
-                offered: None,
-                local_sdp: Vec::new(),
-                remote_sdp: None,
-                joined: false,
-                needs_downgrade: admitted.needs_downgrade,
-                downgrading: false,
-                pending_downgrade,
-            },
-        );
+        let mut state = CallState::new(number.clone(), call_id.clone(), participant);
+        state.needs_downgrade = admitted.needs_downgrade;
+        state.pending_downgrade = pending_downgrade;
+        self.calls.insert(call, state);
         let result = match (admitted.media, offer) {
             (MediaPlan::Answer(keyings), Some(o)) => {
                 self.join(call, &o, &keyings, &[]).map(|answer| {
@@ -625,6 +727,9 @@ impl App {
                 secure: None,
                 groups,
                 participants: Vec::new(),
+                locked: false,
+                mode,
+                security_reason: None,
             },
         );
     }
@@ -637,6 +742,7 @@ impl App {
             && !self.calls.values().any(|c| c.number == number);
         if empty && let Some(m) = self.meetings.remove(number) {
             self.pool.remove_meeting(m.id);
+            self.admin.reports.remove(&m.id);
             info!(conf_id = m.id, ?number, "meeting ends");
         }
     }
@@ -693,6 +799,10 @@ impl App {
         }
         m.security = pending.security;
         m.secure = Some(false);
+        m.security_reason = Some(format!(
+            "downgraded to non-secure: call {} joined non-secure (Best-Effort, R38)",
+            c.call_id
+        ));
         if let Some(line) = pending.log {
             warn!("{line}");
         }
@@ -806,6 +916,11 @@ impl App {
             }
             MeetingEvent::SpeakerChanged(p) => {
                 info!(conf_id = meeting, speaker = ?p, "speaker");
+            }
+            MeetingEvent::Report(r) => {
+                if self.meetings.values().any(|m| m.id == meeting) {
+                    self.admin.reports.insert(meeting, *r);
+                }
             }
             MeetingEvent::Downgraded { participants } => {
                 let calls: Vec<CallHandle> = self

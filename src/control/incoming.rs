@@ -64,6 +64,8 @@ pub struct MeetingView {
     pub security: ConferenceSecurity,
     /// Whether its media runs SRTP with EKT; `None` until its first admission.
     pub secure: Option<bool>,
+    /// An operator locked it: no one new joins (R31's in-meeting controls).
+    pub locked: bool,
 }
 
 /// What a meeting must be told because of an admission.
@@ -175,6 +177,9 @@ pub fn decide_incoming(
     let Some((policy, mode)) = rules.meeting(call.number) else {
         return reject(Refusal::NoSuchMeeting);
     };
+    if meeting.is_some_and(|m| m.locked) {
+        return reject(Refusal::Locked);
+    }
     // An endpoint is non-secure when it offers only plain RTP (RTP/AVP): that is the
     // meeting policy's question (T4). A secure offer must fit the Device Security mode
     // (T6), a plain one is taken as Non-Secure would, else 488.

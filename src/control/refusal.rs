@@ -41,6 +41,9 @@ pub enum Refusal {
     /// The dialled number is no meeting, and meetings are not made on the fly.
     #[error("no such meeting")]
     NoSuchMeeting,
+    /// An operator locked the meeting (R31's in-meeting controls).
+    #[error("the meeting is locked")]
+    Locked,
     /// The Device Security mode cannot take the offer (T6), or its transport.
     #[error("offer refused: {0}")]
     NotAcceptable(NotAcceptable),
@@ -80,6 +83,8 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Self::NoSuchMeeting => 404,
+            // RFC 3261 §21.4.4: understood, and refused; not worth repeating.
+            Self::Locked => 403,
             Self::NotAcceptable(_)
             | Self::PlainOfferToSecureMeeting
             | Self::OtherKindOfMedia
@@ -109,6 +114,7 @@ impl Refusal {
     pub fn seed_line(&self) -> Option<&SeedLine> {
         match self {
             Self::SecurityMismatch(line) | Self::ReleaseTooOld(line) => Some(line),
+            Self::Locked => None,
             _ => None,
         }
     }

@@ -136,6 +136,7 @@ impl Conference {
             self.view = Some(MeetingView {
                 security: a.security.0.clone(),
                 secure: Some(a.meeting_secure),
+                locked: false,
             });
         }
         d
@@ -320,6 +321,7 @@ fn a_meeting_whose_media_runs_the_other_kind_refuses_the_call() {
     let view = MeetingView {
         security: ConferenceSecurity::new(Policy::NonSecure, 3),
         secure: Some(true),
+        locked: false,
     };
     let rules = with_policy(Policy::NonSecure);
     let d = decide_incoming(
@@ -335,6 +337,35 @@ fn a_meeting_whose_media_runs_the_other_kind_refuses_the_call() {
         9,
     );
     assert_eq!(refused(d), Refusal::OtherKindOfMedia);
+}
+
+#[test]
+fn a_locked_meeting_refuses_a_new_caller_with_403() {
+    let rules = with_policy(Policy::BestEffort);
+    let decide = |locked| {
+        let view = MeetingView {
+            security: ConferenceSecurity::new(Policy::BestEffort, 3),
+            secure: Some(true),
+            locked,
+        };
+        decide_incoming(
+            Incoming {
+                number: "4000",
+                call_id: "x",
+                offer: Some(&dtls_offer()),
+                over_tls: true,
+                user_agent: None,
+            },
+            &rules.rules(),
+            Some(&view),
+            9,
+        )
+    };
+    let refusal = refused(decide(true));
+    assert_eq!(refusal, Refusal::Locked);
+    assert_eq!(refusal.status(), 403);
+    assert_eq!(refusal.warning().as_deref(), Some("the meeting is locked"));
+    admitted(decide(false));
 }
 
 // T6: the Device Security modes.

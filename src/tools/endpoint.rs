@@ -19,9 +19,8 @@ use switch::dtls::{DtlsIdentity, parse_sdp_fingerprint};
 use switch::meeting::LegId;
 use switch::testing::Endpoint;
 use switch::tip::negotiation::Media;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio_rustls::client::TlsStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// How long a simulated endpoint waits before it sends its MUXCTRL again.
 const MUXCTRL_RETRY: Duration = Duration::from_millis(500);
@@ -65,9 +64,14 @@ pub fn peer_policy(data_dir: &Path, subject: &str) -> Result<TlsPolicy, Endpoint
     Ok(TlsPolicy::new(identity, roots))
 }
 
-/// SIP over TLS toward the switch.
+/// A TLS stream, client or server side.
+trait SipStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> SipStream for T {}
+
+/// SIP over TLS with the switch: a connection we opened, or one the switch opened to us
+/// (a trunk peer's side of a dial-out).
 pub struct SipClient {
-    stream: TlsStream<TcpStream>,
+    stream: Box<dyn SipStream>,
     framer: StreamFramer,
     /// Our address (Via, Contact).
     pub local: SocketAddr,
@@ -89,10 +93,40 @@ impl SipClient {
             .connect(rustls::pki_types::ServerName::from(to.ip()), tcp)
             .await?;
         Ok(Self {
-            stream,
+            stream: Box::new(stream),
             framer: StreamFramer::new(65536),
             local,
         })
+    }
+
+    /// Takes the switch's connection on `listener` (we are its trunk peer), presenting
+    /// `policy`'s certificate and requiring the switch's, for `switch_subject`.
+    pub async fn accept(
+        policy: &TlsPolicy,
+        listener: &TcpListener,
+        switch_subject: &str,
+    ) -> Result<Self, EndpointError> {
+        let (tcp, _) = listener.accept().await?;
+        let local = tcp.local_addr()?;
+        let config = policy
+            .server_config(switch_subject)
+            .map_err(|e| EndpointError::Tls(e.to_string()))?;
+        let stream = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await?;
+        Ok(Self {
+            stream: Box::new(stream),
+            framer: StreamFramer::new(65536),
+            local,
+        })
+    }
+
+    /// The next request with `method`, answering nothing before it.
+    pub async fn request(&mut self, method: &str) -> Result<String, EndpointError> {
+        loop {
+            let m = self.recv().await?;
+            if m.starts_with(&format!("{method} ")) {
+                return Ok(m);
+            }
+        }
     }
 
     /// Sends a message.
@@ -343,6 +377,73 @@ impl SimulatedCall {
         if let Some(fp) = fp.filter(|_| !plain) {
             endpoint.start_dtls_toward(Instant::now(), fp, dtls_id);
         }
+        Ok(Self {
+            endpoint,
+            sip,
+            call_id,
+            tag,
+            switch_sdp,
+            sockets,
+            muxctrl_sent: None,
+            speaks_tip: true,
+            fingerprint: dtls_id.sdp_fingerprint(),
+        })
+    }
+
+    /// Answers the switch's INVITE (an operator's dial-out, the switch calling its trunk
+    /// peer, which we are) on `listener`: 200 with our SDP as the answer to the switch's
+    /// offer, the ACK, then DTLS on every line. In-dialog requests we send later carry
+    /// the switch's From tag as our To tag, as [`SimulatedCall::hangup`] expects.
+    pub async fn answer(
+        mut endpoint: Endpoint,
+        policy: &TlsPolicy,
+        listener: &TcpListener,
+        dtls_id: &Arc<DtlsIdentity>,
+    ) -> Result<Self, EndpointError> {
+        endpoint.expect_test_group = false;
+        let mut ports = HashMap::new();
+        let mut local = HashMap::new();
+        for l in &endpoint.lines {
+            for leg in std::iter::once(l.leg).chain(l.rtcp_leg) {
+                let s = UdpSocket::bind("127.0.0.1:0").await?;
+                ports.insert(leg, s.local_addr()?.port());
+                local.insert(leg, s);
+            }
+        }
+        let our_sdp = endpoint_sdp(&endpoint, &ports, &dtls_id.sdp_fingerprint());
+        let mut sip = SipClient::accept(policy, listener, "mswitch").await?;
+        let invite = sip.request("INVITE").await?;
+        let switch_sdp = sdp::parse(body_of(&invite).as_bytes())
+            .map_err(|e| EndpointError::Protocol(format!("the switch's offer: {e}")))?;
+        let call_id = header(&invite, "Call-ID:").to_owned();
+        let tag = header(&invite, "From:")
+            .split(";tag=")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let ok = response(&invite, "200 OK", sip.local, &our_sdp).replacen(
+            &format!("To: {}", header(&invite, "To:")),
+            &format!("To: {};tag=ep-{call_id}", header(&invite, "To:")),
+            1,
+        );
+        sip.send(&ok).await?;
+        sip.request("ACK").await?;
+        let fp = switch_sdp
+            .media
+            .first()
+            .and_then(|m| m.fingerprint.as_deref())
+            .and_then(parse_sdp_fingerprint)
+            .ok_or_else(|| EndpointError::Protocol("no fingerprint from the switch".into()))?;
+        let mut sockets = HashMap::new();
+        for (l, m) in endpoint.lines.iter().zip(&switch_sdp.media) {
+            if let Some(s) = local.remove(&l.leg) {
+                sockets.insert(l.leg, (s, SocketAddr::new(m.address, m.port)));
+            }
+            if let Some(s) = l.rtcp_leg.and_then(|leg| local.remove(&leg)) {
+                sockets.insert(l.rtcp_leg.unwrap_or(l.leg), (s, m.rtcp_addr()));
+            }
+        }
+        endpoint.start_dtls_toward(Instant::now(), fp, dtls_id);
         Ok(Self {
             endpoint,
             sip,

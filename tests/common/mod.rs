@@ -2,10 +2,13 @@
 //! and a capture of everything it logs, for the tests that check the seed's lines.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod https;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use mswitch::app::App;
 use mswitch::config::Config;
@@ -42,20 +45,29 @@ pub fn logged(needle: &str) -> bool {
 /// Whether the application logs `needle` within `secs` seconds (for lines that follow a
 /// message the switch handles after the test sent it).
 pub async fn logged_within(needle: &str, secs: u64) -> bool {
-    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
     while tokio::time::Instant::now() < until {
         if logged(needle) {
             return true;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     logged(needle)
 }
+
+/// The admin accounts a switch of [`switch_with_accounts`] has: (user, password).
+pub const ADMIN: (&str, &str) = ("ops", "correct horse battery staple");
+/// A viewer account.
+pub const VIEWER: (&str, &str) = ("watcher", "a viewer's long password");
 
 /// A running switch.
 pub struct Switch {
     /// Its SIP/TLS address.
     pub sip: SocketAddr,
+    /// Its admin API (HTTPS).
+    pub admin: Option<SocketAddr>,
+    /// Its plain-HTTP redirect.
+    pub admin_redirect: Option<SocketAddr>,
     /// Its data directory (local CA).
     pub dir: PathBuf,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -72,6 +84,16 @@ pub async fn switch(name: &str, ports: &str, meetings: &str, tip_secs: f64) -> S
 /// [`switch`] with `extra` TOML: `[[meeting]]` tables, or a `[sip]` table of its own whose
 /// keys join the test's.
 pub async fn switch_with(name: &str, ports: &str, extra: &str, tip_secs: f64) -> Switch {
+    switch_in(name, ports, extra, tip_secs, false).await
+}
+
+/// [`switch_with`] whose data directory has the accounts [`ADMIN`] and [`VIEWER`] before
+/// the switch starts.
+pub async fn switch_with_accounts(name: &str, ports: &str, extra: &str) -> Switch {
+    switch_in(name, ports, extra, 15.0, true).await
+}
+
+async fn switch_in(name: &str, ports: &str, extra: &str, tip_secs: f64, accounts: bool) -> Switch {
     let _ = logs();
     let (sip_extra, meetings) = match extra.strip_prefix("[sip]\n") {
         Some(rest) => (rest, ""),
@@ -79,15 +101,30 @@ pub async fn switch_with(name: &str, ports: &str, extra: &str, tip_secs: f64) ->
     };
     let dir = std::env::temp_dir().join(format!("mswitch-e2e-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    if accounts {
+        use mswitch::admin::accounts::Role;
+        for ((user, password), role) in [(ADMIN, Role::Admin), (VIEWER, Role::Viewer)] {
+            mswitch::admin::store::set_password(&dir, user, role, password, ("test", "test", 0))
+                .unwrap();
+        }
+    }
     let settings = Config::parse(&format!(
         "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"127.0.0.1:0\"\noptions_interval = 0\n{sip_extra}\
          [tls]\ndata_dir = \"{}\"\n[media]\nports = \"{ports}\"\naddress = \"127.0.0.1\"\nworkers = 2\n\
-         [tip]\nmuxctrl_timeout = {tip_secs}\nspimap_timeout = {tip_secs}\n{meetings}",
-        dir.display()
+         [tip]\nmuxctrl_timeout = {tip_secs}\nspimap_timeout = {tip_secs}\n\
+         {admin}{meetings}",
+        dir.display(),
+        admin = if meetings.contains("[admin]") {
+            ""
+        } else {
+            "[admin]\nhttps = \"127.0.0.1:0\"\nhttp_redirect = \"\"\n"
+        }
     ))
     .unwrap();
     let app = App::start(settings).await.unwrap();
     let sip = app.sip_addr(Transport::Tls).unwrap();
+    let admin = app.admin_addr();
+    let admin_redirect = app.admin_redirect_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(app.run(async {
         let _ = stopped.await;
@@ -95,6 +132,8 @@ pub async fn switch_with(name: &str, ports: &str, extra: &str, tip_secs: f64) ->
     let policy = mswitch::endpoint::peer_policy(&dir, "mswitch-peer").unwrap();
     Switch {
         sip,
+        admin,
+        admin_redirect,
         dir,
         stop,
         running,
@@ -109,4 +148,39 @@ impl Switch {
         self.running.await.unwrap();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Pumps the calls until every line finished TIP (debug builds on a loaded machine can
+/// take seconds for the ECDSA handshakes); false after `secs`.
+pub async fn until_established(calls: &mut [mswitch::endpoint::SimulatedCall], secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if calls
+            .iter()
+            .all(mswitch::endpoint::SimulatedCall::established)
+        {
+            return true;
+        }
+        let now = Instant::now();
+        for c in calls.iter_mut() {
+            c.pump(now).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    false
+}
+
+/// Waits for the switch's BYE on a call, answering it; false if none comes in `secs`.
+pub async fn bye_within(c: &mut mswitch::endpoint::SimulatedCall, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), c.sip.recv()).await else {
+            c.pump(Instant::now()).await;
+            continue;
+        };
+        if m.starts_with("BYE ") {
+            return true;
+        }
+    }
+    false
 }

@@ -233,6 +233,10 @@ impl Agent {
                         "Trunk peer {peer} answered OPTIONS with {c}: it refuses this switch. Check SIP trunk config."
                     )));
                 }
+                self.events.push_back(AgentEvent::KeepAlive {
+                    peer: i,
+                    status: code,
+                });
                 let down = e == TransactionEvent::TimedOut || refused;
                 if (up || down)
                     && let Some(state) = self.peers[i].answered(now, up)

@@ -17,6 +17,11 @@ impl Agent {
         handle
     }
 
+    /// The SIP Call-ID of `call`, while it lasts.
+    pub fn call_id(&self, call: CallHandle) -> Option<&str> {
+        self.calls.get(&call).map(|c| c.call_id.as_str())
+    }
+
     pub(super) fn invite_peer(
         &mut self,
         now: Instant,

@@ -157,6 +157,14 @@ pub enum AgentEvent {
         /// Up or down.
         state: PeerState,
     },
+    /// A trunk peer's answer to an OPTIONS keep-alive (`None`: none came), whatever it
+    /// changed: the operator's "last keep-alive".
+    KeepAlive {
+        /// Its index in the configuration.
+        peer: usize,
+        /// The final status, if one came.
+        status: Option<u16>,
+    },
     /// A line for the operator's log (seed T1 lines: 403, 488, 606, no trunk peer).
     Log(String),
 }

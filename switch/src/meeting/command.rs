@@ -6,6 +6,8 @@
 
 use super::ParticipantId;
 use super::line::LineSetup;
+use super::report::MeetingReport;
+use super::switching::Mode;
 use crate::dtls::DtlsFailure;
 use crate::tip::negotiation::{Failure as TipFailure, Media};
 
@@ -29,6 +31,10 @@ pub enum MeetingCommand {
     SetSecure(bool),
     /// Best-Effort downgrade of a running secure meeting (R38, T1 L3).
     Downgrade,
+    /// Site or segment switching from now on (an operator's action, R31).
+    SetSwitching(Mode),
+    /// Asks for a [`MeetingEvent::Report`] of the meeting as it is now.
+    Report,
 }
 
 impl std::fmt::Debug for MeetingCommand {
@@ -48,6 +54,8 @@ impl std::fmt::Debug for MeetingCommand {
             Self::RemoveParticipant(p) => f.debug_tuple("RemoveParticipant").field(p).finish(),
             Self::SetSecure(s) => f.debug_tuple("SetSecure").field(s).finish(),
             Self::Downgrade => f.write_str("Downgrade"),
+            Self::SetSwitching(m) => f.debug_tuple("SetSwitching").field(m).finish(),
+            Self::Report => f.write_str("Report"),
         }
     }
 }
@@ -96,4 +104,6 @@ pub enum MeetingEvent {
         /// The participants whose lines are still secure.
         participants: Vec<ParticipantId>,
     },
+    /// The answer to [`MeetingCommand::Report`].
+    Report(Box<MeetingReport>),
 }

@@ -27,6 +27,7 @@ use super::command::{MeetingCommand, MeetingEvent};
 use super::displays::Displays;
 use super::line::{Drained, Line, drain_line, flush_tip};
 pub use super::line::{HopKeying, HopKeys, LineSetup, RtcpLeg};
+use super::report::{MeetingReport, ParticipantReport};
 use super::switching::{Switching, SwitchingConfig};
 use super::{CENTER, LegId, ParticipantId, SourceId};
 use crate::demux::{PacketKind as Demux, classify};
@@ -159,6 +160,15 @@ impl Meeting {
             MeetingCommand::RemoveParticipant(p) => self.remove_participant(p),
             MeetingCommand::SetSecure(secure) => self.set_secure(secure),
             MeetingCommand::Downgrade => self.downgrade(now),
+            MeetingCommand::SetSwitching(mode) => {
+                self.switching.set_mode(mode);
+                self.layouts_dirty = true;
+            }
+            MeetingCommand::Report => {
+                let report = self.report();
+                self.events
+                    .push_back(MeetingEvent::Report(Box::new(report)));
+            }
         }
     }
 
@@ -205,6 +215,30 @@ impl Meeting {
         self.events.push_back(MeetingEvent::Downgraded {
             participants: secure_ones,
         });
+    }
+
+    /// The meeting as its operator sees it.
+    pub fn report(&self) -> MeetingReport {
+        let fwd = self.forwarder.stats();
+        MeetingReport {
+            secure: self.secure,
+            mode: self.switching.mode(),
+            speaker: self.speaker,
+            participants: self
+                .participants
+                .iter()
+                .map(|p| ParticipantReport {
+                    id: p.id,
+                    screens: p.screens,
+                    lines: p.lines.iter().map(Line::report).collect(),
+                })
+                .collect(),
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| (r.label(), fwd.dropped(*r)))
+                .collect(),
+            stats: self.stats.clone(),
+        }
     }
 
     /// Whether the meeting runs SRTP with EKT.
@@ -348,6 +382,8 @@ impl Meeting {
             return;
         };
         let line = &mut self.participants[pi].lines[li];
+        line.counters.packets_in += 1;
+        line.counters.bytes_in += data.len() as u64;
         let rtcp_has_own_leg = line.rtcp_leg.is_some();
         let at = Arrival {
             pi,
@@ -451,6 +487,7 @@ impl Meeting {
         let (pi, li) = (at.pi, at.li);
         if self.participants[pi].lines[li].held {
             self.stats.other_security += 1;
+            self.participants[pi].lines[li].counters.held += 1;
             return;
         }
         let from = self.participants[pi].id;
@@ -475,15 +512,26 @@ impl Meeting {
         } else {
             self.forwarder.verify_unprotected(data, appended)
         };
-        let Ok(v) = verified else {
-            return;
+        let v = match verified {
+            Ok(v) => v,
+            Err(reason) => {
+                let i = DropReason::ALL.iter().position(|r| *r == reason);
+                if let Some(n) =
+                    i.and_then(|i| self.participants[pi].lines[li].counters.dropped.get_mut(i))
+                {
+                    *n += 1;
+                }
+                return;
+            }
         };
+        let len = data.len();
         self.ssrc_owner.entry(v.ssrc()).or_insert(from);
         self.receivers.clear();
         if v.kind() == PacketKind::Rtcp {
             // The EKT SDES packet: every other participant's line of the same media.
             for p in self.participants.iter().filter(|p| p.id != from) {
                 for l in p.lines.iter().filter(|l| l.media == media && l.established) {
+                    l.count_sent(len);
                     self.receivers.push(Receiver {
                         id: l.rtcp_leg.unwrap_or(l.leg),
                         csrc: CsrcRewrite::Keep,
@@ -512,6 +560,7 @@ impl Meeting {
                             {
                                 // Heard at its own position on a 3-speaker system, else center.
                                 let speaker = if p.screens >= 3 { position } else { CENTER };
+                                l.count_sent(len);
                                 self.receivers.push(Receiver {
                                     id: l.leg,
                                     csrc: CsrcRewrite::TipScreen(speaker),
@@ -539,7 +588,10 @@ impl Meeting {
                                     .iter()
                                     .find(|l| l.media == Media::Video && l.established)
                             })
-                            .map(|l| l.leg);
+                            .map(|l| {
+                                l.count_sent(len);
+                                l.leg
+                            });
                         if let Some(id) = leg {
                             receivers.push(Receiver {
                                 id,

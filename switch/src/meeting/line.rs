@@ -2,10 +2,12 @@
 //! the TIP negotiation and their timers). The meeting ([`super::core`]) routes media
 //! between lines; this file drives what each line says to its own endpoint.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::command::{LineFailure, MeetingEvent};
+use super::report::{LineCounters, LineKeying, LineReport};
 use super::{LegId, ParticipantId};
 use crate::dtls::{DtlsEvent, DtlsSession};
 use crate::forward::TxBatch;
@@ -79,6 +81,11 @@ pub(super) struct Line {
     /// or a secure endpoint joining a non-secure meeting): it neither takes nor gets media
     /// until its participant is added again with plain lines (R33: never mixed).
     pub(super) held: bool,
+    /// What arrived and what the forwarder dropped (the operator's report).
+    pub(super) counters: LineCounters,
+    /// What the meeting forwarded to the line: counted where the line is picked as a
+    /// receiver, through a shared borrow of the participants.
+    pub(super) sent: Cell<(u64, u64)>,
 }
 
 impl Line {
@@ -116,9 +123,43 @@ impl Line {
             established: false,
             held: plain_control == secure,
             deadline: None,
+            counters: LineCounters::default(),
+            sent: Cell::new((0, 0)),
         };
         line.deadline = line_deadline(&line);
         line
+    }
+}
+
+impl Line {
+    /// Counts a datagram of `len` bytes forwarded to this line.
+    pub(super) fn count_sent(&self, len: usize) {
+        let (packets, bytes) = self.sent.get();
+        self.sent.set((packets + 1, bytes + len as u64));
+    }
+
+    /// The line as its operator sees it.
+    pub(super) fn report(&self) -> LineReport {
+        let (packets_out, bytes_out) = self.sent.get();
+        LineReport {
+            media: self.media,
+            keying: if self.plain_control {
+                LineKeying::Plain
+            } else if self.dtls.is_some() {
+                LineKeying::Dtls
+            } else {
+                LineKeying::Sdes
+            },
+            suite: self.hop.as_ref().map(|h| h.inbound.suite()),
+            tip: self.tip.as_ref().map(Negotiation::state),
+            established: self.established,
+            held: self.held,
+            counters: LineCounters {
+                packets_out,
+                bytes_out,
+                ..self.counters
+            },
+        }
     }
 }
 

@@ -5,11 +5,13 @@
 //! - `core`: the sans-IO [`Meeting`]: participants, media routing, the forwarder.
 //! - `line`: each media line's control plane (per-hop keys, DTLS-SRTP, TIP, timers).
 //! - `command`: the typed interface: [`MeetingCommand`] in, [`MeetingEvent`] out.
+//! - [`report`]: what a meeting tells its operator ([`MeetingCommand::Report`]).
 
 mod command;
 mod core;
 pub mod displays;
 mod line;
+pub mod report;
 pub mod switching;
 
 pub use self::command::{LineFailure, MeetingCommand, MeetingEvent};

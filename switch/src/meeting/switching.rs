@@ -145,6 +145,21 @@ impl Switching {
         }
     }
 
+    /// Site or segment switching.
+    pub fn mode(&self) -> Mode {
+        self.config.mode
+    }
+
+    /// Switches by site or by segment from now on (an operator's choice while the meeting
+    /// runs): the floors start again from the current audio levels.
+    pub fn set_mode(&mut self, mode: Mode) {
+        if self.config.mode != mode {
+            self.config.mode = mode;
+            self.site = Floor::default();
+            self.segments = [Floor::default(); 3];
+        }
+    }
+
     /// Adds a participant with 1 or 3 screens.
     pub fn add_participant(&mut self, id: ParticipantId, screens: u8) {
         self.remove_participant(id);

@@ -1,0 +1,183 @@
+//! What the admin API shows (`/api/v1/...`), as JSON values. Built by the application's
+//! call-control loop from its own state and its meetings' reports; no key material, no
+//! password, nothing a viewer may not read.
+
+use serde::Serialize;
+
+/// `GET /api/v1/system`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemView {
+    /// `mswitch` version.
+    pub version: &'static str,
+    /// Seconds since the start.
+    pub uptime_s: u64,
+    /// Where it listens.
+    pub listeners: Listeners,
+    /// Media worker threads.
+    pub workers: usize,
+    /// Media ports.
+    pub media_ports: PortsView,
+    /// The Device Security mode (T6).
+    pub device_security: String,
+    /// New calls are taken (not draining).
+    pub accepting_calls: bool,
+    /// The certificates in use.
+    pub certificates: Vec<CertificateView>,
+}
+
+/// Listening addresses (`null`: off).
+#[derive(Debug, Clone, Serialize)]
+pub struct Listeners {
+    /// SIP over UDP.
+    pub sip_udp: Option<String>,
+    /// SIP over TCP.
+    pub sip_tcp: Option<String>,
+    /// SIP over TLS.
+    pub sip_tls: Option<String>,
+    /// This API.
+    pub admin_https: Option<String>,
+    /// The redirect to it.
+    pub admin_http_redirect: Option<String>,
+}
+
+/// The media port range.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortsView {
+    /// The configured range.
+    pub range: String,
+    /// In use.
+    pub used: usize,
+    /// Free.
+    pub free: usize,
+}
+
+/// A certificate's summary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CertificateView {
+    /// What it is for (`sip-identity`, `admin-web`, `trust`).
+    pub unit: String,
+    /// Subject DN.
+    pub subject: String,
+    /// Issuer DN.
+    pub issuer: String,
+    /// Not valid after (RFC 3339, UTC).
+    pub not_after: String,
+    /// Days left (negative: expired).
+    pub days_left: i64,
+    /// SHA-256 of the DER, hex.
+    pub sha256: String,
+}
+
+/// `GET /api/v1/peers`: a trunk peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerView {
+    /// Its index (Unified CM1..CM5 order).
+    pub index: usize,
+    /// ip:port.
+    pub address: String,
+    /// udp, tcp or tls.
+    pub transport: String,
+    /// The subject its certificate must carry.
+    pub subject: Option<String>,
+    /// `up`, `down`, or `unknown` before the first keep-alive (or with keep-alives off).
+    pub state: &'static str,
+    /// Unix time of the last change of state.
+    pub since: Option<u64>,
+    /// Unix time of the last OPTIONS outcome, and its status (`null`: no answer).
+    pub last_keepalive: Option<KeepAliveView>,
+}
+
+/// One keep-alive's outcome.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct KeepAliveView {
+    /// Unix time.
+    pub at: u64,
+    /// The status, if one came.
+    pub status: Option<u16>,
+}
+
+/// `GET /api/v1/meetings[/N]`: a meeting that runs, or one that is configured.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeetingView {
+    /// The meeting number.
+    pub number: String,
+    /// The conference id while it runs.
+    pub conf_id: Option<u64>,
+    /// secure, non-secure, best-effort.
+    pub policy: String,
+    /// Configured (file or API) rather than made on the fly.
+    pub configured: bool,
+    /// `secure`, `non-secure`, or `none` before its first call.
+    pub security: &'static str,
+    /// Why it is in that state (its start, or the downgrade that changed it).
+    pub security_reason: Option<String>,
+    /// site or segment.
+    pub switching: String,
+    /// Refuses new callers.
+    pub locked: bool,
+    /// The current site speaker (participant id).
+    pub speaker: Option<u32>,
+    /// Its participants.
+    pub participants: Vec<ParticipantView>,
+    /// The forwarder's drops by reason (the whole meeting).
+    pub dropped: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// A participant (one call).
+#[derive(Debug, Clone, Serialize)]
+pub struct ParticipantView {
+    /// Its id in the meeting (what kick takes).
+    pub id: u32,
+    /// Its SIP Call-ID.
+    pub call_id: String,
+    /// `in` (it called) or `out` (dialled by the switch).
+    pub direction: &'static str,
+    /// Its media address (the first line's).
+    pub remote: Option<String>,
+    /// Unix time of its join.
+    pub joined_at: u64,
+    /// The call is up and its media joined.
+    pub joined: bool,
+    /// 1 or 3 screens.
+    pub screens: Option<u8>,
+    /// Its lock icon (TIP: secure media on every line).
+    pub lock_icon: bool,
+    /// Per media line.
+    pub lines: Vec<LineView>,
+}
+
+/// A media line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineView {
+    /// audio or video.
+    pub media: &'static str,
+    /// dtls, sdes or none.
+    pub keying: &'static str,
+    /// The per-hop SRTP profile (DTLS-SRTP's negotiated one, or the SDES suite).
+    pub srtp_profile: Option<&'static str>,
+    /// The TIP state: dtls-handshake, muxctrl, spimap, established, failed.
+    pub tip: &'static str,
+    /// Held for its re-INVITE to RTP/AVP (a downgrade).
+    pub held: bool,
+    /// Datagrams in.
+    pub packets_in: u64,
+    /// Bytes in.
+    pub bytes_in: u64,
+    /// Packets forwarded to it.
+    pub packets_out: u64,
+    /// Their bytes (as received).
+    pub bytes_out: u64,
+    /// Its media dropped, by reason (only reasons that happened).
+    pub dropped: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// `GET /api/v1/status`: what the status page shows, in one request.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusView {
+    /// The system.
+    pub system: SystemView,
+    /// The trunk peers.
+    pub peers: Vec<PeerView>,
+    /// Running and configured meetings.
+    pub meetings: Vec<MeetingView>,
+}
