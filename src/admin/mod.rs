@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod certinfo;
+pub mod fuzzing;
 pub mod http;
 pub mod meetings;
 pub mod request;

@@ -538,10 +538,17 @@ pub(super) fn start_admin(
         app: tx,
     });
     let server = http::start(https, admin.http_redirect, tls, state)?;
+    let url = if server.https.ip().is_unspecified() {
+        format!(
+            "https://127.0.0.1:{0}/ on this machine, https://THIS-HOST:{0}/ from others",
+            server.https.port()
+        )
+    } else {
+        format!("https://{}/", server.https)
+    };
     info!(
         https = %server.https, http_redirect = ?server.http_redirect,
-        "status page and admin API: https://{}/ (sign in with an account of data_dir/accounts.json)",
-        server.https
+        "status page and admin API: {url} (sign in with an account of data_dir/accounts.json; the certificate is the switch's, from data_dir/ca.pem)"
     );
     side.requests = Some(rx);
     side.server = Some(server);

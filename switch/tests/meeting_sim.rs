@@ -645,3 +645,73 @@ fn a_late_joiner_starts_at_an_idr_even_when_the_refresh_came_before_its_tip() {
         first.2
     );
 }
+
+/// What a meeting tells its operator (issue 16): per participant and line the keying,
+/// the TIP state, packets in and forwarded out, and drops by reason; the switching mode an
+/// operator set.
+#[test]
+fn the_report_counts_each_lines_traffic_and_drops_by_reason() {
+    use switch::meeting::MeetingCommand;
+    use switch::meeting::report::LineKeying;
+    use switch::tip::negotiation::State;
+    let mut sim = Sim::new(Mode::Site, &[(1, 1), (2, 1)]);
+    assert_eq!(sim.negotiate(), 4);
+    // B talks, then A: each is shown to the other (the speaker sees the previous one).
+    for levels in [[5, 60], [60, 5]] {
+        for _ in 0..150 {
+            sim.media_tick(&levels, true);
+        }
+    }
+    // A datagram with B's audio SSRC and a tag that does not verify.
+    let b_audio = sim.endpoints[1]
+        .lines
+        .iter()
+        .find(|l| l.media == Media::Audio)
+        .unwrap();
+    let (leg, ssrc) = (b_audio.leg, b_audio.sources[0].1);
+    let mut forged = vec![0x80, 96, 0xff, 0x00, 0, 0, 0, 1];
+    forged.extend_from_slice(&ssrc.to_be_bytes());
+    forged.extend_from_slice(&[0x5a; 40]);
+    sim.send(leg, &forged);
+
+    let now = sim.now;
+    sim.meeting.handle_command(now, MeetingCommand::SetSwitching(Mode::Segment));
+    sim.meeting.handle_command(now, MeetingCommand::Report);
+    let report = std::iter::from_fn(|| sim.meeting.poll_event())
+        .find_map(|e| match e {
+            MeetingEvent::Report(r) => Some(r),
+            _ => None,
+        })
+        .expect("a report");
+    assert!(report.secure);
+    assert_eq!(report.mode, Mode::Segment);
+    assert_eq!(report.participants.len(), 2);
+    for p in &report.participants {
+        assert_eq!(p.lines.len(), 2);
+        for l in &p.lines {
+            assert_eq!(l.keying, LineKeying::Sdes);
+            assert!(l.suite.is_some());
+            assert_eq!(l.tip, Some(State::Established));
+            assert!(l.established && !l.held);
+            assert!(l.counters.packets_in > 50, "{:?}", l.counters);
+            assert!(l.counters.bytes_in > l.counters.packets_in * 12);
+            assert!(
+                l.counters.packets_out > 10,
+                "participant {} {:?}: {:?}",
+                p.id,
+                l.media,
+                l.counters
+            );
+        }
+    }
+    let b = &report.participants[1];
+    let audio = b.lines.iter().find(|l| l.media == Media::Audio).unwrap();
+    // Counted on its line, under the forwarder's reason (a short EKT tag that does not
+    // parse: `malformed`), and in the meeting's totals.
+    assert_eq!(audio.counters.dropped.iter().sum::<u64>(), 1, "{:?}", audio.counters);
+    let i = audio.counters.dropped.iter().position(|n| *n == 1).unwrap();
+    let label = switch::forward::DropReason::ALL[i].label();
+    assert!(report.dropped.contains(&(label, 1)), "{label}: {:?}", report.dropped);
+    let a = &report.participants[0];
+    assert!(a.lines.iter().all(|l| l.counters.dropped.iter().sum::<u64>() == 0));
+}

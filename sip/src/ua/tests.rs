@@ -497,12 +497,24 @@ fn options_keepalives_mark_peers_down_and_up() {
         );
     h.deliver(&response);
     h.advance(Duration::from_secs(33));
+    // Every keep-alive's outcome is reported (the admin API's "last keep-alive"), and a
+    // change of state besides.
     assert_eq!(
         h.events(),
-        vec![AgentEvent::Peer {
-            peer: 1,
-            state: PeerState::Down
-        }]
+        vec![
+            AgentEvent::KeepAlive {
+                peer: 0,
+                status: Some(200)
+            },
+            AgentEvent::KeepAlive {
+                peer: 1,
+                status: None
+            },
+            AgentEvent::Peer {
+                peer: 1,
+                state: PeerState::Down
+            }
+        ]
     );
     assert_eq!(h.agent.peer_state(0), Some(PeerState::Up));
     assert_eq!(h.agent.peer_state(1), Some(PeerState::Down));

@@ -45,7 +45,7 @@ fn peer(parts: &Parts) -> SocketAddr {
 }
 
 /// The session token of a request, and whether it came in the cookie.
-fn token_of(headers: &HeaderMap) -> Option<(String, bool)> {
+pub(crate) fn token_of(headers: &HeaderMap) -> Option<(String, bool)> {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let t = v.strip_prefix("Bearer ")?;

@@ -32,7 +32,7 @@ pub async fn style() -> Response {
 
 /// The host a plain-HTTP request named, without its port, if it is a plausible host name
 /// or address (never echoed otherwise: no header injection into the Location).
-fn requested_host(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn requested_host(headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let name = if let Some(rest) = host.strip_prefix('[') {
         format!("[{}]", rest.split(']').next()?)
