@@ -224,9 +224,30 @@ async fn sign_in_roles_csrf_lockout_and_the_audit_log() {
             )),
         "{redirect}"
     );
+    // Only the ECDHE AES-GCM suites (T3b): a client offering only ChaCha20 gets nowhere.
+    assert!(
+        chacha_only_handshake(sw.admin.unwrap(), &sw.dir)
+            .await
+            .is_err()
+    );
     // And the HTTPS port never answers in clear.
     let clear = clear_text_request(sw.admin.unwrap()).await;
     assert!(!clear.contains("HTTP/1.1 200"), "{clear}");
+
+    // A new password set from the command line while the switch runs: the sessions
+    // signed in before end, the old password no longer signs in, the new one does.
+    mswitch::admin::store::set_password(
+        &sw.dir,
+        ADMIN.0,
+        mswitch::admin::accounts::Role::Admin,
+        "an entirely new passphrase",
+        ("cli", "test", 0),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(api.get("/api/v1/status", &admin).await.status, 401);
+    assert_eq!(api.login(ADMIN.0, ADMIN.1).await.status, 401);
+    api.token(ADMIN.0, "an entirely new passphrase").await;
 
     let log = audit(&sw);
     for needle in [
@@ -255,6 +276,34 @@ async fn redirect_of(addr: std::net::SocketAddr) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+async fn chacha_only_handshake(
+    addr: std::net::SocketAddr,
+    data_dir: &std::path::Path,
+) -> std::io::Result<()> {
+    use rustls::crypto::ring::{cipher_suite, default_provider};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in sip::tls::load_certificates(&data_dir.join("ca.pem")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+            cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..default_provider()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(rustls::pki_types::ServerName::from(addr.ip()), tcp)
+        .await
+        .map(|_| ())
 }
 
 async fn clear_text_request(addr: std::net::SocketAddr) -> String {

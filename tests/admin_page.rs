@@ -37,8 +37,7 @@ impl Browser {
     /// Starts chromium trusting exactly the certificate whose SubjectPublicKeyInfo hashes
     /// to `spki_sha256` (base64), as a browser pinned to the switch would.
     fn start(binary: &str, spki_sha256: &str) -> Self {
-        let profile =
-            std::env::temp_dir().join(format!("mswitch-chromium-{}", std::process::id()));
+        let profile = std::env::temp_dir().join(format!("mswitch-chromium-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         // The pipe: descriptor 3 is what chromium reads (our stdin pipe), 4 what it writes
         // (our stdout pipe); its own stdin and stdout go nowhere.
@@ -244,7 +243,11 @@ async fn the_status_page_shows_the_meeting_and_a_kick_without_a_reload() {
         "{shown}"
     );
     assert_eq!(shown[0]["participants"], json!([a, b]), "{shown}");
-    assert_eq!(shown[0]["kick_buttons"], json!(2), "an admin sees the actions");
+    assert_eq!(
+        shown[0]["kick_buttons"],
+        json!(2),
+        "an admin sees the actions"
+    );
 
     // A kick through the API: the page drops the participant on its own.
     let api = Https::new(admin, &sw.dir);

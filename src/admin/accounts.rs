@@ -130,6 +130,19 @@ impl Accounts {
         self.accounts.get(user).map(|a| a.role)
     }
 
+    /// What a session of `user` was signed in under: a digest of its role and password
+    /// hash. A session whose account's credential changed since (a new password, another
+    /// role, the account gone) ends.
+    pub fn credential(&self, user: &str) -> Option<[u8; 32]> {
+        let a = self.accounts.get(user)?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&[a.role as u8]);
+        ctx.update(a.hash.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        Some(out)
+    }
+
     /// Sets `user`'s password and role (creating the account), hashed with argon2id and
     /// `salt` (16 random bytes from the caller). The failures and the lockout are reset.
     pub fn set_password(

@@ -23,7 +23,7 @@ pub fn admin_input(data: &[u8]) {
     }
     let _ = requested_host(&headers);
     let mut sessions = Sessions::new(SessionPolicy::default());
-    let issued = sessions.issue("ops", Role::Admin, 1, [7; 64]);
+    let issued = sessions.issue(("ops", Role::Admin, [0; 32]), 1, [7; 64]);
     if let Some((token, _)) = token_of(&headers) {
         let opened = sessions.check(&token, 2);
         assert!(

@@ -40,6 +40,8 @@ pub struct Session {
     pub user: String,
     /// Its role at login.
     pub role: Role,
+    /// The account's credential at login ([`Accounts::credential`](super::accounts::Accounts::credential)).
+    pub credential: [u8; 32],
     csrf: [u8; 32],
     created: u64,
     last_used: u64,
@@ -110,8 +112,14 @@ impl Sessions {
         }
     }
 
-    /// A session for `user` at Unix time `now`, its token and CSRF token made of `random`.
-    pub fn issue(&mut self, user: &str, role: Role, now: u64, random: [u8; 64]) -> Issued {
+    /// A session for `user` (signed in as `role` under `credential`) at Unix time `now`,
+    /// its token and CSRF token made of `random`.
+    pub fn issue(
+        &mut self,
+        (user, role, credential): (&str, Role, [u8; 32]),
+        now: u64,
+        random: [u8; 64],
+    ) -> Issued {
         self.expire(now);
         while self.by_hash.len() >= self.policy.max_sessions.max(1) {
             let oldest = self
@@ -133,6 +141,7 @@ impl Sessions {
             Session {
                 user: user.to_owned(),
                 role,
+                credential,
                 csrf,
                 created: now,
                 last_used: now,
@@ -216,7 +225,7 @@ mod tests {
             max_secs: 100,
             max_sessions: 8,
         });
-        let issued = s.issue("ops", Role::Admin, 1000, random(1));
+        let issued = s.issue(("ops", Role::Admin, [0; 32]), 1000, random(1));
         let session = s.check(&issued.token, 1005).unwrap();
         assert_eq!((session.user.as_str(), session.role), ("ops", Role::Admin));
         assert!(session.csrf_matches(&issued.csrf));
@@ -232,12 +241,12 @@ mod tests {
         assert!(s.check(&issued.token, 1025).is_none(), "idle 11 s > 10 s");
         assert!(s.check(&issued.token, 1015).is_none(), "gone for good");
 
-        let issued = s.issue("ops", Role::Admin, 2000, random(2));
+        let issued = s.issue(("ops", Role::Admin, [0; 32]), 2000, random(2));
         s.revoke(&issued.token);
         assert!(s.check(&issued.token, 2001).is_none());
 
-        let a = s.issue("ops", Role::Admin, 3000, random(3));
-        let b = s.issue("view", Role::Viewer, 3000, random(4));
+        let a = s.issue(("ops", Role::Admin, [0; 32]), 3000, random(3));
+        let b = s.issue(("view", Role::Viewer, [0; 32]), 3000, random(4));
         s.revoke_user("ops");
         assert!(s.check(&a.token, 3001).is_none());
         assert!(s.check(&b.token, 3001).is_some());
@@ -252,7 +261,7 @@ mod tests {
             max_secs: 30,
             max_sessions: 8,
         });
-        let issued = s.issue("ops", Role::Admin, 0, random(1));
+        let issued = s.issue(("ops", Role::Admin, [0; 32]), 0, random(1));
         for t in [9, 18, 27] {
             assert!(s.check(&issued.token, t).is_some());
         }
@@ -266,9 +275,9 @@ mod tests {
             max_secs: 100,
             max_sessions: 2,
         });
-        let first = s.issue("a", Role::Viewer, 1, random(1));
-        let _ = s.issue("b", Role::Viewer, 2, random(2));
-        let third = s.issue("c", Role::Viewer, 3, random(3));
+        let first = s.issue(("a", Role::Viewer, [0; 32]), 1, random(1));
+        let _ = s.issue(("b", Role::Viewer, [0; 32]), 2, random(2));
+        let third = s.issue(("c", Role::Viewer, [0; 32]), 3, random(3));
         assert_eq!(s.len(), 2);
         assert!(s.check(&first.token, 4).is_none(), "the oldest made room");
         assert!(s.check(&third.token, 4).is_some());

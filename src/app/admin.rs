@@ -532,7 +532,7 @@ pub(super) fn start_admin(
     let tls = sip::tls::https_server_config(identity).map_err(crate::certs::CertError::from)?;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let state = std::sync::Arc::new(http::state::AdminState {
-        accounts: std::sync::Mutex::new(accounts),
+        accounts: std::sync::Mutex::new(http::state::AccountsCache::new(accounts, admin.passwords)),
         sessions: std::sync::Mutex::new(crate::admin::sessions::Sessions::new(admin.sessions)),
         data_dir: dir,
         app: tx,

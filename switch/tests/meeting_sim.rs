@@ -675,7 +675,8 @@ fn the_report_counts_each_lines_traffic_and_drops_by_reason() {
     sim.send(leg, &forged);
 
     let now = sim.now;
-    sim.meeting.handle_command(now, MeetingCommand::SetSwitching(Mode::Segment));
+    sim.meeting
+        .handle_command(now, MeetingCommand::SetSwitching(Mode::Segment));
     sim.meeting.handle_command(now, MeetingCommand::Report);
     let report = std::iter::from_fn(|| sim.meeting.poll_event())
         .find_map(|e| match e {
@@ -708,10 +709,23 @@ fn the_report_counts_each_lines_traffic_and_drops_by_reason() {
     let audio = b.lines.iter().find(|l| l.media == Media::Audio).unwrap();
     // Counted on its line, under the forwarder's reason (a short EKT tag that does not
     // parse: `malformed`), and in the meeting's totals.
-    assert_eq!(audio.counters.dropped.iter().sum::<u64>(), 1, "{:?}", audio.counters);
+    assert_eq!(
+        audio.counters.dropped.iter().sum::<u64>(),
+        1,
+        "{:?}",
+        audio.counters
+    );
     let i = audio.counters.dropped.iter().position(|n| *n == 1).unwrap();
     let label = switch::forward::DropReason::ALL[i].label();
-    assert!(report.dropped.contains(&(label, 1)), "{label}: {:?}", report.dropped);
+    assert!(
+        report.dropped.contains(&(label, 1)),
+        "{label}: {:?}",
+        report.dropped
+    );
     let a = &report.participants[0];
-    assert!(a.lines.iter().all(|l| l.counters.dropped.iter().sum::<u64>() == 0));
+    assert!(
+        a.lines
+            .iter()
+            .all(|l| l.counters.dropped.iter().sum::<u64>() == 0)
+    );
 }

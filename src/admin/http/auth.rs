@@ -74,6 +74,18 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
             .map_err(|_| ApiError::internal("sessions"))?
             .check(&token, unix_now())
             .ok_or_else(ApiError::unauthorized)?;
+        // The account as the file has it now: a new password, another role or the
+        // account's removal (`mswitch admin passwd` while the switch runs) ends the
+        // sessions signed in before.
+        let current = state
+            .with_accounts(false, |a| a.credential(&session.user))
+            .ok_or_else(|| ApiError::internal("accounts"))?;
+        if current != Some(session.credential) {
+            if let Ok(mut s) = state.sessions.lock() {
+                s.revoke_user(&session.user);
+            }
+            return Err(ApiError::unauthorized());
+        }
         let changes = !matches!(parts.method, Method::GET | Method::HEAD);
         if changes && via_cookie {
             let presented = parts
@@ -156,17 +168,17 @@ pub async fn login(
         let state = state.clone();
         let user = user.clone();
         tokio::task::spawn_blocking(move || {
-            let mut accounts = state.accounts.lock().map_err(|_| ())?;
-            let r = accounts.login(&user, &body.password, now);
-            state.save_accounts(&accounts);
-            Ok::<_, ()>(r)
+            state.with_accounts(true, |a| {
+                a.login(&user, &body.password, now)
+                    .map(|role| (role, a.credential(&user).unwrap_or_default()))
+            })
         })
         .await
         .map_err(|_| ApiError::internal("login"))?
-        .map_err(|()| ApiError::internal("accounts"))?
+        .ok_or_else(|| ApiError::internal("accounts"))?
     };
-    let role = match checked {
-        Ok(role) => role,
+    let (role, credential) = match checked {
+        Ok(signed_in) => signed_in,
         Err(LoginError::Wrong) => {
             state.audit(&user, from, "login", "wrong user or password");
             return Err(ApiError::new(
@@ -196,7 +208,7 @@ pub async fn login(
             .lock()
             .map_err(|_| ApiError::internal("sessions"))?;
         (
-            sessions.issue(&user, role, now, random),
+            sessions.issue((&user, role, credential), now, random),
             sessions.policy().idle_secs,
         )
     };

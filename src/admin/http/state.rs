@@ -7,17 +7,40 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
-use crate::admin::accounts::Accounts;
+use crate::admin::accounts::{Accounts, PasswordPolicy};
 use crate::admin::audit::{self, AuditEntry};
 use crate::admin::request::AdminRequest;
 use crate::admin::sessions::Sessions;
 use crate::admin::store;
 
+/// The accounts as last read from `accounts.json`: `mswitch admin passwd` changes the file
+/// while the switch runs, and the file is what counts (read again when it changed, looked
+/// at no more than once a second).
+#[derive(Debug)]
+pub struct AccountsCache {
+    accounts: Accounts,
+    policy: PasswordPolicy,
+    modified: Option<std::time::SystemTime>,
+    looked: Option<std::time::Instant>,
+}
+
+impl AccountsCache {
+    /// As loaded at start.
+    pub fn new(accounts: Accounts, policy: PasswordPolicy) -> Self {
+        Self {
+            accounts,
+            policy,
+            modified: None,
+            looked: None,
+        }
+    }
+}
+
 /// The shared state.
 #[derive(Debug)]
 pub struct AdminState {
     /// The accounts (their failure counts change at every login).
-    pub accounts: Mutex<Accounts>,
+    pub accounts: Mutex<AccountsCache>,
     /// Live sessions.
     pub sessions: Mutex<Sessions>,
     /// accounts.json and audit.log live here.
@@ -57,10 +80,34 @@ impl AdminState {
         }
     }
 
-    /// Writes the accounts file after a login changed failure counts or a lockout.
-    pub fn save_accounts(&self, accounts: &Accounts) {
-        if let Err(e) = store::save(&self.data_dir, accounts) {
-            tracing::error!("accounts file: {e}");
+    /// Runs `f` on the accounts as the file now has them; with `save`, writes them back
+    /// after (a login changes failure counts and lockouts). `None` if the lock is poisoned.
+    pub fn with_accounts<R>(&self, save: bool, f: impl FnOnce(&mut Accounts) -> R) -> Option<R> {
+        let mut cache = self.accounts.lock().ok()?;
+        let path = self.data_dir.join(store::ACCOUNTS);
+        let stale = cache
+            .looked
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+        if stale || save {
+            cache.looked = Some(std::time::Instant::now());
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            if modified != cache.modified {
+                match store::load_with(&self.data_dir, cache.policy) {
+                    Ok(a) => {
+                        cache.accounts = a;
+                        cache.modified = modified;
+                    }
+                    Err(e) => tracing::error!("accounts file: {e} (the accounts read before stay)"),
+                }
+            }
         }
+        let r = f(&mut cache.accounts);
+        if save {
+            if let Err(e) = store::save(&self.data_dir, &cache.accounts) {
+                tracing::error!("accounts file: {e}");
+            }
+            cache.modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        }
+        Some(r)
     }
 }
