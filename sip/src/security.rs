@@ -73,6 +73,16 @@ impl DeviceSecurity {
         })
     }
 
+    /// The configuration value (the inverse of [`DeviceSecurity::parse`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EncryptedWithSdpKeys => "encrypted-with-sdp-keys",
+            Self::EncryptedWithoutSdpKeys => "encrypted-without-sdp-keys",
+            Self::NonSecure => "non-secure",
+            Self::NonSecureMediaEncryption => "non-secure-media-encryption",
+        }
+    }
+
     /// Whether SIP must come over TLS.
     pub fn requires_tls(self) -> bool {
         matches!(
@@ -183,6 +193,21 @@ mod tests {
         "AES_CM_128_HMAC_SHA1_80",
         "AES_CM_128_HMAC_SHA1_32",
     ];
+
+    #[test]
+    fn a_mode_is_named_as_configured() {
+        for name in [
+            "encrypted-with-sdp-keys",
+            "encrypted-without-sdp-keys",
+            "non-secure",
+            "non-secure-media-encryption",
+        ] {
+            assert_eq!(
+                DeviceSecurity::parse(name).map(DeviceSecurity::name),
+                Some(name)
+            );
+        }
+    }
 
     fn line(proto: &str, extra: &str) -> MediaOffer {
         let body = format!(

@@ -113,3 +113,37 @@ impl AdminConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(toml_text: &str) -> Result<AdminSettings, (&'static str, String)> {
+        toml::from_str::<AdminConfig>(toml_text).unwrap().check()
+    }
+
+    #[test]
+    fn the_defaults_are_the_seeds_ports_and_bad_values_name_their_key() {
+        let d = check("").unwrap();
+        assert_eq!(d.https, Some("0.0.0.0:443".parse().unwrap()));
+        assert_eq!(d.http_redirect, Some("0.0.0.0:80".parse().unwrap()));
+        assert_eq!(d.identity, None);
+        assert_eq!(d.sessions.idle_secs, 1800);
+        let off = check("https = \"\"\nhttp_redirect = \"\"\n").unwrap();
+        assert_eq!((off.https, off.http_redirect), (None, None));
+        for (bad, key) in [
+            ("https = \"443\"", "admin.https"),
+            ("https = \"\"", "admin.http_redirect"),
+            ("certificate = \"web.pem\"", "admin.certificate"),
+            ("session_idle_minutes = 0", "admin.session_idle_minutes"),
+            ("max_failed_logins = 0", "admin.max_failed_logins"),
+            ("lockout_seconds = 0", "admin.lockout_seconds"),
+        ] {
+            assert_eq!(check(bad).unwrap_err().0, key, "{bad}");
+        }
+        assert!(
+            toml::from_str::<AdminConfig>("htps = \"x\"").is_err(),
+            "unknown keys"
+        );
+    }
+}

@@ -135,7 +135,7 @@ impl App {
                 used,
                 free: total.saturating_sub(used),
             },
-            device_security: format!("{:?}", self.settings.security),
+            device_security: self.settings.security.name().into(),
             accepting_calls: true,
             certificates: self
                 .admin

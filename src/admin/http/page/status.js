@@ -75,7 +75,7 @@ function meetingView(m) {
   const head = el("h3", {},
     el("span", { class: "number" }, m.number),
     el("span", { class: "security " + m.security, "data-security": m.security, title: m.security_reason || "" }, icon),
-    el("span", { class: "badge" }, m.policy),
+    el("span", { class: "badge" }, "policy " + m.policy),
     el("span", { class: "badge" }, m.switching + " switching"),
     m.locked ? el("span", { class: "badge locked", "data-locked": "true" }, "locked") : null,
     m.conf_id === null ? el("span", { class: "badge" }, "not running") : null);
