@@ -270,6 +270,43 @@ pub fn endpoint_sdp(ep: &Endpoint, ports: &HashMap<LegId, u16>, fingerprint: &st
     s
 }
 
+/// Per leg of `endpoint`'s lines, a bound loopback socket; and our SDP with their ports.
+async fn bind_lines(
+    endpoint: &Endpoint,
+    dtls_id: &Arc<DtlsIdentity>,
+) -> Result<(HashMap<LegId, UdpSocket>, String), EndpointError> {
+    let mut ports = HashMap::new();
+    let mut local = HashMap::new();
+    for l in &endpoint.lines {
+        for leg in std::iter::once(l.leg).chain(l.rtcp_leg) {
+            let s = UdpSocket::bind("127.0.0.1:0").await?;
+            ports.insert(leg, s.local_addr()?.port());
+            local.insert(leg, s);
+        }
+    }
+    let sdp = endpoint_sdp(endpoint, &ports, &dtls_id.sdp_fingerprint());
+    Ok((local, sdp))
+}
+
+/// Each line's sockets with the switch's address from its SDP: without rtcp-mux, RTCP
+/// goes to the switch's a=rtcp, else its port + 1.
+fn toward_switch(
+    endpoint: &Endpoint,
+    mut local: HashMap<LegId, UdpSocket>,
+    switch_sdp: &Description,
+) -> HashMap<LegId, (UdpSocket, SocketAddr)> {
+    let mut sockets = HashMap::new();
+    for (l, m) in endpoint.lines.iter().zip(&switch_sdp.media) {
+        if let Some(s) = local.remove(&l.leg) {
+            sockets.insert(l.leg, (s, SocketAddr::new(m.address, m.port)));
+        }
+        if let Some(s) = l.rtcp_leg.and_then(|leg| local.remove(&leg)) {
+            sockets.insert(l.rtcp_leg.unwrap_or(l.leg), (s, m.rtcp_addr()));
+        }
+    }
+    sockets
+}
+
 /// One endpoint in a call with the switch.
 pub struct SimulatedCall {
     /// The TIP endpoint.
@@ -305,16 +342,7 @@ impl SimulatedCall {
         dtls_id: &Arc<DtlsIdentity>,
     ) -> Result<Self, EndpointError> {
         endpoint.expect_test_group = false;
-        let mut ports = HashMap::new();
-        let mut local = HashMap::new();
-        for l in &endpoint.lines {
-            for leg in std::iter::once(l.leg).chain(l.rtcp_leg) {
-                let s = UdpSocket::bind("127.0.0.1:0").await?;
-                ports.insert(leg, s.local_addr()?.port());
-                local.insert(leg, s);
-            }
-        }
-        let our_sdp = endpoint_sdp(&endpoint, &ports, &dtls_id.sdp_fingerprint());
+        let (local, our_sdp) = bind_lines(&endpoint, dtls_id).await?;
         let mut sip = SipClient::connect(policy, sip_addr, "mswitch").await?;
         let call_id = format!(
             "ep{}-{}",
@@ -364,16 +392,7 @@ impl SimulatedCall {
                 "no fingerprint from the switch".into(),
             ));
         }
-        let mut sockets = HashMap::new();
-        for (l, m) in endpoint.lines.iter().zip(&switch_sdp.media) {
-            if let Some(s) = local.remove(&l.leg) {
-                sockets.insert(l.leg, (s, SocketAddr::new(m.address, m.port)));
-            }
-            // Without rtcp-mux, RTCP goes to the switch's a=rtcp, else its port + 1.
-            if let Some(s) = l.rtcp_leg.and_then(|leg| local.remove(&leg)) {
-                sockets.insert(l.rtcp_leg.unwrap_or(l.leg), (s, m.rtcp_addr()));
-            }
-        }
+        let sockets = toward_switch(&endpoint, local, &switch_sdp);
         if let Some(fp) = fp.filter(|_| !plain) {
             endpoint.start_dtls_toward(Instant::now(), fp, dtls_id);
         }
@@ -401,16 +420,7 @@ impl SimulatedCall {
         dtls_id: &Arc<DtlsIdentity>,
     ) -> Result<Self, EndpointError> {
         endpoint.expect_test_group = false;
-        let mut ports = HashMap::new();
-        let mut local = HashMap::new();
-        for l in &endpoint.lines {
-            for leg in std::iter::once(l.leg).chain(l.rtcp_leg) {
-                let s = UdpSocket::bind("127.0.0.1:0").await?;
-                ports.insert(leg, s.local_addr()?.port());
-                local.insert(leg, s);
-            }
-        }
-        let our_sdp = endpoint_sdp(&endpoint, &ports, &dtls_id.sdp_fingerprint());
+        let (local, our_sdp) = bind_lines(&endpoint, dtls_id).await?;
         let mut sip = SipClient::accept(policy, listener, "mswitch").await?;
         let invite = sip.request("INVITE").await?;
         let switch_sdp = sdp::parse(body_of(&invite).as_bytes())
@@ -434,15 +444,7 @@ impl SimulatedCall {
             .and_then(|m| m.fingerprint.as_deref())
             .and_then(parse_sdp_fingerprint)
             .ok_or_else(|| EndpointError::Protocol("no fingerprint from the switch".into()))?;
-        let mut sockets = HashMap::new();
-        for (l, m) in endpoint.lines.iter().zip(&switch_sdp.media) {
-            if let Some(s) = local.remove(&l.leg) {
-                sockets.insert(l.leg, (s, SocketAddr::new(m.address, m.port)));
-            }
-            if let Some(s) = l.rtcp_leg.and_then(|leg| local.remove(&leg)) {
-                sockets.insert(l.rtcp_leg.unwrap_or(l.leg), (s, m.rtcp_addr()));
-            }
-        }
+        let sockets = toward_switch(&endpoint, local, &switch_sdp);
         endpoint.start_dtls_toward(Instant::now(), fp, dtls_id);
         Ok(Self {
             endpoint,

@@ -154,21 +154,27 @@ fn number_of(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError>
     }
 }
 
+/// An action on the meeting of the path: checked number, then [`act`].
+async fn on_meeting(
+    state: &AdminState,
+    caller: &Caller,
+    number: Result<Path<String>, PathRejection>,
+    action: impl FnOnce(String) -> Action,
+) -> Result<Response, ApiError> {
+    let number = number_of(number)?;
+    act(state, caller, action(number)).await
+}
+
 /// `POST /api/v1/meetings/{number}/lock`.
 pub async fn lock(
     State(state): State<Arc<AdminState>>,
     AdminCaller(caller): AdminCaller,
     number: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let number = number_of(number)?;
-    act(
-        &state,
-        &caller,
-        Action::Lock {
-            number,
-            locked: true,
-        },
-    )
+    on_meeting(&state, &caller, number, |number| Action::Lock {
+        number,
+        locked: true,
+    })
     .await
 }
 
@@ -178,15 +184,10 @@ pub async fn unlock(
     AdminCaller(caller): AdminCaller,
     number: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let number = number_of(number)?;
-    act(
-        &state,
-        &caller,
-        Action::Lock {
-            number,
-            locked: false,
-        },
-    )
+    on_meeting(&state, &caller, number, |number| Action::Lock {
+        number,
+        locked: false,
+    })
     .await
 }
 
@@ -196,8 +197,7 @@ pub async fn end(
     AdminCaller(caller): AdminCaller,
     number: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let number = number_of(number)?;
-    act(&state, &caller, Action::End { number }).await
+    on_meeting(&state, &caller, number, |number| Action::End { number }).await
 }
 
 /// `PUT /api/v1/meetings/{number}/switching` body.
@@ -316,8 +316,10 @@ pub async fn delete_meeting(
     AdminCaller(caller): AdminCaller,
     number: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let number = number_of(number)?;
-    act(&state, &caller, Action::DeleteMeeting { number }).await
+    on_meeting(&state, &caller, number, |number| Action::DeleteMeeting {
+        number,
+    })
+    .await
 }
 
 /// Anything else under `/api`.
