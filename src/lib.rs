@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod join;
 pub mod logging;
+pub mod ops;
 pub mod policy;
 pub mod selftest;
 #[cfg(feature = "tools")]

@@ -129,7 +129,9 @@ fn run(args: Vec<String>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        app.run(signals.shutdown()).await;
+        let (stops, stopped) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(signals.forward(stops));
+        app.run_until(stopped).await;
         ExitCode::SUCCESS
     })
 }
@@ -214,10 +216,11 @@ impl Signals {
         }
     }
 
-    /// Ctrl-C or SIGTERM. SIGHUP, which would end the process with no BYE (its default
-    /// action), is caught and logged: nothing is reloaded from the file while the switch
-    /// runs (restart to apply a changed configuration).
-    async fn shutdown(mut self) {
+    /// SIGTERM drains (a second one stops at once), Ctrl-C stops at once (issue 17).
+    /// SIGHUP, which would end the process with no BYE (its default action), is caught
+    /// and logged: nothing is reloaded from the file while the switch runs (restart to
+    /// apply a changed configuration).
+    async fn forward(mut self, stops: tokio::sync::mpsc::UnboundedSender<mswitch::app::Stop>) {
         async fn next(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
             match s {
                 Some(s) => s.recv().await,
@@ -225,14 +228,18 @@ impl Signals {
             }
         }
         loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => return,
-                _ = next(&mut self.term) => return,
+            let stop = tokio::select! {
+                _ = tokio::signal::ctrl_c() => mswitch::app::Stop::Now,
+                Some(()) = next(&mut self.term) => mswitch::app::Stop::Drain,
                 Some(()) = next(&mut self.hup) => {
                     tracing::warn!(
                         "SIGHUP: nothing is reloaded while the switch runs (calls go on); restart it to apply a changed configuration"
                     );
+                    continue;
                 }
+            };
+            if stops.send(stop).is_err() {
+                return;
             }
         }
     }

@@ -31,7 +31,7 @@ async fn sign_in_roles_csrf_lockout_and_the_audit_log() {
     let sw = switch_with_accounts(
         "admin-auth",
         "33000-33099",
-        "[admin]\nhttps = \"127.0.0.1:0\"\nhttp_redirect = \"127.0.0.1:0\"\nmax_failed_logins = 3\n",
+        "[admin]\nhttps = \"127.0.0.1:0\"\nhttp_redirect = \"127.0.0.1:0\"\nmetrics = \"\"\nmax_failed_logins = 3\n",
     )
     .await;
     let api = Https::new(sw.admin.unwrap(), &sw.dir);

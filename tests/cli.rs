@@ -42,7 +42,9 @@ fn run(dir: &PathBuf, config: &str) -> std::process::Child {
     let config = if config.contains("[admin]") {
         config.to_owned()
     } else {
-        format!("{config}[admin]\nhttps = \"127.0.0.1:0\"\nhttp_redirect = \"127.0.0.1:0\"\n")
+        format!(
+            "{config}[admin]\nhttps = \"127.0.0.1:0\"\nhttp_redirect = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n"
+        )
     };
     std::fs::write(dir.join("c.toml"), config).unwrap();
     mswitch()

@@ -15,9 +15,10 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use common::{bye_within, logged, logged_within, switch, until_established};
+use common::{
+    bye_within, logged, logged_within, run_media, run_media_recording, switch, until_established,
+};
 use mswitch::endpoint::{self, SimulatedCall, SipClient};
 use switch::dtls::DtlsIdentity;
 use switch::testing::Endpoint;
@@ -61,39 +62,6 @@ async fn ack(c: &mut SipClient, number: &str, call_id: &str, tag: &str) {
     ))
     .await
     .unwrap();
-}
-
-/// Runs the calls for `secs`: B (index 1) talks.
-async fn run_media(calls: &mut [SimulatedCall], secs: f64) {
-    run_media_recording(calls, secs, &mut HashSet::new()).await;
-}
-
-/// [`run_media`], recording the first packet of every IDR sent in `idr`.
-async fn run_media_recording(
-    calls: &mut [SimulatedCall],
-    secs: f64,
-    idr: &mut HashSet<(u32, u16)>,
-) {
-    let start = Instant::now();
-    let mut next_tick = start;
-    let mut tick = 0u32;
-    while start.elapsed() < Duration::from_secs_f64(secs) {
-        let now = Instant::now();
-        for c in calls.iter_mut() {
-            c.pump(now).await;
-        }
-        if now >= next_tick {
-            next_tick += Duration::from_millis(20);
-            tick += 1;
-            for (i, c) in calls.iter_mut().enumerate() {
-                if c.established() {
-                    let level = if i == 1 { 60 } else { 5 };
-                    c.media_tick(level, tick.is_multiple_of(2), idr).await;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
 }
 
 fn from_b(c: &SimulatedCall, m: Media) -> usize {

@@ -4,7 +4,7 @@
 
 use tokio::sync::oneshot;
 
-use super::view::StatusView;
+use super::view::{HealthView, ReadyView, StatusView};
 use crate::policy::Policy;
 use switch::meeting::switching::Mode;
 
@@ -15,6 +15,13 @@ pub enum AdminRequest {
     Status(oneshot::Sender<StatusView>),
     /// An action of an `admin` account (already authenticated and authorised).
     Act(Action, oneshot::Sender<Result<Done, ActionError>>),
+    /// Copy the counters kept as atomics into the metrics recorder; answered when done
+    /// (the handler renders then).
+    Metrics(oneshot::Sender<()>),
+    /// Liveness: the call-control loop answers, and the media workers' loops go round.
+    Health(oneshot::Sender<HealthView>),
+    /// Readiness: whether the switch should get new calls.
+    Ready(oneshot::Sender<ReadyView>),
 }
 
 /// An operator's action.
@@ -60,6 +67,8 @@ pub enum Action {
         /// The meeting number.
         number: String,
     },
+    /// Stop taking new calls (503); running meetings go on until the drain deadline.
+    Drain,
     /// The meeting calls `target` through the trunk (outbound INVITE with our offer).
     DialOut {
         /// The meeting number.
@@ -89,6 +98,7 @@ impl std::fmt::Display for Action {
             } => write!(f, "put meeting {number} {policy:?} {mode:?}"),
             Self::DeleteMeeting { number } => write!(f, "delete meeting {number}"),
             Self::DialOut { number, target } => write!(f, "dial {target} into {number}"),
+            Self::Drain => f.write_str("drain"),
         }
     }
 }

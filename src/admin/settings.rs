@@ -16,6 +16,12 @@ pub struct AdminConfig {
     pub https: String,
     /// Plain HTTP that only redirects to `https` (R62); "" disables it.
     pub http_redirect: String,
+    /// Plain HTTP for scrapers and supervisors: `/metrics`, `/healthz`, `/readyz` only;
+    /// "" disables it. Beyond loopback only as the operator's explicit choice.
+    pub metrics: String,
+    /// Seconds a drain (the first SIGTERM, or `POST /api/v1/drain`) lets meetings run
+    /// before every call gets BYE.
+    pub drain_deadline: u64,
     /// The web identity's certificate (PEM or DER; the seed's "tomcat" unit); "" = the
     /// switch's own identity.
     pub certificate: String,
@@ -34,6 +40,8 @@ impl Default for AdminConfig {
         Self {
             https: "0.0.0.0:443".into(),
             http_redirect: "0.0.0.0:80".into(),
+            metrics: "127.0.0.1:9464".into(),
+            drain_deadline: 3600,
             certificate: String::new(),
             key: String::new(),
             session_idle_minutes: 30,
@@ -50,6 +58,10 @@ pub struct AdminSettings {
     pub https: Option<SocketAddr>,
     /// The redirect listener (`None`: off).
     pub http_redirect: Option<SocketAddr>,
+    /// The metrics and health listener (`None`: off).
+    pub metrics: Option<SocketAddr>,
+    /// How long a drain lets meetings run.
+    pub drain_deadline: std::time::Duration,
     /// A web identity of its own: certificate and key paths.
     pub identity: Option<(String, String)>,
     /// Password rules.
@@ -72,6 +84,10 @@ impl AdminConfig {
             };
         let https = addr("admin.https", &self.https)?;
         let http_redirect = addr("admin.http_redirect", &self.http_redirect)?;
+        let metrics = addr("admin.metrics", &self.metrics)?;
+        if !(1..=7 * 86_400).contains(&self.drain_deadline) {
+            return Err(("admin.drain_deadline", "1-604800 seconds".into()));
+        }
         if http_redirect.is_some() && https.is_none() {
             return Err((
                 "admin.http_redirect",
@@ -100,6 +116,8 @@ impl AdminConfig {
         Ok(AdminSettings {
             https,
             http_redirect,
+            metrics,
+            drain_deadline: std::time::Duration::from_secs(self.drain_deadline),
             identity,
             passwords: PasswordPolicy {
                 max_failures: self.max_failed_logins,
@@ -127,6 +145,8 @@ mod tests {
         let d = check("").unwrap();
         assert_eq!(d.https, Some("0.0.0.0:443".parse().unwrap()));
         assert_eq!(d.http_redirect, Some("0.0.0.0:80".parse().unwrap()));
+        assert_eq!(d.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(d.drain_deadline.as_secs(), 3600);
         assert_eq!(d.identity, None);
         assert_eq!(d.sessions.idle_secs, 1800);
         let off = check("https = \"\"\nhttp_redirect = \"\"\n").unwrap();
@@ -138,6 +158,8 @@ mod tests {
             ("session_idle_minutes = 0", "admin.session_idle_minutes"),
             ("max_failed_logins = 0", "admin.max_failed_logins"),
             ("lockout_seconds = 0", "admin.lockout_seconds"),
+            ("metrics = \"x\"", "admin.metrics"),
+            ("drain_deadline = 0", "admin.drain_deadline"),
         ] {
             assert_eq!(check(bad).unwrap_err().0, key, "{bad}");
         }

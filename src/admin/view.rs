@@ -21,6 +21,8 @@ pub struct SystemView {
     pub device_security: String,
     /// New calls are taken (not draining).
     pub accepting_calls: bool,
+    /// The drain under way, if any.
+    pub draining: Option<DrainView>,
     /// The certificates in use.
     pub certificates: Vec<CertificateView>,
 }
@@ -180,4 +182,33 @@ pub struct StatusView {
     pub peers: Vec<PeerView>,
     /// Running and configured meetings.
     pub meetings: Vec<MeetingView>,
+}
+
+/// A drain under way.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainView {
+    /// Unix time it began.
+    pub since: u64,
+    /// Unix time every call gets BYE, if any is left.
+    pub deadline: u64,
+    /// What started it (`SIGTERM`, or the account that asked).
+    pub by: String,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthView {
+    /// `ok`, or `stuck`.
+    pub status: &'static str,
+    /// Per media worker: milliseconds since its loop last went round.
+    pub workers_ms_since_loop: Vec<u64>,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadyView {
+    /// Whether to send new calls here.
+    pub ready: bool,
+    /// Why not (empty when ready).
+    pub reasons: Vec<String>,
 }

@@ -136,7 +136,16 @@ impl App {
                 free: total.saturating_sub(used),
             },
             device_security: self.settings.security.name().into(),
-            accepting_calls: true,
+            accepting_calls: self.ops.drain.is_none(),
+            draining: self
+                .ops
+                .drain
+                .as_ref()
+                .map(|d| crate::admin::view::DrainView {
+                    since: d.since,
+                    deadline: d.deadline_unix,
+                    by: d.by.clone(),
+                }),
             certificates: self
                 .admin
                 .certificates
@@ -282,8 +291,7 @@ impl App {
                     participant,
                     "kicked by the operator: BYE"
                 );
-                self.trunk.hangup(call);
-                self.leave(call);
+                self.hang_up(call, crate::ops::cdr::CallEnd::Kicked);
                 Ok(Done {
                     result: "BYE sent".into(),
                     call_id: Some(call_id),
@@ -305,8 +313,7 @@ impl App {
                     "meeting ended by the operator: BYE to every call"
                 );
                 for call in &calls {
-                    self.trunk.hangup(*call);
-                    self.leave(*call);
+                    self.hang_up(*call, crate::ops::cdr::CallEnd::MeetingEnded);
                 }
                 Ok(done(format!("BYE to {} call(s)", calls.len())))
             }
@@ -344,6 +351,13 @@ impl App {
                 Ok(done(format!("meeting {number} removed")))
             }
             Action::DialOut { number, target } => self.dial_out(number, target).await,
+            Action::Drain => {
+                let d = self.start_drain("the admin API");
+                Ok(done(format!(
+                    "draining since {}: new calls get 503; every call left gets BYE at {}",
+                    d.since, d.deadline
+                )))
+            }
         }
     }
 
@@ -416,7 +430,9 @@ impl App {
             "dialling out through the trunk"
         );
         let mut state = CallState::new(number, call_id.clone(), participant);
+        metrics::counter!("mswitch_calls_started_total", "direction" => "out").increment(1);
         state.outbound = true;
+        state.to_uri = Some(format!("<sip:{target}>"));
         state.lines = ours.lines;
         state.offered = Some((ours.offered, ours.keys));
         state.local_sdp = ours.body;
@@ -481,16 +497,28 @@ pub(super) fn start_admin(
         reports: std::collections::HashMap::new(),
         peers: Vec::new(),
         certificates: vec![("sip-identity".into(), policy.certificate().to_vec())],
+        metrics: None,
         file_meetings,
         api_meetings,
     };
     let admin = settings.admin.clone();
-    let Some(https) = admin.https else {
+    // The recorder exists from the start, so that every count is kept.
+    let _ = crate::ops::metrics::handle();
+    for path in trust_paths(&settings.tls_files) {
+        if let Ok(certs) = sip::tls::load_certificates(&path) {
+            side.certificates.extend(
+                certs
+                    .into_iter()
+                    .map(|c| ("trunk-trust".to_owned(), c.to_vec())),
+            );
+        }
+    }
+    if admin.https.is_none() && admin.metrics.is_none() {
         return Ok(side);
-    };
+    }
     let other = |e: String| super::AppError::Io(std::io::Error::other(e));
     let mut accounts = store::load_with(&dir, admin.passwords).map_err(|e| other(e.to_string()))?;
-    if accounts.is_empty() {
+    if accounts.is_empty() && admin.https.is_some() {
         let password = first_password().ok_or_else(|| other("the system RNG failed".into()))?;
         store::set_password(
             &dir,
@@ -507,6 +535,22 @@ pub(super) fn start_admin(
             "no admin account existed: made `admin` with the password {password} (shown this once; change it with `mswitch admin passwd admin`)"
         );
     }
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let state = std::sync::Arc::new(http::state::AdminState {
+        accounts: std::sync::Mutex::new(http::state::AccountsCache::new(accounts, admin.passwords)),
+        sessions: std::sync::Mutex::new(crate::admin::sessions::Sessions::new(admin.sessions)),
+        data_dir: dir,
+        app: tx,
+    });
+    side.requests = Some(rx);
+    if let Some(addr) = admin.metrics {
+        let local = crate::ops::http::start(addr, state.clone())?;
+        info!(metrics = %local, "metrics and health for scrapers and supervisors: http://{local}/metrics, /healthz, /readyz");
+        side.metrics = Some(local);
+    }
+    let Some(https) = admin.https else {
+        return Ok(side);
+    };
     let identity = match &admin.identity {
         Some((cert, key)) => {
             let chain = sip::tls::load_certificates(std::path::Path::new(cert))
@@ -520,23 +564,7 @@ pub(super) fn start_admin(
         }
         None => policy.identity(),
     };
-    for path in trust_paths(&settings.tls_files) {
-        if let Ok(certs) = sip::tls::load_certificates(&path) {
-            side.certificates.extend(
-                certs
-                    .into_iter()
-                    .map(|c| ("trunk-trust".to_owned(), c.to_vec())),
-            );
-        }
-    }
     let tls = sip::tls::https_server_config(identity).map_err(crate::certs::CertError::from)?;
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let state = std::sync::Arc::new(http::state::AdminState {
-        accounts: std::sync::Mutex::new(http::state::AccountsCache::new(accounts, admin.passwords)),
-        sessions: std::sync::Mutex::new(crate::admin::sessions::Sessions::new(admin.sessions)),
-        data_dir: dir,
-        app: tx,
-    });
     let server = http::start(https, admin.http_redirect, tls, state)?;
     let url = if server.https.ip().is_unspecified() {
         format!(
@@ -550,7 +578,6 @@ pub(super) fn start_admin(
         https = %server.https, http_redirect = ?server.http_redirect,
         "status page and admin API: {url} (sign in with an account of data_dir/accounts.json; the certificate is the switch's, from data_dir/ca.pem)"
     );
-    side.requests = Some(rx);
     side.server = Some(server);
     Ok(side)
 }

@@ -34,10 +34,18 @@ use crate::control::{
     ReofferDecision, SeedLine, SetupFailure, session,
 };
 use crate::join::{self, LineSockets};
+use crate::ops::cdr::{CallEnd, CallLog};
 use crate::policy::{ConferenceSecurity, Policy};
+use metrics::counter;
+use sip::ua::EndReason;
+use switch::meeting::LineFailure;
+use switch::tip::negotiation::Failure as TipFailure;
 
 mod admin;
 mod media;
+mod ops;
+
+pub use ops::Stop;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +100,21 @@ struct CallState {
     outbound: bool,
     /// Unix time it came (or was placed).
     joined_at: u64,
+    /// Why it ends, once known (its call record's end reason).
+    end: Option<CallEnd>,
+    /// Unix time of the INVITE and of the answer, milliseconds (call record).
+    start_ms: u64,
+    answer_ms: Option<u64>,
+    /// The caller's and the callee's URIs (call record).
+    from_uri: Option<String>,
+    to_uri: Option<String>,
+    /// Which trunk peer.
+    peer: Option<usize>,
+    /// When the INVITE came (join latency).
+    invited: std::time::Instant,
+    /// Lines through TIP, and whether the join latency was recorded.
+    lines_established: usize,
+    latency_recorded: bool,
 }
 
 impl CallState {
@@ -112,8 +135,26 @@ impl CallState {
             pending_downgrade: None,
             outbound: false,
             joined_at: crate::admin::http::state::unix_now(),
+            end: None,
+            start_ms: ops::unix_ms(),
+            answer_ms: None,
+            from_uri: None,
+            to_uri: None,
+            peer: None,
+            invited: std::time::Instant::now(),
+            lines_established: 0,
+            latency_recorded: false,
         }
     }
+}
+
+/// Where an INVITE came from, as the trunk saw it.
+struct Via {
+    over_tls: bool,
+    user_agent: Option<String>,
+    peer: usize,
+    from_uri: String,
+    to_uri: String,
 }
 
 /// A meeting's downgrade waiting for the call that causes it to be established.
@@ -142,6 +183,14 @@ pub struct App {
     next_leg: LegId,
     /// The admin API's side.
     admin: AdminSide,
+    /// Drain and call records.
+    ops: OpsSide,
+}
+
+/// The drain and the call records.
+struct OpsSide {
+    drain: Option<ops::Drain>,
+    calls: CallLog,
 }
 
 /// What the driver keeps for the admin API.
@@ -150,6 +199,8 @@ struct AdminSide {
     requests: Option<tokio::sync::mpsc::Receiver<AdminRequest>>,
     /// Its listeners.
     server: Option<crate::admin::http::AdminServer>,
+    /// The plain metrics and health listener.
+    metrics: Option<SocketAddr>,
     started: std::time::Instant,
     /// Each meeting's latest report.
     reports: HashMap<MeetingId, switch::meeting::report::MeetingReport>,
@@ -394,8 +445,10 @@ impl App {
         }
         let mut settings = settings;
         let admin = admin::start_admin(&mut settings, &policy)?;
+        let calls = CallLog::new(&crate::config::data_dir(&settings.tls_files));
         Ok(Self {
             admin,
+            ops: OpsSide { drain: None, calls },
             ports: PortAllocator::new(settings.ports.clone()),
             sdes_suites: settings.suites.iter().map(|s| s.sdes_name()).collect(),
             settings,
@@ -422,6 +475,11 @@ impl App {
         self.admin.server.as_ref().map(|s| s.https)
     }
 
+    /// Where `/metrics`, `/healthz` and `/readyz` listen in plain HTTP, when on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.metrics
+    }
+
     /// Where the admin API's plain-HTTP redirect listens, when it is on.
     pub fn admin_redirect_addr(&self) -> Option<SocketAddr> {
         self.admin.server.as_ref().and_then(|s| s.http_redirect)
@@ -442,14 +500,59 @@ impl App {
     }
 
     /// Runs until `shutdown` resolves, then ends every call with BYE.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        self.run_inner(shutdown, None).await;
+    }
+
+    /// Runs until a [`Stop`]: [`Stop::Drain`] takes no new call and ends when the last
+    /// call ends or at the drain deadline (BYE to the rest); [`Stop::Now`], or a second
+    /// `Drain`, ends every call at once.
+    pub async fn run_until(self, stops: tokio::sync::mpsc::UnboundedReceiver<Stop>) {
+        self.run_inner(std::future::pending(), Some(stops)).await;
+    }
+
+    async fn run_inner(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        mut stops: Option<tokio::sync::mpsc::UnboundedReceiver<Stop>>,
+    ) {
         tokio::pin!(shutdown);
         let mut reports = tokio::time::interval(REPORT_INTERVAL);
         reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut requests = self.admin.requests.take();
+        let mut drained = false;
         loop {
+            if self.ops.drain.is_some() && self.calls.is_empty() {
+                info!("drained: every call has ended");
+                break;
+            }
+            let deadline = self.ops.drain.as_ref().map(|d| d.deadline);
             tokio::select! {
                 () = &mut shutdown => break,
+                Some(stop) = async {
+                    match stops.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match stop {
+                    Stop::Drain if self.ops.drain.is_none() => {
+                        self.start_drain("SIGTERM");
+                    }
+                    Stop::Drain | Stop::Now => {
+                        info!("stopping now: every call gets BYE");
+                        break;
+                    }
+                },
+                () = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    info!(calls = self.calls.len(), "drain deadline: every call left gets BYE");
+                    drained = true;
+                    break;
+                }
                 e = self.trunk.next_event() => match e {
                     Some(e) => self.sip_event(e),
                     None => break,
@@ -482,9 +585,13 @@ impl App {
             recv_calls = total(|w| w.recv_calls.load(Relaxed)),
             "media totals"
         );
+        let why = if drained {
+            CallEnd::Drained
+        } else {
+            CallEnd::Shutdown
+        };
         for c in calls {
-            self.trunk.hangup(c);
-            self.leave(c);
+            self.hang_up(c, why.clone());
         }
         // Give the BYEs a moment on the wire.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -503,6 +610,16 @@ impl App {
                     admin::reply_lost("action");
                 }
             }
+            AdminRequest::Metrics(reply) => {
+                self.collect_metrics();
+                let _ = reply.send(());
+            }
+            AdminRequest::Health(reply) => {
+                let _ = reply.send(self.health());
+            }
+            AdminRequest::Ready(reply) => {
+                let _ = reply.send(self.readiness());
+            }
         }
     }
 
@@ -515,11 +632,26 @@ impl App {
                 offer,
                 over_tls,
                 user_agent,
-                ..
-            } => self.incoming(call, user, call_id, offer, (over_tls, user_agent)),
+                peer,
+                from_uri,
+                to_uri,
+            } => self.incoming(
+                call,
+                user,
+                call_id,
+                offer,
+                Via {
+                    over_tls,
+                    user_agent,
+                    peer,
+                    from_uri,
+                    to_uri,
+                },
+            ),
             AgentEvent::Answer { call, answer } => self.answered(call, &answer),
             AgentEvent::Established { call } => {
-                if let Some(c) = self.calls.get(&call) {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.answer_ms.get_or_insert_with(ops::unix_ms);
                     info!(call_id = ?c.call_id, number = ?c.number, "call established");
                     if c.needs_downgrade && c.joined {
                         self.downgrade_call(call);
@@ -534,19 +666,35 @@ impl App {
                         call_id = ?c.call_id, number = ?c.number,
                         "the endpoint refused RTP/AVP ({status}): it cannot stay in the non-secure meeting, BYE"
                     );
-                    self.trunk.hangup(call);
-                    self.leave(call);
+                    self.hang_up(
+                        call,
+                        CallEnd::Switch(format!(
+                            "the endpoint refused RTP/AVP ({status}) in a non-secure meeting"
+                        )),
+                    );
                 }
             }
             AgentEvent::Reoffer { call, offer } => self.reoffered(call, offer),
             AgentEvent::Ended { call, reason } => {
-                if let Some(c) = self.calls.get(&call) {
+                if let Some(c) = self.calls.get_mut(&call) {
                     info!(call_id = ?c.call_id, number = ?c.number, ?reason, "call ended");
+                    c.end.get_or_insert(match reason {
+                        EndReason::Bye => CallEnd::RemoteBye,
+                        EndReason::Cancelled => CallEnd::Cancelled,
+                        EndReason::NoAck => CallEnd::Timeout("no_ack".into()),
+                        EndReason::Timeout => CallEnd::Timeout("transaction".into()),
+                        EndReason::SessionExpired => CallEnd::Timeout("session_expired".into()),
+                        EndReason::Refused(status) => {
+                            CallEnd::Refused(status, "refused by the trunk peer".into())
+                        }
+                        EndReason::Local => CallEnd::Switch("ended by the switch".into()),
+                    });
                 }
                 self.leave(call);
             }
             AgentEvent::Peer { peer, state } => {
                 info!(peer, ?state, "trunk peer");
+                Self::peer_metric(peer, state);
                 self.peer_heard(peer, Some(state == sip::ua::PeerState::Up), None);
             }
             AgentEvent::KeepAlive { peer, status } => self.peer_heard(peer, None, Some(status)),
@@ -567,7 +715,21 @@ impl App {
     }
 
     /// Refuses an INVITE: its status code, Warning and log line come from the refusal.
-    fn refuse(&mut self, call: CallHandle, call_id: &str, number: &str, refusal: &Refusal) {
+    fn refuse(
+        &mut self,
+        call: CallHandle,
+        call_id: &str,
+        number: &str,
+        refusal: &Refusal,
+        via: &Via,
+    ) {
+        self.record_refusal(
+            call_id,
+            number,
+            refusal.status(),
+            refusal.to_string(),
+            (Some(via.from_uri.clone()), Some(via.to_uri.clone())),
+        );
         match refusal.seed_line() {
             Some(line) => warn!("{line}"),
             None => warn!(
@@ -581,16 +743,20 @@ impl App {
     }
 
     /// An INVITE: decided by [`control::decide_incoming`], done here.
-    /// `via`: whether it came over TLS, and the caller's User-Agent.
     fn incoming(
         &mut self,
         call: CallHandle,
         number: String,
         call_id: String,
         offer: Option<Description>,
-        via: (bool, Option<String>),
+        via: Via,
     ) {
-        let (over_tls, user_agent) = via;
+        // A draining switch takes no new call (503 with Retry-After: Unified CM tries its
+        // next trunk destination).
+        if self.ops.drain.is_some() {
+            return self.refuse(call, &call_id, &number, &Refusal::Draining, &via);
+        }
+        let (over_tls, user_agent) = (via.over_tls, via.user_agent.clone());
         let meeting = self.meetings.get(&number).map(|m| MeetingView {
             security: m.security.clone(),
             secure: m.secure,
@@ -610,7 +776,7 @@ impl App {
         );
         let admitted = match decision {
             IncomingDecision::Reject(refusal) => {
-                return self.refuse(call, &call_id, &number, &refusal);
+                return self.refuse(call, &call_id, &number, &refusal, &via);
             }
             IncomingDecision::Admit(a) => *a,
         };
@@ -660,6 +826,10 @@ impl App {
         let participant = self.next_participant;
         self.next_participant += 1;
         let mut state = CallState::new(number.clone(), call_id.clone(), participant);
+        counter!("mswitch_calls_started_total", "direction" => "in").increment(1);
+        state.from_uri = Some(via.from_uri);
+        state.to_uri = Some(via.to_uri);
+        state.peer = Some(via.peer);
         state.needs_downgrade = admitted.needs_downgrade;
         state.pending_downgrade = pending_downgrade;
         self.calls.insert(call, state);
@@ -679,8 +849,11 @@ impl App {
         };
         if let Err(e) = result {
             warn!(?call_id, "media set-up failed: {e}");
-            self.leave(call);
             let refusal = Refusal::MediaSetup(SetupFailure::from(&e));
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.end = Some(CallEnd::Refused(refusal.status(), refusal.to_string()));
+            }
+            self.leave(call);
             self.trunk.reject(call, refusal.status(), refusal.warning());
         }
     }
@@ -827,8 +1000,10 @@ impl App {
             }
             Err(e) => {
                 warn!(call_id = ?c.call_id, "our own SDP does not parse ({e}): BYE");
-                self.trunk.hangup(call);
-                self.leave(call);
+                self.hang_up(
+                    call,
+                    CallEnd::Switch(format!("our own SDP does not parse: {e}")),
+                );
             }
         }
     }
@@ -845,16 +1020,17 @@ impl App {
             Ok(k) => k,
             Err(why) => {
                 warn!(?call_id, "{why}: BYE");
-                self.trunk.hangup(call);
-                return self.leave(call);
+                return self.hang_up(call, CallEnd::Switch(why.to_string()));
             }
         };
         match self.join(call, answer, &keyings, &[]) {
             Ok(_) => info!(?call_id, "downgraded to non-secure: plain RTP, TIP again"),
             Err(e) => {
                 warn!(?call_id, "media set-up after the downgrade failed: {e}");
-                self.trunk.hangup(call);
-                self.leave(call);
+                self.hang_up(
+                    call,
+                    CallEnd::Switch(format!("media set-up after the downgrade: {e}")),
+                );
             }
         }
     }
@@ -880,8 +1056,10 @@ impl App {
         );
         if let Err(e) = self.join(call, answer, &keyings, &keys) {
             warn!("media set-up after the answer failed: {e}");
-            self.trunk.hangup(call);
-            return self.leave(call);
+            return self.hang_up(
+                call,
+                CallEnd::Switch(format!("media set-up after the answer: {e}")),
+            );
         }
         // The meeting went non-secure while our SRTP offer was out: held, then RTP/AVP.
         if self.meeting_is_plain(call) && !session::offered_plain(&offered) {
@@ -895,6 +1073,21 @@ impl App {
                 participant,
                 reason,
             } => {
+                let why = match &reason {
+                    LineFailure::Tip { failure, .. } => {
+                        let kind = match failure {
+                            TipFailure::MediaTimeout => "muxctrl",
+                            TipFailure::SpimapTimeout => "spimap",
+                        };
+                        counter!("mswitch_tip_negotiations_total", "kind" => kind, "result" => "timeout")
+                            .increment(1);
+                        CallEnd::Timeout(kind.into())
+                    }
+                    LineFailure::Dtls { failure, .. } => match failure {
+                        switch::dtls::DtlsFailure::Timeout => CallEnd::Timeout("dtls".into()),
+                        other => CallEnd::MediaFailure(format!("DTLS: {other:?}")),
+                    },
+                };
                 warn!(conf_id = meeting, "{}", SeedLine::from(reason));
                 let call = self
                     .calls
@@ -902,11 +1095,16 @@ impl App {
                     .find(|(_, c)| c.participant == participant)
                     .map(|(h, _)| *h);
                 if let Some(call) = call {
-                    self.trunk.hangup(call);
-                    self.leave(call);
+                    self.hang_up(call, why);
                 }
             }
             MeetingEvent::LineEstablished { participant, media } => {
+                let secure = self
+                    .meetings
+                    .values()
+                    .find(|m| m.id == meeting)
+                    .is_some_and(|m| m.secure == Some(true));
+                self.line_established(participant, secure);
                 info!(
                     conf_id = meeting,
                     participant,
@@ -915,10 +1113,12 @@ impl App {
                 );
             }
             MeetingEvent::SpeakerChanged(p) => {
+                counter!("mswitch_speaker_changes_total").increment(1);
                 info!(conf_id = meeting, speaker = ?p, "speaker");
             }
             MeetingEvent::Report(r) => {
                 if self.meetings.values().any(|m| m.id == meeting) {
+                    self.count_report(meeting, &r);
                     self.admin.reports.insert(meeting, *r);
                 }
             }
@@ -950,6 +1150,11 @@ impl App {
         let Some(c) = self.calls.remove(&call) else {
             return;
         };
+        let end = c
+            .end
+            .clone()
+            .unwrap_or_else(|| CallEnd::Switch("ended by the switch".into()));
+        self.record_call(&c, end);
         let Some(m) = self.meetings.get_mut(&c.number) else {
             return;
         };

@@ -44,6 +44,9 @@ pub enum Refusal {
     /// An operator locked the meeting (R31's in-meeting controls).
     #[error("the meeting is locked")]
     Locked,
+    /// The switch is draining: no new call (issue 17; RFC 3261 §21.5.4, with Retry-After).
+    #[error("the switch is draining")]
+    Draining,
     /// The Device Security mode cannot take the offer (T6), or its transport.
     #[error("offer refused: {0}")]
     NotAcceptable(NotAcceptable),
@@ -85,6 +88,7 @@ impl Refusal {
             Self::NoSuchMeeting => 404,
             // RFC 3261 §21.4.4: understood, and refused; not worth repeating.
             Self::Locked => 403,
+            Self::Draining => 503,
             Self::NotAcceptable(_)
             | Self::PlainOfferToSecureMeeting
             | Self::OtherKindOfMedia
@@ -114,7 +118,7 @@ impl Refusal {
     pub fn seed_line(&self) -> Option<&SeedLine> {
         match self {
             Self::SecurityMismatch(line) | Self::ReleaseTooOld(line) => Some(line),
-            Self::Locked => None,
+            Self::Locked | Self::Draining => None,
             _ => None,
         }
     }

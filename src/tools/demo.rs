@@ -33,7 +33,7 @@ pub async fn run() -> Result<String, String> {
     let settings = Config::parse(&format!(
         "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"127.0.0.1:0\"\noptions_interval = 0\n\
          [tls]\ndata_dir = \"{}\"\n[media]\naddress = \"127.0.0.1\"\n\
-         [admin]\nhttps = \"\"\nhttp_redirect = \"\"\n\
+         [admin]\nhttps = \"\"\nhttp_redirect = \"\"\nmetrics = \"\"\n\
          [[meeting]]\nnumber = \"4000\"\npolicy = \"secure\"\n",
         dir.display()
     ))

@@ -68,10 +68,14 @@ pub struct Switch {
     pub admin: Option<SocketAddr>,
     /// Its plain-HTTP redirect.
     pub admin_redirect: Option<SocketAddr>,
+    /// Its plain-HTTP metrics and health listener.
+    pub metrics: Option<SocketAddr>,
+    /// Drain it (`Stop::Drain`), or stop it.
+    pub stops: tokio::sync::mpsc::UnboundedSender<mswitch::app::Stop>,
     /// Its data directory (local CA).
     pub dir: PathBuf,
-    stop: tokio::sync::oneshot::Sender<()>,
-    running: tokio::task::JoinHandle<()>,
+    /// Ends when the switch's loop does.
+    pub running: tokio::task::JoinHandle<()>,
     /// The TLS identity of trunk-peer clients (`mswitch-peer` from the local CA).
     pub policy: TlsPolicy,
 }
@@ -91,6 +95,16 @@ pub async fn switch_with(name: &str, ports: &str, extra: &str, tip_secs: f64) ->
 /// the switch starts.
 pub async fn switch_with_accounts(name: &str, ports: &str, extra: &str) -> Switch {
     switch_in(name, ports, extra, 15.0, true).await
+}
+
+/// [`switch_with_accounts`] with TIP deadlines of `tip_secs`.
+pub async fn switch_with_accounts_tip(
+    name: &str,
+    ports: &str,
+    extra: &str,
+    tip_secs: f64,
+) -> Switch {
+    switch_in(name, ports, extra, tip_secs, true).await
 }
 
 async fn switch_in(name: &str, ports: &str, extra: &str, tip_secs: f64, accounts: bool) -> Switch {
@@ -117,7 +131,7 @@ async fn switch_in(name: &str, ports: &str, extra: &str, tip_secs: f64, accounts
         admin = if meetings.contains("[admin]") {
             ""
         } else {
-            "[admin]\nhttps = \"127.0.0.1:0\"\nhttp_redirect = \"\"\n"
+            "[admin]\nhttps = \"127.0.0.1:0\"\nhttp_redirect = \"\"\nmetrics = \"127.0.0.1:0\"\n"
         }
     ))
     .unwrap();
@@ -125,17 +139,17 @@ async fn switch_in(name: &str, ports: &str, extra: &str, tip_secs: f64, accounts
     let sip = app.sip_addr(Transport::Tls).unwrap();
     let admin = app.admin_addr();
     let admin_redirect = app.admin_redirect_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
+    let metrics = app.metrics_addr();
+    let (stops, stopped) = tokio::sync::mpsc::unbounded_channel();
+    let running = tokio::spawn(app.run_until(stopped));
     let policy = mswitch::endpoint::peer_policy(&dir, "mswitch-peer").unwrap();
     Switch {
         sip,
         admin,
         admin_redirect,
+        metrics,
+        stops,
         dir,
-        stop,
         running,
         policy,
     }
@@ -144,7 +158,7 @@ async fn switch_in(name: &str, ports: &str, extra: &str, tip_secs: f64, accounts
 impl Switch {
     /// Stops it (every call gets BYE) and removes its data directory.
     pub async fn stop(self) {
-        let _ = self.stop.send(());
+        let _ = self.stops.send(mswitch::app::Stop::Now);
         self.running.await.unwrap();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -183,4 +197,37 @@ pub async fn bye_within(c: &mut mswitch::endpoint::SimulatedCall, secs: u64) -> 
         }
     }
     false
+}
+
+/// Runs the calls for `secs`: B (index 1) talks.
+pub async fn run_media(calls: &mut [mswitch::endpoint::SimulatedCall], secs: f64) {
+    run_media_recording(calls, secs, &mut std::collections::HashSet::new()).await;
+}
+
+/// [`run_media`], recording the first packet of every IDR sent in `idr`.
+pub async fn run_media_recording(
+    calls: &mut [mswitch::endpoint::SimulatedCall],
+    secs: f64,
+    idr: &mut std::collections::HashSet<(u32, u16)>,
+) {
+    let start = Instant::now();
+    let mut next_tick = start;
+    let mut tick = 0u32;
+    while start.elapsed() < Duration::from_secs_f64(secs) {
+        let now = Instant::now();
+        for c in calls.iter_mut() {
+            c.pump(now).await;
+        }
+        if now >= next_tick {
+            next_tick += Duration::from_millis(20);
+            tick += 1;
+            for (i, c) in calls.iter_mut().enumerate() {
+                if c.established() {
+                    let level = if i == 1 { 60 } else { 5 };
+                    c.media_tick(level, tick.is_multiple_of(2), idr).await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
 }

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// The Retry-After of our 503s, seconds.
+pub(super) const RETRY_AFTER_503_S: u32 = 60;
+
 impl Agent {
     pub(super) fn handle_invite(
         &mut self,
@@ -77,6 +80,7 @@ impl Agent {
             a.split(',')
                 .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"))
         });
+        let uris = (from_value.clone(), to_value.clone());
         let call = Call {
             role: Role::Uas,
             state: CallState::Early,
@@ -119,6 +123,8 @@ impl Agent {
             over_tls: from.transport == Transport::Tls,
             peer,
             user_agent,
+            from_uri: uris.0,
+            to_uri: uris.1,
         });
     }
 
@@ -208,9 +214,14 @@ impl Agent {
             return;
         };
         let c = &self.calls[&call];
-        let extra = warning.map_or_else(String::new, |w| {
+        let mut extra = warning.map_or_else(String::new, |w| {
             format!("Warning: 399 mswitch \"{}\"\r\n", w.replace('"', "'"))
         });
+        // RFC 3261 §21.5.4: a 503 says when to try again; Unified CM meanwhile routes to
+        // its next trunk destination.
+        if status == 503 {
+            extra.push_str(&format!("Retry-After: {RETRY_AFTER_503_S}\r\n"));
+        }
         let tag = c.local_tag.clone();
         let b = self.response_bytes(&req, status.clamp(300, 699), Some(&tag), &extra, None);
         self.respond(now, &key, status.clamp(300, 699), b);

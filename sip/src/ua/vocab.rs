@@ -107,6 +107,10 @@ pub enum AgentEvent {
         peer: usize,
         /// The caller's User-Agent header, if any (the endpoint's software release).
         user_agent: Option<String>,
+        /// The From header's value (the caller), for call records.
+        from_uri: String,
+        /// The To header's value (the callee), for call records.
+        to_uri: String,
     },
     /// The SDP answer to our offer (in the ACK of a delayed-offer call, or in the 2xx to
     /// our INVITE).

@@ -322,6 +322,42 @@ pub async fn delete_meeting(
     .await
 }
 
+/// `POST /api/v1/drain`: stop taking new calls (503 with Retry-After); running meetings
+/// go on until the drain deadline, then every call gets BYE and the switch exits.
+pub async fn drain(
+    State(state): State<Arc<AdminState>>,
+    AdminCaller(caller): AdminCaller,
+) -> Result<Response, ApiError> {
+    act(&state, &caller, Action::Drain).await
+}
+
+/// `GET /api/v1/calls?limit=N` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallsQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/calls?limit=N`: the newest call records (100 by default, 1000 at most),
+/// newest last.
+pub async fn calls(
+    State(state): State<Arc<AdminState>>,
+    _: Caller,
+    query: Result<axum::extract::Query<CallsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let limit = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?
+        .0
+        .limit
+        .unwrap_or(100)
+        .min(1000);
+    let log = crate::ops::cdr::CallLog::new(&state.data_dir);
+    let records = tokio::task::spawn_blocking(move || log.newest(limit))
+        .await
+        .map_err(|_| ApiError::internal("call records"))?;
+    Ok(json(&records))
+}
+
 /// Anything else under `/api`.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")

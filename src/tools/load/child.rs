@@ -48,7 +48,7 @@ impl SwitchProcess {
                 "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"{sip}\"\noptions_interval = 0\n\
                  [tls]\ndata_dir = \"{}\"\n\
                  [media]\nports = \"20000-39999\"\naddress = \"127.0.0.1\"\nworkers = {}\n\
-                 batch = {}\n[admin]\nhttps = \"\"\nhttp_redirect = \"\"\n",
+                 batch = {}\n[admin]\nhttps = \"\"\nhttp_redirect = \"\"\nmetrics = \"\"\n",
                 data_dir.display(),
                 mode.workers,
                 mode.batch,

@@ -23,7 +23,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::command::{MeetingCommand, MeetingEvent};
+use super::command::{LineFailure, MeetingCommand, MeetingEvent};
 use super::displays::Displays;
 use super::line::{Drained, Line, drain_line, flush_tip};
 pub use super::line::{HopKeying, HopKeys, LineSetup, RtcpLeg};
@@ -72,6 +72,12 @@ pub struct MeetingStats {
     /// DTLS records that did not parse or authenticate (anyone can send them with the
     /// endpoint's address): dropped, the line unharmed (RFC 6347 §4.1.2.7).
     pub dtls_dropped: u64,
+    /// DTLS-SRTP handshakes completed.
+    pub dtls_connected: u64,
+    /// DTLS-SRTP handshakes failed (fingerprint, deadline, profile, protocol).
+    pub dtls_failed: u64,
+    /// Keyframe requests (PLI, FIR) routed to a source.
+    pub keyframe_requests: u64,
 }
 
 /// One meeting.
@@ -653,6 +659,7 @@ impl Meeting {
             scratch: &mut self.scratch,
             out,
             newly_established: false,
+            dtls_connected: 0,
         };
         match touched {
             Some((pi, li)) => {
@@ -668,6 +675,11 @@ impl Meeting {
             }
         }
         let newly_established = work.newly_established;
+        self.stats.dtls_connected += work.dtls_connected;
+        self.stats.dtls_failed += failed
+            .iter()
+            .filter(|(_, f)| matches!(f, LineFailure::Dtls { .. }))
+            .count() as u64;
         self.route_keyframe_requests(now, out);
         if newly_established {
             self.mark_ready_receivers(now, touched.map(|(pi, _)| pi), out);
@@ -703,6 +715,7 @@ impl Meeting {
     /// A receiver's keyframe request goes to the source it is currently shown, as a TIP
     /// REFRESH; requests for anything it is not shown are dropped.
     fn route_keyframe_requests(&mut self, now: Instant, out: &mut TxBatch) {
+        self.stats.keyframe_requests += self.keyframe_requests.len() as u64;
         for (receiver, target) in std::mem::take(&mut self.keyframe_requests) {
             let Some(&owner) = self.ssrc_owner.get(&target) else {
                 continue;

@@ -172,11 +172,17 @@ pub(super) struct Drained<'a> {
     pub(super) out: &'a mut TxBatch,
     /// A line's TIP finished: receivers may have become ready for video.
     pub(super) newly_established: bool,
+    /// DTLS-SRTP handshakes that gave a line its per-hop keys.
+    pub(super) dtls_connected: u64,
 }
 
 /// Runs a line's DTLS, takes its TIP events and sends its pending TIP packets.
 pub(super) fn drain_line(now: Instant, id: ParticipantId, l: &mut Line, w: &mut Drained<'_>) {
+    let had_keys = l.hop.is_some();
     drive_dtls(now, l, id, w.out, w.failed);
+    if !had_keys && l.hop.is_some() && l.dtls.is_some() {
+        w.dtls_connected += 1;
+    }
     if let Some(tip) = &mut l.tip {
         while let Some(e) = tip.poll_event() {
             match e {

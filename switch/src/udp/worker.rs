@@ -73,6 +73,12 @@ pub struct WorkerStats {
     pub socket_errors: AtomicU64,
     /// recvmmsg calls (datagrams in / calls = the batch size achieved).
     pub recv_calls: AtomicU64,
+    /// Nanoseconds spent working (from a wake-up to the next wait), for the operator's
+    /// busy-time metric.
+    pub busy_ns: AtomicU64,
+    /// Unix time in milliseconds when the loop last went round (it does at least every
+    /// 100 ms): liveness, read by the health check.
+    pub last_loop_ms: AtomicU64,
 }
 
 /// A running worker.
@@ -208,6 +214,11 @@ fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
             s.stats.socket_errors.fetch_add(1, Ordering::Relaxed);
             0
         });
+        let woke = Instant::now();
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        s.stats.last_loop_ms.store(unix_ms, Ordering::Relaxed);
         for i in 0..ready {
             match s.legs.ready(i) {
                 Some(WAKE_TOKEN) => {
@@ -226,6 +237,8 @@ fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
         }
         s.flush_tx();
         s.forward_events();
+        let busy = u64::try_from(woke.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        s.stats.busy_ns.fetch_add(busy, Ordering::Relaxed);
     }
 }
 
