@@ -85,6 +85,8 @@ pub struct Config {
     pub tip: TipConfig,
     /// The HTTPS admin API and status page.
     pub admin: crate::admin::settings::AdminConfig,
+    /// How the log is written.
+    pub log: crate::logging::LogConfig,
 }
 
 /// `[tip]`: the negotiation deadlines (seeds-switch.md T1 L10, L11).
@@ -317,6 +319,7 @@ impl Default for Config {
             meeting: Vec::new(),
             tip: TipConfig::default(),
             admin: crate::admin::settings::AdminConfig::default(),
+            log: crate::logging::LogConfig::default(),
         }
     }
 }
@@ -392,6 +395,8 @@ pub struct Settings {
     pub spimap_timeout: std::time::Duration,
     /// The admin API.
     pub admin: crate::admin::settings::AdminSettings,
+    /// Log lines as JSON objects.
+    pub log_json: bool,
 }
 
 fn listener(key: &str, v: &str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -694,8 +699,10 @@ impl Config {
             .admin
             .check()
             .map_err(|(key, message)| err(key, message))?;
+        let log_json = self.log.json().map_err(|m| err("log.format", m))?;
         Ok(Settings {
             admin,
+            log_json,
             muxctrl_timeout,
             spimap_timeout,
             udp: listener("sip.udp", clear(&self.sip.udp, encrypted))?,

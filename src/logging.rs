@@ -7,6 +7,48 @@
 pub const DEFAULT_FILTER: &str =
     "info,rtc_dtls=error,rtc_shared=error,rtc_srtp=error,webrtc_srtp=error,rustls=error";
 
+/// `[log]`: how lines are written.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (one line for a person) or `json` (one JSON object per line, for log
+    /// shippers; the message, a seed line among them, is its `fields.message` verbatim).
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// Whether lines are JSON; an error names the key.
+    pub fn json(&self) -> Result<bool, String> {
+        match self.format.as_str() {
+            "text" => Ok(false),
+            "json" => Ok(true),
+            other => Err(format!("`{other}`: expected text or json")),
+        }
+    }
+}
+
+/// Installs the process's subscriber: stderr, [`filter`], text or JSON lines.
+pub fn init(json: bool) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
+
 /// The filter: `RUST_LOG` when set and valid, else [`DEFAULT_FILTER`].
 pub fn filter() -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::try_from_default_env()

@@ -89,11 +89,6 @@ fn run(args: Vec<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(mswitch::logging::filter())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let settings = match config {
         Some(p) => mswitch::config::Config::load(&p),
         None => mswitch::config::Config::default().check(),
@@ -110,6 +105,7 @@ fn run(args: Vec<String>) -> ExitCode {
     {
         settings.sfu_baseline = sfu_baseline;
     }
+    mswitch::logging::init(settings.log_json);
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,

@@ -160,6 +160,41 @@ fn without_a_certificate_one_is_made_and_sigterm_exits_0() {
 }
 
 #[test]
+fn json_log_lines_and_a_drain_on_sigterm() {
+    // Issue 17: one JSON object per line for log shippers, the message verbatim; the
+    // first SIGTERM drains, and with no call left the switch is done at once (exit 0).
+    let d = temp("json");
+    let mut child = run(&d, &format!("{LISTEN}[log]\nformat = \"json\"\n"));
+    let log = started(&mut child);
+    signal(&child, "-TERM");
+    assert_eq!(wait(&mut child, 10), Some(0), "SIGTERM: exit 0");
+    let err = log.rest();
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("draining: new calls get 503")),
+        "{err}"
+    );
+    assert!(messages.contains(&"drained: every call has ended"), "{err}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string())
+    );
+    let mut child = run(&d, &format!("{LISTEN}[log]\nformat = \"xml\"\n"));
+    assert_eq!(wait(&mut child, 10), Some(2), "log.format is checked");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
 fn a_key_that_is_not_the_certificates_exits_2_with_the_seed_line() {
     let d = temp("key");
     mswitch::certs::ensure_local_identity(&d.join("one"), "one").unwrap();

@@ -242,7 +242,18 @@ async fn a_scrape_counts_the_meeting_and_forged_packets_and_readiness_follows_a_
     // The metrics on the admin listener are for a signed-in account.
     assert_eq!(api.send("GET", "/metrics", &[], None).await.status, 401);
     assert_eq!(api.get("/metrics", &token).await.status, 200);
-    sw.stop().await;
+    // A second drain request (a second SIGTERM) ends every call now, long before the
+    // hour's deadline.
+    sw.stops.send(Stop::Drain).unwrap();
+    for call in &mut calls {
+        assert!(bye_within(call, 10).await, "BYE at once");
+    }
+    let Switch { running, dir, .. } = sw;
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the loop ends")
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The end reasons of the call records in `dir`.
