@@ -166,6 +166,10 @@ async fn a_scrape_counts_the_meeting_and_forged_packets_and_readiness_follows_a_
     );
 
     let s = &after;
+    eprintln!(
+        "the scrape after the meeting:\n{}",
+        get_plain(metrics, "/metrics").await.1
+    );
     assert!(s.value("mswitch_calls_started_total", &[("direction", "in")]) >= 2.0);
     assert!(s.value("mswitch_meetings", &[("security", "secure")]) >= 1.0);
     assert!(s.value("mswitch_participants", &[("security", "secure")]) >= 2.0);
@@ -429,6 +433,7 @@ async fn a_drain_lets_the_meeting_run_to_its_deadline_and_every_call_end_is_reco
         .iter()
         .find(|r| r["call_id"] == ids[0].as_str())
         .unwrap();
+    eprintln!("A's call record:\n{a}");
     assert_eq!(
         a["security"]["keying"],
         serde_json::json!(["dtls", "dtls"]),

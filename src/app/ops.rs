@@ -154,8 +154,8 @@ impl App {
             bout += w.bytes_out.load(Relaxed);
             foreign += w.foreign_source.load(Relaxed);
             send_dropped += w.send_dropped.load(Relaxed);
-            counter!("mswitch_worker_busy_seconds_total", "worker" => worker.clone())
-                .absolute(w.busy_ns.load(Relaxed) / 1_000_000_000);
+            counter!("mswitch_worker_busy_milliseconds_total", "worker" => worker.clone())
+                .absolute(w.busy_ns.load(Relaxed) / 1_000_000);
             counter!("mswitch_worker_recv_calls_total", "worker" => worker.clone())
                 .absolute(w.recv_calls.load(Relaxed));
             counter!("mswitch_worker_datagrams_total", "worker" => worker)

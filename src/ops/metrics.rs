@@ -102,7 +102,7 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
         "media ports, by `state` (used, free)",
     ),
     (
-        "mswitch_worker_busy_seconds_total",
+        "mswitch_worker_busy_milliseconds_total",
         "counter",
         "time a media `worker` spent working (not waiting)",
     ),
