@@ -87,6 +87,8 @@ pub struct Config {
     pub admin: crate::admin::settings::AdminConfig,
     /// How the log is written.
     pub log: crate::logging::LogConfig,
+    /// Events to an external manager over HTTPS.
+    pub webhook: Vec<crate::ops::webhooks::WebhookConfig>,
 }
 
 /// `[tip]`: the negotiation deadlines (seeds-switch.md T1 L10, L11).
@@ -320,6 +322,7 @@ impl Default for Config {
             tip: TipConfig::default(),
             admin: crate::admin::settings::AdminConfig::default(),
             log: crate::logging::LogConfig::default(),
+            webhook: Vec::new(),
         }
     }
 }
@@ -397,6 +400,9 @@ pub struct Settings {
     pub admin: crate::admin::settings::AdminSettings,
     /// Log lines as JSON objects.
     pub log_json: bool,
+    /// The webhooks (URLs and secrets checked; their trust is loaded at start, once the
+    /// generated CA exists).
+    pub webhooks: Vec<crate::ops::webhooks::WebhookConfig>,
 }
 
 fn listener(key: &str, v: &str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -700,9 +706,20 @@ impl Config {
             .check()
             .map_err(|(key, message)| err(key, message))?;
         let log_json = self.log.json().map_err(|m| err("log.format", m))?;
+        for (i, w) in self.webhook.iter().enumerate() {
+            crate::ops::webhooks::parse_url(&w.url)
+                .map_err(|m| err(format!("webhook[{i}].url"), m))?;
+            if w.secret.chars().count() < 16 {
+                return Err(err(
+                    format!("webhook[{i}].secret"),
+                    "at least 16 characters",
+                ));
+            }
+        }
         Ok(Settings {
             admin,
             log_json,
+            webhooks: self.webhook.clone(),
             muxctrl_timeout,
             spimap_timeout,
             udp: listener("sip.udp", clear(&self.sip.udp, encrypted))?,

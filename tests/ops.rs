@@ -449,3 +449,175 @@ async fn a_drain_lets_the_meeting_run_to_its_deadline_and_every_call_end_is_reco
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A CA of the test's and a server certificate for 127.0.0.1 it signed, as PEM:
+/// (ca, cert, key).
+fn test_pki(name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} CA"));
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// What a webhook receiver got: (timestamp, signature, body) per POST.
+type Received = Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// An HTTPS webhook receiver on `listener` with `cert`/`key`.
+async fn receiver(listener: std::net::TcpListener, cert: &str, key: &str) -> Received {
+    let got: Received = Arc::default();
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                store.lock().unwrap().push((
+                    h("x-mswitch-timestamp"),
+                    h("x-mswitch-signature"),
+                    body,
+                ));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        cert.as_bytes().to_vec(),
+        key.as_bytes().to_vec(),
+    )
+    .await
+    .unwrap();
+    let server = axum_server::tls_rustls::from_tcp_rustls(listener, config).unwrap();
+    tokio::spawn(server.serve(app.into_make_service()));
+    got
+}
+
+fn events_of(got: &Received, secret: &str) -> Vec<String> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    got.lock()
+        .unwrap()
+        .iter()
+        .map(|(ts, sig, body)| {
+            assert_eq!(
+                sig,
+                &format!(
+                    "sha256={}",
+                    mswitch::ops::webhooks::signature(&key, ts, body.as_bytes())
+                ),
+                "signed with the secret"
+            );
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            v["event"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_verified_retried_and_never_hold_up_the_media() {
+    const SECRET: &str = "a webhook secret of ours";
+    let dir = std::env::temp_dir().join(format!("mswitch-hooks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = test_pki("receiver");
+    std::fs::write(dir.join("receiver-ca.pem"), &ca).unwrap();
+    let (_, stranger_cert, stranger_key) = test_pki("stranger");
+    let good = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let untrusted = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Down at first: its port is known, nothing listens yet.
+    let later_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Takes connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = |port: u16| {
+        format!(
+            "[[webhook]]\nurl = \"https://127.0.0.1:{port}/hook\"\nsecret = \"{SECRET}\"\ntrust = [\"{}\"]\n",
+            dir.join("receiver-ca.pem").display()
+        )
+    };
+    let extra = format!(
+        "[[meeting]]\nnumber = \"4000\"\npolicy = \"secure\"\n{}{}{}{}",
+        hook(good.local_addr().unwrap().port()),
+        hook(untrusted.local_addr().unwrap().port()),
+        hook(later_port),
+        hook(silent.local_addr().unwrap().port()),
+    );
+    let got = receiver(good, &cert, &key).await;
+    let stranger = receiver(untrusted, &stranger_cert, &stranger_key).await;
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+        }
+    });
+    let sw = switch_with_accounts("ops-hooks", "34500-34699", &extra).await;
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let mut calls = dial_all(&sw, vec![Endpoint::new(1, 1), Endpoint::new(2, 1)], &dtls).await;
+    assert!(until_established(&mut calls, 30).await);
+    // The receiver that was down comes up a moment later: the retries reach it.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let later = receiver(
+        std::net::TcpListener::bind(("127.0.0.1", later_port)).unwrap(),
+        &cert,
+        &key,
+    )
+    .await;
+    // The media is untouched by a receiver that never answers.
+    run_media(&mut calls, 1.5).await;
+    let from_a = calls[1]
+        .endpoint
+        .received
+        .iter()
+        .filter(|r| r.1 >> 16 == 1)
+        .count();
+    assert!(from_a > 20, "B got {from_a} packets from A");
+    calls[1].hangup("4000").await.unwrap();
+    for _ in 0..100 {
+        if events_of(&got, SECRET).contains(&"participant_left".to_owned())
+            && events_of(&later, SECRET).len() >= 3
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = events_of(&got, SECRET);
+    assert_eq!(
+        events,
+        [
+            "meeting_started",
+            "participant_joined",
+            "participant_joined",
+            "participant_left"
+        ],
+        "in order, each once"
+    );
+    let late = events_of(&later, SECRET);
+    assert!(
+        late.len() >= 3 && late[0] == "meeting_started",
+        "retried until it was up: {late:?}"
+    );
+    assert!(
+        stranger.lock().unwrap().is_empty(),
+        "an unverified receiver gets nothing"
+    );
+    held.abort();
+    sw.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

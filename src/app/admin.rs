@@ -583,7 +583,7 @@ pub(super) fn start_admin(
 }
 
 /// The trust files of the configuration (the generated CA when none is configured).
-fn trust_paths(t: &crate::config::TlsConfig) -> Vec<std::path::PathBuf> {
+pub(super) fn trust_paths(t: &crate::config::TlsConfig) -> Vec<std::path::PathBuf> {
     if t.trust.is_empty() {
         vec![crate::config::data_dir(t).join("ca.pem")]
     } else {

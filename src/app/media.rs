@@ -156,8 +156,13 @@ impl App {
                 },
             ),
         );
+        let first_join = !c.joined;
         c.joined = true;
         c.remote_sdp = Some(remote.clone());
+        if first_join {
+            let data = serde_json::json!({ "number": number, "call_id": c.call_id, "participant": participant });
+            self.event("participant_joined", data);
+        }
         if let Some(m) = self.meetings.get_mut(&number)
             && !m.participants.contains(&participant)
         {

@@ -191,6 +191,7 @@ pub struct App {
 struct OpsSide {
     drain: Option<ops::Drain>,
     calls: CallLog,
+    notifier: crate::ops::webhooks::Notifier,
 }
 
 /// What the driver keeps for the admin API.
@@ -446,9 +447,14 @@ impl App {
         let mut settings = settings;
         let admin = admin::start_admin(&mut settings, &policy)?;
         let calls = CallLog::new(&crate::config::data_dir(&settings.tls_files));
+        let notifier = ops::start_webhooks(&settings)?;
         Ok(Self {
             admin,
-            ops: OpsSide { drain: None, calls },
+            ops: OpsSide {
+                drain: None,
+                calls,
+                notifier,
+            },
             ports: PortAllocator::new(settings.ports.clone()),
             sdes_suites: settings.suites.iter().map(|s| s.sdes_name()).collect(),
             settings,
@@ -695,6 +701,15 @@ impl App {
             AgentEvent::Peer { peer, state } => {
                 info!(peer, ?state, "trunk peer");
                 Self::peer_metric(peer, state);
+                let address = self.settings.peers.get(peer).map(|p| p.addr.to_string());
+                self.event(
+                    if state == sip::ua::PeerState::Up {
+                        "trunk_peer_up"
+                    } else {
+                        "trunk_peer_down"
+                    },
+                    serde_json::json!({ "peer": peer, "address": address }),
+                );
                 self.peer_heard(peer, Some(state == sip::ua::PeerState::Up), None);
             }
             AgentEvent::KeepAlive { peer, status } => self.peer_heard(peer, None, Some(status)),
@@ -892,6 +907,10 @@ impl App {
         }
         self.pool.add_meeting(id, meeting);
         info!(conf_id = id, ?number, ?policy, ?mode, "meeting starts");
+        self.event(
+            "meeting_started",
+            serde_json::json!({ "number": number, "conf_id": id, "policy": crate::admin::meetings::policy_name(policy) }),
+        );
         self.meetings.insert(
             number.to_owned(),
             MeetingState {
@@ -917,6 +936,10 @@ impl App {
             self.pool.remove_meeting(m.id);
             self.admin.reports.remove(&m.id);
             info!(conf_id = m.id, ?number, "meeting ends");
+            self.event(
+                "meeting_ended",
+                serde_json::json!({ "number": number, "conf_id": m.id }),
+            );
         }
     }
 
@@ -976,12 +999,14 @@ impl App {
             "downgraded to non-secure: call {} joined non-secure (Best-Effort, R38)",
             c.call_id
         ));
+        let event = serde_json::json!({ "number": c.number, "conf_id": m.id, "secure": false, "reason": m.security_reason });
         if let Some(line) = pending.log {
             warn!("{line}");
         }
         let id = m.id;
         self.pool
             .send(id, Command::Meeting(id, MeetingCommand::Downgrade));
+        self.event("security_changed", event);
     }
 
     /// Re-INVITEs a call to RTP/AVP: its meeting is non-secure (R38 downgrade, or a secure
@@ -1154,6 +1179,12 @@ impl App {
             .end
             .clone()
             .unwrap_or_else(|| CallEnd::Switch("ended by the switch".into()));
+        if c.joined {
+            self.event(
+                "participant_left",
+                serde_json::json!({ "number": c.number, "call_id": c.call_id, "participant": c.participant, "reason": end.label() }),
+            );
+        }
         self.record_call(&c, end);
         let Some(m) = self.meetings.get_mut(&c.number) else {
             return;

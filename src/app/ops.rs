@@ -402,3 +402,36 @@ fn x509_not_after(der: &[u8]) -> Option<i64> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     Some(cert.validity().not_after.timestamp())
 }
+
+/// The webhooks' delivery tasks, their trust loaded now that the generated CA exists.
+pub(super) fn start_webhooks(
+    settings: &crate::config::Settings,
+) -> Result<crate::ops::webhooks::Notifier, super::AppError> {
+    let trust = super::admin::trust_paths(&settings.tls_files);
+    let mut hooks = Vec::new();
+    for (i, w) in settings.webhooks.iter().enumerate() {
+        let hook = w.check(&trust).map_err(|e| {
+            super::AppError::Io(std::io::Error::other(format!(
+                "webhook[{i}] {}: {e}",
+                w.url
+            )))
+        })?;
+        if !w.verify {
+            warn!(url = %w.url, "webhook: the receiver's certificate is NOT verified (verify = false in the configuration)");
+        }
+        info!(url = %w.url, "webhook: events go there, signed (X-Mswitch-Signature)");
+        hooks.push(hook);
+    }
+    Ok(crate::ops::webhooks::Notifier::start(hooks))
+}
+
+impl App {
+    /// An event for the external manager (queued, never waited for).
+    pub(super) fn event(&self, event: &'static str, data: serde_json::Value) {
+        self.ops.notifier.notify(&crate::ops::webhooks::Event {
+            event,
+            at_ms: unix_ms(),
+            data,
+        });
+    }
+}

@@ -234,7 +234,8 @@ mod tests {
             newest[1].end,
             CallEnd::Refused(403, "the meeting is locked".into())
         );
-        let text = std::fs::read_to_string(dir.join(FILE)).unwrap();
+        let text = std::fs::read_to_string(dir.join("calls.jsonl.1")).unwrap()
+            + &std::fs::read_to_string(dir.join(FILE)).unwrap();
         assert!(
             text.contains(r#""end":{"reason":"timeout","detail":"muxctrl"}"#),
             "{text}"

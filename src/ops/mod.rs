@@ -6,3 +6,4 @@
 pub mod cdr;
 pub mod http;
 pub mod metrics;
+pub mod webhooks;
