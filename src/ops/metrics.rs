@@ -136,6 +136,11 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
         "gauge",
         "1 when /readyz says the switch should get new calls",
     ),
+    (
+        "mswitch_webhook_events_total",
+        "counter",
+        "webhook deliveries, by `result` (delivered, retried, failed after every attempt, dropped when a queue is full)",
+    ),
 ];
 
 /// The recorder's handle, installed on first use (one per process: tests run several
