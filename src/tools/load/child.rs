@@ -1,5 +1,6 @@
 //! The switch under test as a process of its own, so that its CPU time is its own: started
-//! from this executable with a configuration written for the run, stopped with SIGTERM.
+//! from this executable with a configuration written for the run, stopped with SIGINT (at
+//! once: a SIGTERM would drain).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -99,10 +100,11 @@ impl SwitchProcess {
         media_total(line, counter)
     }
 
-    /// SIGTERM (every call gets BYE), then SIGKILL if it has not exited within 5 s.
+    /// SIGINT (every call gets BYE now; SIGTERM would only start a drain, which waits for
+    /// the meetings), then SIGKILL if it has not exited within 5 s.
     pub fn stop(&mut self) {
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg("-INT")
             .arg(self.pid.to_string())
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
