@@ -172,6 +172,27 @@ async fn a_scrape_counts_the_meeting_and_forged_packets_and_readiness_follows_a_
     );
     assert!(s.value("mswitch_calls_started_total", &[("direction", "in")]) >= 2.0);
     assert!(s.value("mswitch_meetings", &[("security", "secure")]) >= 1.0);
+    // Two endpoints dialled in: their INVITEs and ACKs in, the 200s out.
+    for (method, at_least) in [("INVITE", 2.0), ("ACK", 2.0)] {
+        let n = s.value(
+            "mswitch_sip_requests_total",
+            &[("direction", "in"), ("method", method)],
+        );
+        assert!(n >= at_least, "{method} in: {n}");
+    }
+    assert!(
+        s.value(
+            "mswitch_sip_responses_total",
+            &[("direction", "out"), ("code", "200")]
+        ) >= 2.0
+    );
+    assert!(
+        s.value(
+            "mswitch_sip_responses_total",
+            &[("direction", "out"), ("code", "100")]
+        ) >= 2.0,
+        "100 Trying to each INVITE"
+    );
     assert!(s.value("mswitch_participants", &[("security", "secure")]) >= 2.0);
     assert!(s.value("mswitch_dtls_handshakes_total", &[("result", "ok")]) >= 4.0);
     for kind in ["muxctrl", "spimap"] {

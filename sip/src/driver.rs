@@ -16,6 +16,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::message_counts::Direction;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -68,6 +70,8 @@ pub struct TrunkStats {
     pub accept_errors: AtomicU64,
     /// Streams closed idle, or holding a half-sent message too long.
     pub idle_closed: AtomicU64,
+    /// Messages in and out by method and status code.
+    pub messages: crate::message_counts::MessageCounts,
 }
 
 /// How long a stream may keep more than [`HIGH_WATER`] bytes waiting for its peer before
@@ -349,6 +353,7 @@ impl Driver {
                         // RFC 5626 keep-alives over UDP carry no message.
                         if !data.iter().all(|b| b.is_ascii_whitespace()) {
                             let remote = Remote { transport: Transport::Udp, addr: from };
+                            self.stats.messages.count(Direction::In, data);
                             self.agent.handle_message(Instant::now(), remote, data);
                         }
                     }
@@ -396,7 +401,10 @@ impl Driver {
     fn inbound(&mut self, i: Inbound) {
         let now = Instant::now();
         match i {
-            Inbound::Message(from, bytes) => self.agent.handle_message(now, from, &bytes),
+            Inbound::Message(from, bytes) => {
+                self.stats.messages.count(Direction::In, &bytes);
+                self.agent.handle_message(now, from, &bytes);
+            }
             Inbound::Connected(remote, writer) => {
                 for b in self.pending.remove(&remote).unwrap_or_default() {
                     let _ = writer.send(b);
@@ -494,6 +502,7 @@ impl Driver {
     async fn flush(&mut self) {
         let now = Instant::now();
         while let Some(t) = self.agent.poll_transmit(now) {
+            self.stats.messages.count(Direction::Out, &t.bytes);
             match t.to.transport {
                 Transport::Udp => {
                     if let Some(s) = &self.udp {

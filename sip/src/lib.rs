@@ -16,6 +16,7 @@ pub mod framing;
 pub mod fuzzing;
 pub mod log_throttle;
 pub mod message;
+pub mod message_counts;
 pub mod sdp;
 pub mod security;
 pub mod stream_queue;

@@ -187,6 +187,19 @@ impl App {
             counter!("mswitch_sip_stream_errors_total", "reason" => reason)
                 .absolute(v.load(Relaxed));
         }
+        for (direction, way) in [
+            ("in", sip::message_counts::Direction::In),
+            ("out", sip::message_counts::Direction::Out),
+        ] {
+            for (method, n) in t.messages.requests(way) {
+                counter!("mswitch_sip_requests_total", "direction" => direction, "method" => method)
+                    .absolute(n);
+            }
+            for (code, n) in t.messages.responses(way) {
+                counter!("mswitch_sip_responses_total", "direction" => direction, "code" => code.to_string())
+                    .absolute(n);
+            }
+        }
         let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
         for (unit, der) in &self.admin.certificates {
             if let Some(c) = crate::admin::certinfo::summarize(unit, der, now) {

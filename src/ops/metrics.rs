@@ -42,6 +42,16 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
         "INVITEs refused, by SIP `status`",
     ),
     (
+        "mswitch_sip_requests_total",
+        "counter",
+        "SIP requests, by `direction` (in, out) and `method` (INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE, REGISTER, PUBLISH, other)",
+    ),
+    (
+        "mswitch_sip_responses_total",
+        "counter",
+        "SIP responses, by `direction` (in, out) and status `code`",
+    ),
+    (
         "mswitch_trunk_peer_up",
         "gauge",
         "1 when a trunk `peer` (its index) answers keep-alives, 0 when it does not; absent before the first answer",
