@@ -1,7 +1,7 @@
 //! Running in production (issue 17), end to end on loopback: the Prometheus scrape parsed
 //! with a text-format parser after a meeting of simulated endpoints (forged packets
-//! counted by reason), liveness and readiness (readiness false while draining, liveness
-//! true), the drain (a newcomer refused with 503 and Retry-After, the meeting going on,
+//! counted by reason), liveness and readiness (readiness false while draining and with
+//! every trunk peer down, liveness true), the drain (a newcomer refused with 503 and Retry-After, the meeting going on,
 //! BYE at the deadline, the switch's loop ending), and a call record for each way a call
 //! ends.
 
@@ -640,5 +640,66 @@ async fn webhooks_are_signed_verified_retried_and_never_hold_up_the_media() {
     );
     held.abort();
     sw.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_false_when_every_trunk_peer_is_down_and_liveness_stays_true() {
+    // The only trunk peer's port takes no connection: each OPTIONS keep-alive fails at
+    // once, the peer goes down.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("mswitch-peer-down-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let settings = mswitch::config::Config::parse(&format!(
+        "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"127.0.0.1:0\"\noptions_interval = 1\n\
+         [[trunk]]\naddress = \"127.0.0.1:{closed}\"\ntransport = \"tls\"\nsubject = \"mswitch-peer\"\n\
+         [tls]\ndata_dir = \"{}\"\n[media]\nports = \"34700-34799\"\naddress = \"127.0.0.1\"\nworkers = 1\n\
+         [admin]\nhttps = \"\"\nhttp_redirect = \"\"\nmetrics = \"127.0.0.1:0\"\n",
+        dir.display()
+    ))
+    .unwrap();
+    let app = mswitch::app::App::start(settings).await.unwrap();
+    let metrics = app.metrics_addr().unwrap();
+    let (stops, stopped) = tokio::sync::mpsc::unbounded_channel();
+    let running = tokio::spawn(app.run_until(stopped));
+    let mut ready = (0, String::new());
+    for _ in 0..100 {
+        ready = get_plain(metrics, "/readyz").await;
+        if ready.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    let body: serde_json::Value = serde_json::from_str(&ready.1).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"ready": false, "reasons": ["no trunk peer answers keep-alives"]})
+    );
+    let (status, body) = get_plain(metrics, "/healthz").await;
+    assert_eq!(
+        status, 200,
+        "a dependency down never fails liveness: {body}"
+    );
+    // (Only this test's switch has keep-alives on: no other switch of the process sets
+    // this gauge, which the process's recorder shares.)
+    let scrape = Scrape::of(metrics).await;
+    let peer_up: Vec<f64> = scrape
+        .0
+        .samples
+        .iter()
+        .filter(|s| s.metric == "mswitch_trunk_peer_up" && s.labels.get("peer") == Some("0"))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) => v,
+            _ => f64::NAN,
+        })
+        .collect();
+    assert_eq!(peer_up, [0.0], "the peer is down");
+    let _ = stops.send(Stop::Now);
+    let _ = running.await;
     let _ = std::fs::remove_dir_all(&dir);
 }

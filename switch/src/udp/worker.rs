@@ -142,6 +142,9 @@ impl MediaWorker {
         let wake = UdpSocket::bind("127.0.0.1:0")?;
         let (commands, rx) = channel();
         let stats = Arc::new(WorkerStats::default());
+        // A worker that has not gone round yet is as alive as one that just did: without
+        // this, liveness read "stuck" for the first wait after start.
+        stats.last_loop_ms.store(unix_ms(), Ordering::Relaxed);
         let state = State {
             meetings: HashMap::new(),
             legs: Legs::new(&wake_rx)?,
@@ -194,6 +197,13 @@ impl Drop for MediaWorker {
     }
 }
 
+/// Unix time in milliseconds, for [`WorkerStats::last_loop_ms`].
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
     loop {
         loop {
@@ -215,10 +225,7 @@ fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
             0
         });
         let woke = Instant::now();
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        s.stats.last_loop_ms.store(unix_ms, Ordering::Relaxed);
+        s.stats.last_loop_ms.store(unix_ms(), Ordering::Relaxed);
         for i in 0..ready {
             match s.legs.ready(i) {
                 Some(WAKE_TOKEN) => {
