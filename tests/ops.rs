@@ -1,9 +1,9 @@
 //! Running in production (issue 17), end to end on loopback: the Prometheus scrape parsed
 //! with a text-format parser after a meeting of simulated endpoints (forged packets
 //! counted by reason), liveness and readiness (readiness false while draining and with
-//! every trunk peer down, liveness true), the drain (a newcomer refused with 503 and Retry-After, the meeting going on,
-//! BYE at the deadline, the switch's loop ending), and a call record for each way a call
-//! ends.
+//! every trunk peer down, liveness true), the drain (a newcomer refused with 503 and
+//! Retry-After, the meeting going on, BYE at the deadline, the switch's loop ending), a
+//! call record for each way a call ends, and signed webhooks to real HTTPS receivers.
 
 mod common;
 
