@@ -231,6 +231,11 @@ async fn the_demo_holds_every_check() {
     let timeline = mswitch::demo::run().await.unwrap_or_else(|t| panic!("{t}"));
     assert!(timeline.contains("all checks held"), "{timeline}");
     assert!(timeline.contains("SPIMAP acknowledged"), "{timeline}");
+    // Its own switch's scrape (values shared with this process's other switches).
+    assert!(
+        timeline.contains("mswitch_calls_started_total{direction=\"in\"}"),
+        "{timeline}"
+    );
 }
 
 /// Dials the non-secure endpoints `(id, screens)` into `number`.

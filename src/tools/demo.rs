@@ -33,7 +33,7 @@ pub async fn run() -> Result<String, String> {
     let settings = Config::parse(&format!(
         "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"127.0.0.1:0\"\noptions_interval = 0\n\
          [tls]\ndata_dir = \"{}\"\n[media]\naddress = \"127.0.0.1\"\n\
-         [admin]\nhttps = \"\"\nhttp_redirect = \"\"\nmetrics = \"\"\n\
+         [admin]\nhttps = \"\"\nhttp_redirect = \"\"\nmetrics = \"127.0.0.1:0\"\n\
          [[meeting]]\nnumber = \"4000\"\npolicy = \"secure\"\n",
         dir.display()
     ))
@@ -43,6 +43,7 @@ pub async fn run() -> Result<String, String> {
         .sip_addr(sip::ua::Transport::Tls)
         .ok_or("no TLS listener")?;
     let stats = app.worker_stats();
+    let metrics = app.metrics_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(app.run(async {
         let _ = stopped.await;
@@ -210,6 +211,20 @@ pub async fn run() -> Result<String, String> {
         }
     }
     t(&mut out, "everyone hung up (BYE, 200 OK)");
+    if let Some(addr) = metrics {
+        match scrape(addr).await {
+            Ok(text) => {
+                let _ = writeln!(
+                    out,
+                    "\nmetrics after the demo (GET http://{addr}/metrics, a few families, non-zero):"
+                );
+                for line in shown_metrics(&text) {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+            Err(e) => failures.push(format!("the metrics scrape failed: {e}")),
+        }
+    }
     let received: usize = calls.iter().map(|c| c.endpoint.received.len()).sum();
     let (pin, pout, dropped) = stats.iter().fold((0, 0, 0), |(a, b, c), s| {
         (
@@ -239,6 +254,46 @@ pub async fn run() -> Result<String, String> {
     } else {
         let _ = writeln!(out, "FAILED:\n  {}", failures.join("\n  "));
         Err(out)
+    }
+}
+
+/// The metric families the demo shows (the README's Operations section lists them all).
+const SHOWN: [&str; 8] = [
+    "mswitch_calls_started_total",
+    "mswitch_calls_ended_total",
+    "mswitch_sip_requests_total",
+    "mswitch_dtls_handshakes_total",
+    "mswitch_tip_negotiations_total",
+    "mswitch_media_packets_total",
+    "mswitch_join_latency_seconds_count",
+    "mswitch_speaker_changes_total",
+];
+
+/// The samples of [`SHOWN`] whose value is not zero.
+fn shown_metrics(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| SHOWN.iter().any(|f| l.starts_with(f)))
+        .filter(|l| l.rsplit(' ').next().is_some_and(|v| v != "0"))
+        .collect()
+}
+
+/// `GET /metrics` over plain HTTP on the switch's loopback metrics listener.
+async fn scrape(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut answer))
+        .await
+        .map_err(|_| std::io::Error::other("no answer within 5 s"))??;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => Err(std::io::Error::other(
+            answer.lines().next().unwrap_or("no answer").to_owned(),
+        )),
     }
 }
 
