@@ -18,6 +18,11 @@
 //!   directory (a new CA is made, to be uploaded again). A `ca.key` left by an earlier
 //!   version is deleted at start.
 
+pub mod checks;
+pub mod inspect;
+#[cfg(test)]
+pub(crate) mod test_pki;
+
 use std::path::{Path, PathBuf};
 
 use rcgen::{
