@@ -88,6 +88,36 @@ enum Command {
     Hangup(CallHandle),
     CallOut(String, Vec<u8>, oneshot::Sender<(CallHandle, String)>),
     PeerAddresses(usize, Vec<SocketAddr>),
+    SetTls(Acceptors, Connectors),
+}
+
+/// Per trunk peer, the TLS acceptor that checks its subject (`None`: no TLS).
+type Acceptors = Arc<Vec<Option<tokio_rustls::TlsAcceptor>>>;
+/// Per trunk peer, the TLS connector that checks its subject.
+type Connectors = Arc<Vec<Option<tokio_rustls::TlsConnector>>>;
+
+/// One acceptor and one connector per peer: each checks that peer's subject.
+fn tls_per_peer(
+    policy: Option<&TlsPolicy>,
+    subjects: &[String],
+) -> io::Result<(Acceptors, Connectors)> {
+    let mut acceptors = Vec::new();
+    let mut connectors = Vec::new();
+    for subject in subjects {
+        match policy {
+            Some(policy) => {
+                let server = policy.server_config(subject).map_err(io::Error::other)?;
+                let client = policy.client_config(subject).map_err(io::Error::other)?;
+                acceptors.push(Some(tokio_rustls::TlsAcceptor::from(server)));
+                connectors.push(Some(tokio_rustls::TlsConnector::from(client)));
+            }
+            None => {
+                acceptors.push(None);
+                connectors.push(None);
+            }
+        }
+    }
+    Ok((Arc::new(acceptors), Arc::new(connectors)))
 }
 
 /// Updates trunk peers' addresses from another task: see [`Trunk::peer_updater`].
@@ -115,6 +145,8 @@ pub struct Trunk {
     events: mpsc::UnboundedReceiver<AgentEvent>,
     stats: Arc<TrunkStats>,
     local: Vec<(Transport, SocketAddr)>,
+    /// The subject each trunk peer's certificate must name, in peer order.
+    subjects: Vec<String>,
 }
 
 impl std::fmt::Debug for Trunk {
@@ -185,24 +217,13 @@ impl Trunk {
             &mut config.agent.rng_seed,
         )
         .map_err(|_| io::Error::other("the system RNG failed"))?;
-        // One acceptor and one connector per peer: each checks that peer's subject.
-        let mut acceptors = Vec::new();
-        let mut connectors = Vec::new();
-        for p in &config.agent.peers {
-            let subject = p.subject.clone().unwrap_or_else(|| p.addr.ip().to_string());
-            match &config.tls {
-                Some(policy) => {
-                    let server = policy.server_config(&subject).map_err(io::Error::other)?;
-                    let client = policy.client_config(&subject).map_err(io::Error::other)?;
-                    acceptors.push(Some(tokio_rustls::TlsAcceptor::from(server)));
-                    connectors.push(Some(tokio_rustls::TlsConnector::from(client)));
-                }
-                None => {
-                    acceptors.push(None);
-                    connectors.push(None);
-                }
-            }
-        }
+        let subjects: Vec<String> = config
+            .agent
+            .peers
+            .iter()
+            .map(|p| p.subject.clone().unwrap_or_else(|| p.addr.ip().to_string()))
+            .collect();
+        let (acceptors, connectors) = tls_per_peer(config.tls.as_ref(), &subjects)?;
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (inbound_tx, inbound) = mpsc::unbounded_channel();
@@ -216,8 +237,8 @@ impl Trunk {
             inbound_tx,
             events: events_tx,
             stats: stats.clone(),
-            acceptors: Arc::new(acceptors),
-            connectors: Arc::new(connectors),
+            acceptors,
+            connectors,
             max,
             limits: ConnectionLimits::new(&stream_limits),
             stream_limits,
@@ -232,7 +253,18 @@ impl Trunk {
             events,
             stats,
             local,
+            subjects,
         })
+    }
+
+    /// Replaces the TLS identity and trust (issue 18, hot reload): new connections, in and
+    /// out, use `policy` at once; connections already up keep the session they have (and
+    /// their calls go on). An error leaves the old policy in place.
+    pub fn set_tls(&self, policy: &TlsPolicy) -> io::Result<()> {
+        let (acceptors, connectors) = tls_per_peer(Some(policy), &self.subjects)?;
+        self.commands
+            .send(Command::SetTls(acceptors, connectors))
+            .map_err(|_| io::Error::other("the SIP driver stopped"))
     }
 
     /// The next event; `None` when the driver stopped.
@@ -312,8 +344,8 @@ struct Driver {
     inbound_tx: mpsc::UnboundedSender<Inbound>,
     events: mpsc::UnboundedSender<AgentEvent>,
     stats: Arc<TrunkStats>,
-    acceptors: Arc<Vec<Option<tokio_rustls::TlsAcceptor>>>,
-    connectors: Arc<Vec<Option<tokio_rustls::TlsConnector>>>,
+    acceptors: Acceptors,
+    connectors: Connectors,
     max: usize,
     /// Open stream connections, by address.
     limits: ConnectionLimits,
@@ -395,6 +427,10 @@ impl Driver {
                 let _ = reply.send((call, call_id));
             }
             Command::PeerAddresses(peer, addrs) => self.agent.set_peer_addresses(peer, &addrs),
+            Command::SetTls(acceptors, connectors) => {
+                self.acceptors = acceptors;
+                self.connectors = connectors;
+            }
         }
     }
 

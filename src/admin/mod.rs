@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod certificates;
 pub mod certinfo;
 pub mod fuzzing;
 pub mod http;

@@ -4,6 +4,7 @@
 
 use tokio::sync::oneshot;
 
+use super::certificates::{CertChange, CertChangeError, UnitView};
 use super::view::{HealthView, ReadyView, StatusView};
 use crate::policy::Policy;
 use switch::meeting::switching::Mode;
@@ -22,6 +23,14 @@ pub enum AdminRequest {
     Health(oneshot::Sender<HealthView>),
     /// Readiness: whether the switch should get new calls.
     Ready(oneshot::Sender<ReadyView>),
+    /// The certificate store's units.
+    Certificates(oneshot::Sender<Vec<UnitView>>),
+    /// A change to the store by an `admin` account: checked, written, applied to new
+    /// connections at once; the units after it.
+    ChangeCertificates(
+        CertChange,
+        oneshot::Sender<Result<Vec<UnitView>, CertChangeError>>,
+    ),
 }
 
 /// An operator's action.

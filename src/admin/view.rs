@@ -56,7 +56,8 @@ pub struct PortsView {
 /// A certificate's summary.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CertificateView {
-    /// What it is for (`sip-identity`, `admin-web`, `trust`).
+    /// Its unit in the certificate store (`sip-identity`, `admin-identity`, `trunk-trust`,
+    /// `other-trust`).
     pub unit: String,
     /// Subject DN.
     pub subject: String,

@@ -477,7 +477,7 @@ pub(super) fn reply_lost(what: &str) {
 /// The meetings configured through the API join the call rules.
 pub(super) fn start_admin(
     settings: &mut crate::config::Settings,
-    policy: &sip::tls::TlsPolicy,
+    tls: &crate::certs::TlsSources,
 ) -> Result<super::AdminSide, super::AppError> {
     use crate::admin::{http, store};
     let dir = crate::config::data_dir(&settings.tls_files);
@@ -496,7 +496,10 @@ pub(super) fn start_admin(
         started: std::time::Instant::now(),
         reports: std::collections::HashMap::new(),
         peers: Vec::new(),
-        certificates: vec![("sip-identity".into(), policy.certificate().to_vec())],
+        certificates: super::certs::in_use(tls, settings.admin.identity.as_ref())
+            .into_iter()
+            .map(|(unit, der, _)| (unit.name().to_owned(), der.to_vec()))
+            .collect(),
         metrics: None,
         file_meetings,
         api_meetings,
@@ -504,15 +507,6 @@ pub(super) fn start_admin(
     let admin = settings.admin.clone();
     // The recorder exists from the start, so that every count is kept.
     let _ = crate::ops::metrics::handle();
-    for path in trust_paths(&settings.tls_files) {
-        if let Ok(certs) = sip::tls::load_certificates(&path) {
-            side.certificates.extend(
-                certs
-                    .into_iter()
-                    .map(|c| ("trunk-trust".to_owned(), c.to_vec())),
-            );
-        }
-    }
     if admin.https.is_none() && admin.metrics.is_none() {
         return Ok(side);
     }
@@ -551,21 +545,10 @@ pub(super) fn start_admin(
     let Some(https) = admin.https else {
         return Ok(side);
     };
-    let identity = match &admin.identity {
-        Some((cert, key)) => {
-            let chain = sip::tls::load_certificates(std::path::Path::new(cert))
-                .map_err(crate::certs::CertError::from)?;
-            let key = sip::tls::load_private_key(std::path::Path::new(key))
-                .map_err(crate::certs::CertError::from)?;
-            let id = sip::tls::identity(chain, key).map_err(crate::certs::CertError::from)?;
-            side.certificates
-                .push(("admin-web".into(), id.cert[0].to_vec()));
-            id
-        }
-        None => policy.identity(),
-    };
-    let tls = sip::tls::https_server_config(identity).map_err(crate::certs::CertError::from)?;
-    let server = http::start(https, admin.http_redirect, tls, state)?;
+    let identity = super::certs::admin_identity(tls, admin.identity.as_ref())?;
+    let server_tls =
+        sip::tls::https_server_config(identity).map_err(crate::certs::CertError::from)?;
+    let server = http::start(https, admin.http_redirect, server_tls, state)?;
     let url = if server.https.ip().is_unspecified() {
         format!(
             "https://127.0.0.1:{0}/ on this machine, https://THIS-HOST:{0}/ from others",

@@ -42,6 +42,7 @@ use switch::meeting::LineFailure;
 use switch::tip::negotiation::Failure as TipFailure;
 
 mod admin;
+mod certs;
 mod media;
 mod ops;
 
@@ -185,6 +186,8 @@ pub struct App {
     admin: AdminSide,
     /// Drain and call records.
     ops: OpsSide,
+    /// What the TLS policies are made of (configuration and certificate store).
+    tls: crate::certs::TlsSources,
 }
 
 /// The drain and the call records.
@@ -332,8 +335,18 @@ impl App {
     /// Loads the TLS material, binds the trunk and starts the media workers.
     pub async fn start(settings: Settings) -> Result<Self, AppError> {
         let loopback = settings.tls.is_some_and(|a| a.ip().is_loopback());
-        let (policy, origin) = crate::certs::load(&settings.tls_files, loopback)?;
-        match origin {
+        let tls_sources = crate::certs::TlsSources::load(&settings.tls_files, loopback)?;
+        let policy = tls_sources.policy()?;
+        if tls_sources.uploaded(crate::certs::store::Unit::SipIdentity) {
+            info!(
+                "the SIP identity uploaded through the API is used ({}), not the configuration's",
+                tls_sources
+                    .store
+                    .dir(crate::certs::store::Unit::SipIdentity)
+                    .display()
+            );
+        }
+        match tls_sources.origin.clone() {
             crate::certs::Origin::Generated(dir) => info!(
                 "no certificate configured: made a local CA and a {} certificate for {} in {}, and dropped the CA's key (upload ca.pem to the trunk peer's trust store)",
                 settings.tls_files.key_type,
@@ -445,7 +458,7 @@ impl App {
             );
         }
         let mut settings = settings;
-        let admin = admin::start_admin(&mut settings, &policy)?;
+        let admin = admin::start_admin(&mut settings, &tls_sources)?;
         let calls = CallLog::new(&crate::config::data_dir(&settings.tls_files));
         let notifier = ops::start_webhooks(&settings)?;
         Ok(Self {
@@ -455,6 +468,7 @@ impl App {
                 calls,
                 notifier,
             },
+            tls: tls_sources,
             ports: PortAllocator::new(settings.ports.clone()),
             sdes_suites: settings.suites.iter().map(|s| s.sdes_name()).collect(),
             settings,
@@ -625,6 +639,15 @@ impl App {
             }
             AdminRequest::Ready(reply) => {
                 let _ = reply.send(self.readiness());
+            }
+            AdminRequest::Certificates(reply) => {
+                let _ = reply.send(self.certificate_units());
+            }
+            AdminRequest::ChangeCertificates(change, reply) => {
+                let done = self.change_certificates(change);
+                if reply.send(done).is_err() {
+                    admin::reply_lost("certificates");
+                }
             }
         }
     }

@@ -20,6 +20,7 @@
 
 pub mod checks;
 pub mod inspect;
+pub mod store;
 #[cfg(test)]
 pub(crate) mod test_pki;
 
@@ -141,43 +142,118 @@ impl IdentitySpec {
     }
 }
 
-/// Our policy (identity + trust store) from the configuration; `loopback`: the SIP TLS
-/// listener is on loopback (the generated identity names 127.0.0.1 then).
+/// Our policy (identity + trust store) from the configuration and the store; `loopback`:
+/// the SIP TLS listener is on loopback (the generated identity names 127.0.0.1 then).
 pub fn load(t: &TlsConfig, loopback: bool) -> Result<(TlsPolicy, Origin), CertError> {
-    let dir = PathBuf::from(&t.data_dir);
-    let (cert_path, key_path, origin) = if t.certificate.is_empty() {
-        let spec = IdentitySpec {
-            subject: t.subject.clone(),
-            sans: t.san.clone(),
-            key_type: KeyType::parse(&t.key_type).unwrap_or(KeyType::Rsa2048),
-            validity_days: t.validity_days,
-            loopback,
-        };
-        let made = ensure_local_identity_with(&dir, &spec)?;
-        let origin = if made {
-            Origin::Generated(dir.clone())
+    let sources = TlsSources::load(t, loopback)?;
+    let origin = sources.origin.clone();
+    Ok((sources.policy()?, origin))
+}
+
+/// What the TLS policy is made of: the configuration's identity (or the generated one),
+/// its trust files, and the store's units, which take precedence (issue 18: an identity
+/// uploaded through the API replaces the file's until it is removed). Rebuilt after every
+/// change to the store, and on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct TlsSources {
+    /// Where the configuration's identity came from.
+    pub origin: Origin,
+    config_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    config_key_path: PathBuf,
+    /// The configuration's trust files.
+    pub trust_paths: Vec<PathBuf>,
+    /// The store.
+    pub store: store::CertStore,
+}
+
+impl TlsSources {
+    /// Reads the configuration's files (making the local identity when none is configured).
+    pub fn load(t: &TlsConfig, loopback: bool) -> Result<Self, CertError> {
+        let dir = PathBuf::from(&t.data_dir);
+        let (cert_path, key_path, origin) = if t.certificate.is_empty() {
+            let spec = IdentitySpec {
+                subject: t.subject.clone(),
+                sans: t.san.clone(),
+                key_type: KeyType::parse(&t.key_type).unwrap_or(KeyType::Rsa2048),
+                validity_days: t.validity_days,
+                loopback,
+            };
+            let made = ensure_local_identity_with(&dir, &spec)?;
+            let origin = if made {
+                Origin::Generated(dir.clone())
+            } else {
+                Origin::Reused(dir.clone())
+            };
+            (dir.join(CERT), dir.join(KEY), origin)
         } else {
-            Origin::Reused(dir.clone())
+            (
+                PathBuf::from(&t.certificate),
+                PathBuf::from(&t.key),
+                Origin::Configured,
+            )
         };
-        (dir.join(CERT), dir.join(KEY), origin)
-    } else {
-        (
-            PathBuf::from(&t.certificate),
-            PathBuf::from(&t.key),
-            Origin::Configured,
-        )
-    };
-    let chain = tls::load_certificates(&cert_path)?;
-    let key = tls::load_private_key(&key_path)?;
-    let identity = tls::identity(chain, key)?;
-    let trust: Vec<PathBuf> = if t.trust.is_empty() {
-        vec![dir.join(CA_CERT)]
-    } else {
-        t.trust.iter().map(PathBuf::from).collect()
-    };
-    let refs: Vec<&Path> = trust.iter().map(PathBuf::as_path).collect();
-    let (roots, pins) = tls::load_trust_and_pins(&refs)?;
-    Ok((TlsPolicy::new(identity, roots).with_pins(pins), origin))
+        let config_chain = tls::load_certificates(&cert_path)?;
+        // The key is checked now (the seed's line when it is not the certificate's).
+        tls::identity(config_chain.clone(), tls::load_private_key(&key_path)?)?;
+        let trust_paths: Vec<PathBuf> = if t.trust.is_empty() {
+            vec![dir.join(CA_CERT)]
+        } else {
+            t.trust.iter().map(PathBuf::from).collect()
+        };
+        Ok(Self {
+            origin,
+            config_chain,
+            config_key_path: key_path,
+            trust_paths,
+            store: store::CertStore::new(&dir),
+        })
+    }
+
+    /// The identity of `unit` in use: the store's, else (for the SIP identity) the
+    /// configuration's; `None` for an admin identity not uploaded.
+    pub fn identity(
+        &self,
+        unit: store::Unit,
+    ) -> Result<Option<std::sync::Arc<rustls::sign::CertifiedKey>>, CertError> {
+        if let Some((chain, key)) = self.store.identity(unit)? {
+            return Ok(Some(tls::identity(chain, key)?));
+        }
+        if unit != store::Unit::SipIdentity {
+            return Ok(None);
+        }
+        let key = tls::load_private_key(&self.config_key_path)?;
+        Ok(Some(tls::identity(self.config_chain.clone(), key)?))
+    }
+
+    /// Whether the SIP identity in use was uploaded (else it is the configuration's).
+    pub fn uploaded(&self, unit: store::Unit) -> bool {
+        self.store.dir(unit).join("chain.pem").exists()
+    }
+
+    /// The trunk's trust anchors: the configuration's files and the store's trunk-trust.
+    pub fn trunk_anchors(
+        &self,
+    ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, CertError> {
+        let mut certs = Vec::new();
+        for p in &self.trust_paths {
+            certs.extend(tls::load_certificates(p)?);
+        }
+        certs.extend(self.store.trust(store::Unit::TrunkTrust));
+        Ok(certs)
+    }
+
+    /// The trunk policy: the SIP identity in use, the trunk anchors (each also a pin).
+    pub fn policy(&self) -> Result<TlsPolicy, CertError> {
+        let identity = self
+            .identity(store::Unit::SipIdentity)?
+            .ok_or(CertError::Generate("no SIP identity".into()))?;
+        let pins = self.trunk_anchors()?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in &pins {
+            roots.add(c.clone()).map_err(TlsError::from)?;
+        }
+        Ok(TlsPolicy::new(identity, roots).with_pins(pins))
+    }
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), CertError> {

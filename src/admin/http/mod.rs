@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod certificates;
 pub mod error;
 pub mod page;
 pub mod state;
@@ -27,6 +28,8 @@ use state::AdminState;
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 16 * 1024;
+/// The largest certificate upload (a chain of RSA 4096 certificates and a key, as PEM).
+pub const MAX_UPLOAD: usize = 64 * 1024;
 
 /// Every route.
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -39,6 +42,17 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(crate::ops::http::metrics_signed_in))
         .route("/api/v1/drain", post(api::drain))
         .route("/api/v1/calls", get(api::calls))
+        .route("/api/v1/certificates", get(certificates::list))
+        .route(
+            "/api/v1/certificates/{unit}",
+            get(certificates::one)
+                .put(certificates::put)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+        )
+        .route(
+            "/api/v1/certificates/{unit}/{sha256}",
+            axum::routing::delete(certificates::delete),
+        )
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
         .route("/api/v1/session", get(auth::session))
@@ -96,9 +110,16 @@ pub struct AdminServer {
     /// Where the redirect listens.
     pub http_redirect: Option<SocketAddr>,
     handle: axum_server::Handle<SocketAddr>,
+    tls: axum_server::tls_rustls::RustlsConfig,
 }
 
 impl AdminServer {
+    /// Serves new connections with `tls` from now on (issue 18: a new admin identity);
+    /// open connections keep theirs.
+    pub fn reload(&self, tls: Arc<rustls::ServerConfig>) {
+        self.tls.reload_from_config(tls);
+    }
+
     /// Stops listening (open connections get a moment to finish).
     pub fn stop(&self) {
         self.handle
@@ -133,11 +154,9 @@ pub fn start(
         .map(|a| bind(a, "admin HTTP redirect listener"))
         .transpose()?;
     let handle = axum_server::Handle::new();
-    let server = axum_server::tls_rustls::from_tcp_rustls(
-        listener,
-        axum_server::tls_rustls::RustlsConfig::from_config(tls),
-    )?
-    .handle(handle.clone());
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    let server =
+        axum_server::tls_rustls::from_tcp_rustls(listener, tls.clone())?.handle(handle.clone());
     let app = router(state);
     tokio::spawn(async move {
         if let Err(e) = server
@@ -166,5 +185,6 @@ pub fn start(
         https,
         http_redirect,
         handle,
+        tls,
     })
 }

@@ -1,0 +1,142 @@
+//! `/api/v1/certificates`: the store's units for any account; uploads and removals for
+//! `admin` accounts, each written to the audit log with its result.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
+
+use super::auth::{AdminCaller, Caller};
+use super::error::{ApiError, JsonBody};
+use super::state::AdminState;
+use crate::admin::certificates::{CertChange, CertChangeError, UnitView, UploadBody, upload};
+use crate::admin::request::AdminRequest;
+use crate::certs::store::Unit;
+
+fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the switch is shutting down",
+    )
+}
+
+fn unit_of(name: &str) -> Result<Unit, ApiError> {
+    Unit::parse(name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_unit",
+            format!("no unit `{name}` (sip-identity, admin-identity, trunk-trust, other-trust)"),
+        )
+    })
+}
+
+fn change_error(e: &CertChangeError) -> ApiError {
+    ApiError::new(
+        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e.code(),
+        e.to_string(),
+    )
+}
+
+async fn units(state: &AdminState) -> Result<Vec<UnitView>, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    state
+        .app
+        .send(AdminRequest::Certificates(tx))
+        .await
+        .map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())
+}
+
+/// `GET /api/v1/certificates`: every unit.
+pub async fn list(State(state): State<Arc<AdminState>>, _: Caller) -> Result<Response, ApiError> {
+    Ok(axum::Json(units(&state).await?).into_response())
+}
+
+/// `GET /api/v1/certificates/{unit}`.
+pub async fn one(
+    State(state): State<Arc<AdminState>>,
+    _: Caller,
+    unit: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let unit = unit_of(&unit.map_err(bad_path)?.0)?;
+    let found = units(&state)
+        .await?
+        .into_iter()
+        .find(|u| u.unit == unit)
+        .ok_or_else(|| ApiError::internal("certificates"))?;
+    Ok(axum::Json(found).into_response())
+}
+
+fn bad_path(e: PathRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.body_text())
+}
+
+async fn change(
+    state: &AdminState,
+    caller: &Caller,
+    change: CertChange,
+) -> Result<Response, ApiError> {
+    let what = change.to_string();
+    let (tx, rx) = oneshot::channel();
+    state
+        .app
+        .send(AdminRequest::ChangeCertificates(change, tx))
+        .await
+        .map_err(|_| unavailable())?;
+    let result = rx.await.map_err(|_| unavailable())?;
+    let outcome = match &result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    state.audit(&caller.user, caller.from, &what, &outcome);
+    result
+        .map(|units| axum::Json(units).into_response())
+        .map_err(|e| change_error(&e))
+}
+
+/// `PUT /api/v1/certificates/{unit}`: an identity's chain and key, or trust anchors to add.
+pub async fn put(
+    State(state): State<Arc<AdminState>>,
+    AdminCaller(caller): AdminCaller,
+    unit: Result<Path<String>, PathRejection>,
+    JsonBody(body): JsonBody<UploadBody>,
+) -> Result<Response, ApiError> {
+    let unit = unit_of(&unit.map_err(bad_path)?.0)?;
+    let c = match upload(unit, body) {
+        Ok(c) => c,
+        Err(e) => {
+            state.audit(
+                &caller.user,
+                caller.from,
+                &format!("upload to {}", unit.name()),
+                &e.to_string(),
+            );
+            return Err(change_error(&e));
+        }
+    };
+    change(&state, &caller, c).await
+}
+
+/// `DELETE /api/v1/certificates/{unit}/{sha256}`.
+pub async fn delete(
+    State(state): State<Arc<AdminState>>,
+    AdminCaller(caller): AdminCaller,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let (unit, sha256) = p.map_err(bad_path)?.0;
+    let unit = unit_of(&unit)?;
+    change(
+        &state,
+        &caller,
+        CertChange::Remove {
+            unit,
+            sha256: sha256.to_ascii_lowercase(),
+        },
+    )
+    .await
+}

@@ -1,0 +1,214 @@
+//! The driver's side of the certificate store (issue 18): the units as the API shows
+//! them, and a change checked, written and applied to new connections at once (SIP trunk
+//! in and out, the admin listener) while running calls and their connections go on.
+//! DTLS-SRTP is keyed with a certificate made at each start and authenticated by its
+//! fingerprint in the SDP (RFC 5763 §5), so the store does not touch it.
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, UnixTime};
+use tracing::{info, warn};
+
+use super::App;
+use crate::admin::certificates::{CertChange, CertChangeError, CertView, UnitView};
+use crate::certs::checks::{check_identity, check_trust};
+use crate::certs::inspect::inspect;
+use crate::certs::store::{UNITS, Unit};
+use crate::certs::{CertError, Origin, TlsSources};
+
+/// The admin listener's identity: the store's admin-identity, else the `[admin]`
+/// certificate, else the SIP identity.
+pub(super) fn admin_identity(
+    sources: &TlsSources,
+    configured: Option<&(String, String)>,
+) -> Result<Arc<rustls::sign::CertifiedKey>, CertError> {
+    if let Some(id) = sources.identity(Unit::AdminIdentity)? {
+        return Ok(id);
+    }
+    if let Some((cert, key)) = configured {
+        let chain = sip::tls::load_certificates(std::path::Path::new(cert))?;
+        let key = sip::tls::load_private_key(std::path::Path::new(key))?;
+        return Ok(sip::tls::identity(chain, key)?);
+    }
+    sources
+        .identity(Unit::SipIdentity)?
+        .ok_or_else(|| CertError::Generate("no SIP identity".into()))
+}
+
+/// Every certificate in use, by unit name, as (unit, DER, source): what the status
+/// page's table, the API and `mswitch_certificate_expiry_seconds` show.
+pub(super) fn in_use(
+    sources: &TlsSources,
+    admin_configured: Option<&(String, String)>,
+) -> Vec<(Unit, CertificateDer<'static>, &'static str)> {
+    let identity_source = |unit: Unit| {
+        if sources.uploaded(unit) {
+            "uploaded"
+        } else {
+            match sources.origin {
+                Origin::Configured => "configuration",
+                Origin::Generated(_) | Origin::Reused(_) => "generated",
+            }
+        }
+    };
+    let mut out = Vec::new();
+    if let Ok(Some(id)) = sources.identity(Unit::SipIdentity) {
+        let source = identity_source(Unit::SipIdentity);
+        out.extend(
+            id.cert
+                .iter()
+                .map(|c| (Unit::SipIdentity, c.clone(), source)),
+        );
+    }
+    if (sources.uploaded(Unit::AdminIdentity) || admin_configured.is_some())
+        && let Ok(id) = admin_identity(sources, admin_configured)
+    {
+        let source = if sources.uploaded(Unit::AdminIdentity) {
+            "uploaded"
+        } else {
+            "configuration"
+        };
+        out.extend(
+            id.cert
+                .iter()
+                .map(|c| (Unit::AdminIdentity, c.clone(), source)),
+        );
+    }
+    let config_source = match sources.origin {
+        Origin::Configured => "configuration",
+        Origin::Generated(_) | Origin::Reused(_) => "generated",
+    };
+    for p in &sources.trust_paths {
+        if let Ok(certs) = sip::tls::load_certificates(p) {
+            out.extend(
+                certs
+                    .into_iter()
+                    .map(|c| (Unit::TrunkTrust, c, config_source)),
+            );
+        }
+    }
+    for unit in [Unit::TrunkTrust, Unit::OtherTrust] {
+        out.extend(
+            sources
+                .store
+                .trust(unit)
+                .into_iter()
+                .map(|c| (unit, c, "uploaded")),
+        );
+    }
+    out
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(UnixTime::now().as_secs()).unwrap_or(i64::MAX)
+}
+
+impl App {
+    /// The units as the API shows them.
+    pub(super) fn certificate_units(&self) -> Vec<UnitView> {
+        let now = unix_now();
+        let all = in_use(&self.tls, self.settings.admin.identity.as_ref());
+        UNITS
+            .into_iter()
+            .map(|unit| UnitView {
+                unit,
+                used_for: unit.used_for(),
+                certificates: all
+                    .iter()
+                    .filter(|(u, ..)| *u == unit)
+                    .filter_map(|(_, der, source)| {
+                        let details = inspect(der).ok()?;
+                        Some(CertView {
+                            days_left: (details.validity_unix.1 - now).div_euclid(86_400),
+                            details,
+                            source,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Checks, writes and applies `change`; on any failure the old material stays.
+    pub(super) fn change_certificates(
+        &mut self,
+        change: CertChange,
+    ) -> Result<Vec<UnitView>, CertChangeError> {
+        let what = change.to_string();
+        let failed = |e: &dyn std::fmt::Display| CertChangeError::Failed(e.to_string());
+        match change {
+            CertChange::Identity { unit, chain, key } => {
+                let mut anchors = self.tls.trunk_anchors().map_err(|e| failed(&e))?;
+                anchors.extend(self.tls.store.trust(Unit::OtherTrust));
+                let checked = check_identity(
+                    chain.clone(),
+                    key.clone_key(),
+                    unit.usage(),
+                    &anchors,
+                    UnixTime::now(),
+                )
+                .inspect_err(|e| warn!(unit = unit.name(), "certificate upload refused: {e}"))?;
+                self.tls
+                    .store
+                    .install_identity(unit, &chain, &key)
+                    .map_err(|e| failed(&e))?;
+                info!(
+                    unit = unit.name(),
+                    subject = %checked.details.subject,
+                    sha256 = %checked.details.sha256,
+                    "certificate installed: new connections use it now, running calls go on"
+                );
+            }
+            CertChange::Trust { unit, certs } => {
+                let details = check_trust(&certs, UnixTime::now()).inspect_err(|e| {
+                    warn!(unit = unit.name(), "certificate upload refused: {e}")
+                })?;
+                self.tls
+                    .store
+                    .add_trust(unit, &certs)
+                    .map_err(|e| failed(&e))?;
+                for d in details {
+                    info!(unit = unit.name(), subject = %d.subject, sha256 = %d.sha256, "trust anchor added");
+                }
+            }
+            CertChange::Remove { unit, sha256 } => {
+                if unit.is_identity() {
+                    return Err(CertChangeError::InUse(unit.name()));
+                }
+                if !self
+                    .tls
+                    .store
+                    .remove_trust(unit, &sha256)
+                    .map_err(|e| failed(&e))?
+                {
+                    return Err(CertChangeError::NotFound(unit.name(), sha256));
+                }
+                info!(unit = unit.name(), %sha256, "trust anchor removed");
+            }
+        }
+        self.apply_tls().map_err(|e| failed(&e))?;
+        self.event(
+            "certificates_changed",
+            serde_json::json!({ "change": what }),
+        );
+        Ok(self.certificate_units())
+    }
+
+    /// Builds the policies from the sources and hands them to the trunk and the admin
+    /// listener: new handshakes use them at once.
+    pub(super) fn apply_tls(&mut self) -> Result<(), CertError> {
+        let policy = self.tls.policy()?;
+        self.trunk
+            .set_tls(&policy)
+            .map_err(|e| CertError::Generate(e.to_string()))?;
+        if let Some(server) = &self.admin.server {
+            let identity = admin_identity(&self.tls, self.settings.admin.identity.as_ref())?;
+            server.reload(sip::tls::https_server_config(identity)?);
+        }
+        self.admin.certificates = in_use(&self.tls, self.settings.admin.identity.as_ref())
+            .into_iter()
+            .map(|(unit, der, _)| (unit.name().to_owned(), der.to_vec()))
+            .collect();
+        Ok(())
+    }
+}
