@@ -19,6 +19,7 @@
 //!   version is deleted at start.
 
 pub mod checks;
+pub mod fuzzing;
 pub mod inspect;
 pub mod store;
 #[cfg(test)]

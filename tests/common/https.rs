@@ -61,6 +61,19 @@ impl Https {
         }
     }
 
+    /// Whether a TLS handshake with the listener succeeds (its certificate chains to the
+    /// CA this client trusts).
+    pub async fn handshake(&self) -> Result<(), String> {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(rustls::pki_types::ServerName::from(self.addr.ip()), tcp)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// `method path` with `headers` and an optional JSON `body`.
     pub async fn send(
         &self,

@@ -1,0 +1,318 @@
+//! The certificate store through the API, end to end (issue 18): uploads refused with
+//! their reason while the old identity keeps serving, and an identity replaced while a
+//! meeting runs: its calls go on over their open connections, the next SIP/TLS connection
+//! and the admin listener present the new certificate at once.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::https::Https;
+use common::{ADMIN, VIEWER, run_media, switch_with_accounts, until_established};
+use mswitch::endpoint::SimulatedCall;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose as Eku, IsCa, Issuer,
+    KeyPair,
+};
+use switch::dtls::DtlsIdentity;
+use switch::testing::Endpoint;
+
+/// A CA of the operator's: its certificate and what it issues.
+struct OperatorCa {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl OperatorCa {
+    fn new() -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(DnType::CommonName, "Operator Issuing CA");
+        let cert = p.self_signed(&key).unwrap();
+        Self {
+            pem: cert.pem(),
+            issuer: Issuer::new(p, key),
+        }
+    }
+
+    /// (chain PEM with the CA at its end, key PEM, SHA-256 hex of the leaf).
+    fn issue(&self, names: &[&str], eku: &[Eku]) -> (String, String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p =
+            CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name.push(DnType::CommonName, names[0]);
+        p.extended_key_usages = eku.to_vec();
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        let sha: String = ring::digest::digest(&ring::digest::SHA256, cert.der())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        (
+            format!("{}{}", cert.pem(), self.pem),
+            key.serialize_pem(),
+            sha,
+        )
+    }
+}
+
+fn upload_body(chain: &str, key: &str) -> String {
+    serde_json::json!({ "certificate": chain, "key": key }).to_string()
+}
+
+/// The SHA-256 of the end entity of `unit` in a `GET /api/v1/certificates` answer.
+fn leaf_of(units: &serde_json::Value, unit: &str) -> (String, String) {
+    let u = units
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["unit"] == unit)
+        .unwrap_or_else(|| panic!("no {unit}: {units}"));
+    let c = &u["certificates"][0];
+    (
+        c["sha256"].as_str().unwrap_or_default().to_owned(),
+        c["source"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_replaced_while_a_meeting_runs_serves_the_next_connection() {
+    let sw = switch_with_accounts(
+        "certs-reload",
+        "34800-34999",
+        "[[meeting]]\nnumber = \"4000\"\npolicy = \"secure\"\n",
+    )
+    .await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let r = api.get("/api/v1/certificates", &token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (old_sha, source) = leaf_of(&r.json(), "sip-identity");
+    assert_eq!(source, "generated");
+    let units = r.json();
+    let sip = &units[0]["certificates"][0];
+    assert_eq!(sip["subject"], "CN=mswitch", "{sip}");
+    assert_eq!(sip["key_type"], "RSA");
+    assert_eq!(sip["key_bits"], 2048);
+    assert_eq!(
+        sip["eku"],
+        serde_json::json!(["serverAuth", "clientAuth"]),
+        "{sip}"
+    );
+
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let mut calls = Vec::new();
+    for id in [1, 2] {
+        calls.push(
+            SimulatedCall::dial(
+                Endpoint::new(id, 1),
+                &sw.policy,
+                sw.sip,
+                "4000",
+                false,
+                &dtls,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    assert!(until_established(&mut calls, 30).await);
+
+    let ca = OperatorCa::new();
+    let trunk = [Eku::ServerAuth, Eku::ClientAuth];
+    let (chain, key, new_sha) = ca.issue(&["mswitch", "127.0.0.1"], &trunk);
+    // Each refusal names its rule, is audited, and leaves the old identity serving.
+    let (_, other_key, _) = ca.issue(&["mswitch"], &trunk);
+    let (wild_chain, wild_key, _) = ca.issue(&["*.example", "mswitch"], &trunk);
+    let (server_only, server_only_key, _) = ca.issue(&["mswitch"], &[Eku::ServerAuth]);
+    for (body, needle) in [
+        (
+            upload_body(&chain, &other_key),
+            "TLS error: Error loading Private key file",
+        ),
+        (upload_body(&wild_chain, &wild_key), "wildcard"),
+        (upload_body(&server_only, &server_only_key), "clientAuth"),
+        (
+            upload_body(
+                chain
+                    .split_inclusive("-----END CERTIFICATE-----\n")
+                    .next()
+                    .unwrap(),
+                &key,
+            ),
+            "does not verify",
+        ),
+    ] {
+        let r = api
+            .call(
+                "PUT",
+                "/api/v1/certificates/sip-identity",
+                &token,
+                Some(&body),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert_eq!(r.code(), "certificate_refused");
+        assert!(r.body.contains(needle), "{needle}: {}", r.body);
+    }
+    let viewer = api.token(VIEWER.0, VIEWER.1).await;
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/sip-identity",
+            &viewer,
+            Some(&upload_body(&chain, &key)),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = api.get("/api/v1/certificates", &token).await;
+    assert_eq!(
+        leaf_of(&r.json(), "sip-identity").0,
+        old_sha,
+        "the old identity stays"
+    );
+
+    // The good one.
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/sip-identity",
+            &token,
+            Some(&upload_body(&chain, &key)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        leaf_of(&r.json(), "sip-identity"),
+        (new_sha.clone(), "uploaded".to_owned())
+    );
+
+    // The running calls go on over their connections.
+    let before = calls[1].endpoint.received.len();
+    run_media(&mut calls, 1.5).await;
+    let from_a = calls[1].endpoint.received[before..]
+        .iter()
+        .filter(|r| r.1 >> 16 == 1)
+        .count();
+    assert!(from_a > 20, "B still gets A after the change: {from_a}");
+
+    // A new connection gets the new certificate: a peer trusting only the old CA is
+    // refused, one trusting the operator's CA gets in.
+    assert!(
+        SimulatedCall::dial(
+            Endpoint::new(3, 1),
+            &sw.policy,
+            sw.sip,
+            "4000",
+            false,
+            &dtls
+        )
+        .await
+        .is_err(),
+        "the old CA no longer names the switch"
+    );
+    let trusting_new =
+        std::env::temp_dir().join(format!("mswitch-certs-new-{}", std::process::id()));
+    std::fs::create_dir_all(&trusting_new).unwrap();
+    std::fs::write(trusting_new.join("ca.pem"), &ca.pem).unwrap();
+    let identity = sw.policy.identity();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in sip::tls::parse_certificates(ca.pem.as_bytes()) {
+        roots.add(c).unwrap();
+    }
+    let new_policy = sip::tls::TlsPolicy::new(identity, roots);
+    let mut c = vec![
+        SimulatedCall::dial(
+            Endpoint::new(3, 1),
+            &new_policy,
+            sw.sip,
+            "4000",
+            false,
+            &dtls,
+        )
+        .await
+        .unwrap(),
+    ];
+    assert!(until_established(&mut c, 30).await);
+
+    // The admin listener (no admin identity of its own) presents it too.
+    assert!(
+        api.handshake().await.is_err(),
+        "the old CA no longer names it"
+    );
+    let api = Https::new(sw.admin.unwrap(), &trusting_new);
+    api.handshake().await.unwrap();
+    let audit = std::fs::read_to_string(sw.dir.join("audit.log")).unwrap();
+    assert!(audit.contains("install sip-identity"), "{audit}");
+    assert!(audit.contains("refused: "), "{audit}");
+    // Kept across a restart: the store is on disk, the key private.
+    let stored = sw.dir.join("certs/sip-identity");
+    assert!(stored.join("chain.pem").exists() && stored.join("key.pem").exists());
+    let _ = std::fs::remove_dir_all(&trusting_new);
+    sw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_anchors_are_added_listed_and_removed_and_identities_only_replaced() {
+    let sw = switch_with_accounts("certs-trust", "35000-35099", "").await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let ca = OperatorCa::new();
+    let body = serde_json::json!({ "certificate": ca.pem }).to_string();
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/trunk-trust",
+            &token,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api.get("/api/v1/certificates/trunk-trust", &token).await;
+    let certs = r.json()["certificates"].as_array().unwrap().clone();
+    let ours = certs
+        .iter()
+        .find(|c| c["subject"] == "CN=Operator Issuing CA")
+        .expect("listed");
+    assert_eq!(ours["source"], "uploaded");
+    assert_eq!(ours["is_ca"], true);
+    let sha = ours["sha256"].as_str().unwrap();
+    let path = format!("/api/v1/certificates/trunk-trust/{sha}");
+    assert_eq!(api.call("DELETE", &path, &token, None).await.status, 200);
+    let r = api.call("DELETE", &path, &token, None).await;
+    assert_eq!((r.status, r.code()), (404, "not_found".to_owned()));
+    let r = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/certificates/sip-identity/{sha}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "in_use".to_owned()),
+        "{}",
+        r.body
+    );
+    let r = api.get("/api/v1/certificates/tomcat", &token).await;
+    assert_eq!(r.status, 404);
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/trunk-trust",
+            &token,
+            Some("{\"certificate\":\"junk\"}"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "bad_upload".to_owned()),
+        "{}",
+        r.body
+    );
+    sw.stop().await;
+}
