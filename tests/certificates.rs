@@ -316,3 +316,78 @@ async fn trust_anchors_are_added_listed_and_removed_and_identities_only_replaced
     );
     sw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_made_here_signed_by_the_ca_is_installed_and_served() {
+    let sw = switch_with_accounts("certs-csr", "35100-35199", "").await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/certificates/sip-identity/csr",
+            &token,
+            Some(r#"{"sans":["127.0.0.1","sw1.example"],"key":"ecdsa-p256"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let csr_pem = r.json()["csr"].as_str().unwrap().to_owned();
+    let download = api
+        .get("/api/v1/certificates/sip-identity/csr", &token)
+        .await;
+    assert_eq!(download.status, 200);
+    assert_eq!(download.body, csr_pem);
+    assert_eq!(download.headers["content-type"], "application/pkcs10");
+    let viewer = api.token(VIEWER.0, VIEWER.1).await;
+    assert_eq!(
+        api.get("/api/v1/certificates/sip-identity/csr", &viewer)
+            .await
+            .status,
+        403
+    );
+    // The CA's side: parse, check the signature, and issue what was asked.
+    use rustls::pki_types::pem::PemObject as _;
+    let der = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .unwrap();
+    let req = rcgen::CertificateSigningRequestParams::from_der(&der).unwrap();
+    assert_eq!(
+        req.params
+            .distinguished_name
+            .get(&DnType::CommonName)
+            .map(|v| format!("{v:?}")),
+        Some("Utf8String(\"mswitch\")".to_owned()),
+        "the node's name by default"
+    );
+    let ca = OperatorCa::new();
+    let mut params = req.params.clone();
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let cert = params.signed_by(&req.public_key, &ca.issuer).unwrap();
+    // Installed without a key: the request's key, which never left the switch.
+    let body =
+        serde_json::json!({ "certificate": format!("{}{}", cert.pem(), ca.pem) }).to_string();
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/sip-identity",
+            &token,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // From now on the admin listener presents the new certificate too.
+    let trusting_new =
+        std::env::temp_dir().join(format!("mswitch-certs-csr-{}", std::process::id()));
+    std::fs::create_dir_all(&trusting_new).unwrap();
+    std::fs::write(trusting_new.join("ca.pem"), &ca.pem).unwrap();
+    let api = Https::new(sw.admin.unwrap(), &trusting_new);
+    assert_eq!(
+        api.get("/api/v1/certificates/sip-identity/csr", &token)
+            .await
+            .status,
+        404,
+        "the request is done"
+    );
+    let _ = std::fs::remove_dir_all(&trusting_new);
+    sw.stop().await;
+}

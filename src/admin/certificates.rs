@@ -133,8 +133,13 @@ fn base64_der(field: &str, s: &str) -> Result<Vec<u8>, CertChangeError> {
         .map_err(|e| CertChangeError::BadUpload(format!("{field}: not base64: {e}")))
 }
 
-/// The change an upload to `unit` asks for.
-pub fn upload(unit: Unit, body: UploadBody) -> Result<CertChange, CertChangeError> {
+/// The change an upload to `unit` asks for; an identity upload without a key takes
+/// `pending_key`, the key of the unit's certificate request (the CA's answer to it).
+pub fn upload(
+    unit: Unit,
+    body: UploadBody,
+    pending_key: Option<PrivateKeyDer<'static>>,
+) -> Result<CertChange, CertChangeError> {
     let mut certs: Vec<CertificateDer<'static>> = Vec::new();
     if let Some(pem) = &body.certificate {
         certs.extend(CertificateDer::pem_slice_iter(pem.as_bytes()).filter_map(Result::ok));
@@ -163,6 +168,7 @@ pub fn upload(unit: Unit, body: UploadBody) -> Result<CertChange, CertChangeErro
             PrivateKeyDer::try_from(base64_der("key_der", b64)?)
                 .map_err(|e| CertChangeError::BadUpload(format!("key_der: {e}")))?,
         ),
+        (None, None) if unit.is_identity() => pending_key,
         (None, None) => None,
         (Some(_), Some(_)) => {
             return Err(CertChangeError::BadUpload(
@@ -177,7 +183,7 @@ pub fn upload(unit: Unit, body: UploadBody) -> Result<CertChange, CertChangeErro
             key,
         }),
         (true, None) => Err(CertChangeError::BadUpload(format!(
-            "{} needs its private key (`key` or `key_der`)",
+            "{} needs its private key (`key` or `key_der`), or a certificate request made here first",
             unit.name()
         ))),
         (false, None) => Ok(CertChange::Trust { unit, certs }),
@@ -228,12 +234,14 @@ mod tests {
         let c = upload(
             Unit::TrunkTrust,
             body(&format!("{{\"certificate\":{}}}", as_json(&pem))),
+            None,
         )
         .unwrap();
         assert!(matches!(c, CertChange::Trust { ref certs, .. } if certs[0] == ca.cert));
         let c = upload(
             Unit::OtherTrust,
             body(&format!("{{\"certificate_der\":\"{der}\"}}")),
+            None,
         )
         .unwrap();
         assert!(matches!(c, CertChange::Trust { .. }));
@@ -265,7 +273,7 @@ mod tests {
                 "",
             ),
         ] {
-            let e = upload(unit, body(&json)).unwrap_err();
+            let e = upload(unit, body(&json), None).unwrap_err();
             assert_eq!(e.code(), "bad_upload");
             assert!(e.to_string().contains(why), "{e}");
         }

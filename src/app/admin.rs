@@ -535,6 +535,7 @@ pub(super) fn start_admin(
         sessions: std::sync::Mutex::new(crate::admin::sessions::Sessions::new(admin.sessions)),
         data_dir: dir,
         app: tx,
+        node_name: settings.tls_files.subject.clone(),
     });
     side.requests = Some(rx);
     if let Some(addr) = admin.metrics {

@@ -152,6 +152,15 @@ impl App {
                     .store
                     .install_identity(unit, &chain, &key)
                     .map_err(|e| failed(&e))?;
+                // The CA's answer to our request: the request is done.
+                if self
+                    .tls
+                    .store
+                    .pending_key(unit)
+                    .is_some_and(|k| k.secret_der() == key.secret_der())
+                {
+                    self.tls.store.clear_request(unit);
+                }
                 info!(
                     unit = unit.name(),
                     subject = %checked.details.subject,

@@ -33,7 +33,7 @@ pub fn certificate_input(data: &[u8]) {
     }
     for unit in UNITS {
         if let Ok(body) = serde_json::from_slice::<UploadBody>(data) {
-            let _ = upload(unit, body);
+            let _ = upload(unit, body, None);
         }
     }
 }

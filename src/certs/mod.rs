@@ -19,6 +19,7 @@
 //!   version is deleted at start.
 
 pub mod checks;
+pub mod csr;
 pub mod fuzzing;
 pub mod inspect;
 pub mod store;
@@ -86,6 +87,10 @@ pub enum KeyType {
     Rsa2048,
     /// ECDSA P-256, SHA-256 signatures.
     EcdsaP256,
+    /// RSA 4096, SHA-256 signatures (a CSR's key on request).
+    Rsa4096,
+    /// ECDSA P-384, SHA-384 signatures (a CSR's key on request).
+    EcdsaP384,
 }
 
 impl KeyType {
@@ -102,9 +107,13 @@ impl KeyType {
         let gen_err = |e: &dyn std::fmt::Display| CertError::Generate(e.to_string());
         match self {
             Self::EcdsaP256 => KeyPair::generate().map_err(|e| gen_err(&e)),
-            Self::Rsa2048 => {
+            Self::EcdsaP384 => {
+                KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(|e| gen_err(&e))
+            }
+            Self::Rsa2048 | Self::Rsa4096 => {
                 use rsa::pkcs8::EncodePrivateKey;
-                let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+                let bits = if self == Self::Rsa4096 { 4096 } else { 2048 };
+                let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits)
                     .map_err(|e| gen_err(&e))?;
                 let der = key.to_pkcs8_der().map_err(|e| gen_err(&e))?;
                 let der = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
@@ -340,14 +349,7 @@ pub fn issue_with(
         .map_err(|e| CertError::Generate(e.to_string()))?;
     p.distinguished_name.push(DnType::CommonName, &spec.subject);
     for name in std::iter::once(&spec.subject).chain(&spec.sans) {
-        let san = match name.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(
-                name.clone()
-                    .try_into()
-                    .map_err(|e: rcgen::Error| CertError::Generate(format!("SAN `{name}`: {e}")))?,
-            ),
-        };
+        let san = san_of(name)?;
         if !p.subject_alt_names.contains(&san) {
             p.subject_alt_names.push(san);
         }
@@ -367,6 +369,18 @@ pub fn issue_with(
         .signed_by(&key, ca)
         .map_err(|e| CertError::Generate(e.to_string()))?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A subjectAltName entry: an IP address, else a DNS name.
+fn san_of(name: &str) -> Result<SanType, CertError> {
+    Ok(match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => SanType::DnsName(
+            name.to_owned()
+                .try_into()
+                .map_err(|e: rcgen::Error| CertError::Generate(format!("SAN `{name}`: {e}")))?,
+        ),
+    })
 }
 
 /// The loopback trunk peer's certificate and key of a data directory (PEM): what the

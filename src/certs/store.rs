@@ -89,6 +89,9 @@ pub struct CertStore {
 
 const CHAIN: &str = "chain.pem";
 const KEY: &str = "key.pem";
+/// A certificate request waiting for the CA's answer, and its key.
+const REQUEST: &str = "request.pem";
+const PENDING_KEY: &str = "pending-key.pem";
 
 /// PEM text of certificates.
 pub fn certificates_pem(certs: &[CertificateDer<'_>]) -> String {
@@ -172,6 +175,36 @@ impl CertStore {
         std::fs::create_dir_all(&dir)?;
         write_atomic(&dir.join(KEY), key_pem(key).as_bytes(), true)?;
         write_atomic(&dir.join(CHAIN), certificates_pem(chain).as_bytes(), false)
+    }
+
+    /// Keeps a certificate request and its key (0600) until the signed certificate comes.
+    pub fn save_request(
+        &self,
+        unit: Unit,
+        request_pem: &str,
+        key_pem: &str,
+    ) -> std::io::Result<()> {
+        let dir = self.dir(unit);
+        std::fs::create_dir_all(&dir)?;
+        write_atomic(&dir.join(PENDING_KEY), key_pem.as_bytes(), true)?;
+        write_atomic(&dir.join(REQUEST), request_pem.as_bytes(), false)
+    }
+
+    /// The pending certificate request of `unit`, PEM.
+    pub fn request(&self, unit: Unit) -> Option<String> {
+        std::fs::read_to_string(self.dir(unit).join(REQUEST)).ok()
+    }
+
+    /// The key of the pending request of `unit`.
+    pub fn pending_key(&self, unit: Unit) -> Option<PrivateKeyDer<'static>> {
+        let bytes = std::fs::read(self.dir(unit).join(PENDING_KEY)).ok()?;
+        PrivateKeyDer::from_pem_slice(&bytes).ok()
+    }
+
+    /// Forgets the pending request (its certificate is installed).
+    pub fn clear_request(&self, unit: Unit) {
+        let _ = std::fs::remove_file(self.dir(unit).join(REQUEST));
+        let _ = std::fs::remove_file(self.dir(unit).join(PENDING_KEY));
     }
 
     /// Removes the identity uploaded into `unit`; false when there was none.

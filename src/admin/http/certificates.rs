@@ -107,7 +107,8 @@ pub async fn put(
     JsonBody(body): JsonBody<UploadBody>,
 ) -> Result<Response, ApiError> {
     let unit = unit_of(&unit.map_err(bad_path)?.0)?;
-    let c = match upload(unit, body) {
+    let store = crate::certs::store::CertStore::new(&state.data_dir);
+    let c = match upload(unit, body, store.pending_key(unit)) {
         Ok(c) => c,
         Err(e) => {
             state.audit(
@@ -139,4 +140,88 @@ pub async fn delete(
         },
     )
     .await
+}
+
+/// `POST /api/v1/certificates/{unit}/csr`: a key made here and a request for the CA
+/// (R58); the answer and `GET` on the same path give the request as PEM.
+pub async fn make_request(
+    State(state): State<Arc<AdminState>>,
+    AdminCaller(caller): AdminCaller,
+    unit: Result<Path<String>, PathRejection>,
+    JsonBody(body): JsonBody<crate::certs::csr::CsrBody>,
+) -> Result<Response, ApiError> {
+    let unit = unit_of(&unit.map_err(bad_path)?.0)?;
+    if !unit.is_identity() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_upload",
+            format!("{} holds trust anchors: no request", unit.name()),
+        ));
+    }
+    let cn = body
+        .common_name
+        .clone()
+        .unwrap_or_else(|| state.node_name.clone());
+    let what = format!("certificate request for {} (CN={cn})", unit.name());
+    let key = crate::certs::csr::key_type(body.key.as_deref());
+    let store = crate::certs::store::CertStore::new(&state.data_dir);
+    let made = tokio::task::spawn_blocking(move || {
+        let csr = crate::certs::csr::make(&cn, &body.sans, key?)?;
+        store
+            .save_request(unit, &csr.pem, &csr.key_pem)
+            .map_err(|e| crate::certs::CertError::Generate(e.to_string()))?;
+        Ok::<_, crate::certs::CertError>(csr.pem)
+    })
+    .await
+    .map_err(|_| ApiError::internal("certificate request"))?;
+    state.audit(
+        &caller.user,
+        caller.from,
+        &what,
+        &made
+            .as_ref()
+            .map_or_else(ToString::to_string, |_| "ok".to_owned()),
+    );
+    match made {
+        Ok(pem) => {
+            Ok(axum::Json(serde_json::json!({ "unit": unit.name(), "csr": pem })).into_response())
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_request",
+            e.to_string(),
+        )),
+    }
+}
+
+/// `GET /api/v1/certificates/{unit}/csr`: the pending request, PEM, as a download.
+pub async fn get_request(
+    State(state): State<Arc<AdminState>>,
+    AdminCaller(_): AdminCaller,
+    unit: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let unit = unit_of(&unit.map_err(bad_path)?.0)?;
+    let pem = crate::certs::store::CertStore::new(&state.data_dir)
+        .request(unit)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{} has no pending certificate request", unit.name()),
+            )
+        })?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/pkcs10".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"mswitch-{}.csr\"", unit.name()),
+            ),
+        ],
+        pem,
+    )
+        .into_response())
 }

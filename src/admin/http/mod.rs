@@ -50,6 +50,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_UPLOAD)),
         )
         .route(
+            "/api/v1/certificates/{unit}/csr",
+            get(certificates::get_request).post(certificates::make_request),
+        )
+        .route(
             "/api/v1/certificates/{unit}/{sha256}",
             axum::routing::delete(certificates::delete),
         )

@@ -47,6 +47,8 @@ pub struct AdminState {
     pub data_dir: PathBuf,
     /// The call-control loop.
     pub app: mpsc::Sender<AdminRequest>,
+    /// The node's name (`[tls] subject`): a certificate request's default CN.
+    pub node_name: String,
 }
 
 /// Unix time now, seconds.
