@@ -89,8 +89,8 @@ fn run(args: Vec<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = match config {
-        Some(p) => mswitch::config::Config::load(&p),
+    let settings = match &config {
+        Some(p) => mswitch::config::Config::load(p),
         None => mswitch::config::Config::default().check(),
     };
     #[cfg_attr(not(feature = "tools"), allow(unused_mut))]
@@ -126,7 +126,7 @@ fn run(args: Vec<String>) -> ExitCode {
             }
         };
         let (stops, stopped) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(signals.forward(stops));
+        tokio::spawn(signals.forward(stops, config));
         app.run_until(stopped).await;
         ExitCode::SUCCESS
     })
@@ -213,10 +213,14 @@ impl Signals {
     }
 
     /// SIGTERM drains (a second one stops at once), Ctrl-C stops at once (issue 17).
-    /// SIGHUP, which would end the process with no BYE (its default action), is caught
-    /// and logged: nothing is reloaded from the file while the switch runs (restart to
-    /// apply a changed configuration).
-    async fn forward(mut self, stops: tokio::sync::mpsc::UnboundedSender<mswitch::app::Stop>) {
+    /// SIGHUP reads the configuration file again and applies its certificate paths
+    /// (`[tls]`, `[admin] certificate`/`key`) to new connections, calls going on (issue
+    /// 18); the rest of a changed file needs a restart.
+    async fn forward(
+        mut self,
+        stops: tokio::sync::mpsc::UnboundedSender<mswitch::app::Stop>,
+        config: Option<std::path::PathBuf>,
+    ) {
         async fn next(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
             match s {
                 Some(s) => s.recv().await,
@@ -228,10 +232,17 @@ impl Signals {
                 _ = tokio::signal::ctrl_c() => mswitch::app::Stop::Now,
                 Some(()) = next(&mut self.term) => mswitch::app::Stop::Drain,
                 Some(()) = next(&mut self.hup) => {
-                    tracing::warn!(
-                        "SIGHUP: nothing is reloaded while the switch runs (calls go on); restart it to apply a changed configuration"
-                    );
-                    continue;
+                    let settings = match &config {
+                        Some(p) => mswitch::config::Config::load(p),
+                        None => mswitch::config::Config::default().check(),
+                    };
+                    match settings {
+                        Ok(s) => mswitch::app::Stop::Reload(Box::new(s)),
+                        Err(e) => {
+                            tracing::error!("SIGHUP: the configuration does not load, nothing changes: {e}");
+                            continue;
+                        }
+                    }
                 }
             };
             if stops.send(stop).is_err() {

@@ -391,3 +391,89 @@ async fn a_request_made_here_signed_by_the_ca_is_installed_and_served() {
     let _ = std::fs::remove_dir_all(&trusting_new);
     sw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_the_configured_certificate_paths_and_a_bad_file_changes_nothing() {
+    let sw = switch_with_accounts(
+        "certs-hup",
+        "35200-35399",
+        "[[meeting]]\nnumber = \"4000\"\npolicy = \"secure\"\n",
+    )
+    .await;
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let mut calls = vec![
+        SimulatedCall::dial(
+            Endpoint::new(1, 1),
+            &sw.policy,
+            sw.sip,
+            "4000",
+            false,
+            &dtls,
+        )
+        .await
+        .unwrap(),
+    ];
+    assert!(until_established(&mut calls, 30).await);
+    let files = std::env::temp_dir().join(format!("mswitch-certs-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&files).unwrap();
+    let ca = OperatorCa::new();
+    let (chain, key, _) = ca.issue(
+        &["mswitch", "127.0.0.1"],
+        &[Eku::ServerAuth, Eku::ClientAuth],
+    );
+    let (_, other_key, _) = ca.issue(&["mswitch"], &[Eku::ServerAuth, Eku::ClientAuth]);
+    std::fs::write(files.join("chain.pem"), &chain).unwrap();
+    std::fs::write(files.join("key.pem"), &key).unwrap();
+    std::fs::write(files.join("other.pem"), &other_key).unwrap();
+    std::fs::write(files.join("ca.pem"), &ca.pem).unwrap();
+    let reload = |key_file: &str| {
+        let text = format!(
+            "[tls]\ndata_dir = \"{}\"\ncertificate = \"{}\"\nkey = \"{}\"\ntrust = [\"{}\"]\n",
+            sw.dir.display(),
+            files.join("chain.pem").display(),
+            files.join(key_file).display(),
+            sw.dir.join("ca.pem").display(),
+        );
+        mswitch::app::Stop::Reload(Box::new(mswitch::config::Config::parse(&text).unwrap()))
+    };
+    let old_ca = Https::new(sw.admin.unwrap(), &sw.dir);
+    let new_ca = Https::new(sw.admin.unwrap(), &files);
+
+    // A key that is not the certificate's: the seed's line, and nothing changes.
+    sw.stops.send(reload("other.pem")).unwrap();
+    assert!(
+        common::logged_within(
+            "SIGHUP: the configured certificates do not load, nothing changes: TLS error: Error loading Private key file",
+            10
+        )
+        .await
+    );
+    old_ca.handshake().await.unwrap();
+
+    sw.stops.send(reload("key.pem")).unwrap();
+    assert!(common::logged_within("SIGHUP: certificates reloaded", 10).await);
+    new_ca.handshake().await.unwrap();
+    assert!(old_ca.handshake().await.is_err());
+    // The call made before goes on beside one made after, over the new certificate.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in sip::tls::parse_certificates(ca.pem.as_bytes()) {
+        roots.add(c).unwrap();
+    }
+    let policy = sip::tls::TlsPolicy::new(sw.policy.identity(), roots);
+    calls.push(
+        SimulatedCall::dial(Endpoint::new(2, 1), &policy, sw.sip, "4000", false, &dtls)
+            .await
+            .unwrap(),
+    );
+    assert!(until_established(&mut calls, 30).await);
+    run_media(&mut calls, 1.5).await;
+    let from_a = calls[1]
+        .endpoint
+        .received
+        .iter()
+        .filter(|r| r.1 >> 16 == 1)
+        .count();
+    assert!(from_a > 20, "B gets A, whose call began before: {from_a}");
+    let _ = std::fs::remove_dir_all(&files);
+    sw.stop().await;
+}

@@ -203,6 +203,38 @@ impl App {
         Ok(self.certificate_units())
     }
 
+    /// SIGHUP: the configuration file's certificate paths again; on any error the old
+    /// material stays in use.
+    pub(super) fn reload_certificates(&mut self, settings: crate::config::Settings) {
+        let loopback = self.settings.tls.is_some_and(|a| a.ip().is_loopback());
+        let sources = match TlsSources::load(&settings.tls_files, loopback) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("SIGHUP: the configured certificates do not load, nothing changes: {e}");
+                return;
+            }
+        };
+        let old = (
+            std::mem::replace(&mut self.tls, sources),
+            std::mem::replace(&mut self.settings.admin.identity, settings.admin.identity),
+            std::mem::replace(&mut self.settings.tls_files, settings.tls_files),
+        );
+        match self.apply_tls() {
+            Ok(()) => info!(
+                "SIGHUP: certificates reloaded from the configuration; new connections use them, running calls go on"
+            ),
+            Err(e) => {
+                warn!("SIGHUP: the configured certificates do not apply, nothing changes: {e}");
+                (
+                    self.tls,
+                    self.settings.admin.identity,
+                    self.settings.tls_files,
+                ) = old;
+                let _ = self.apply_tls();
+            }
+        }
+    }
+
     /// Builds the policies from the sources and hands them to the trunk and the admin
     /// listener: new handshakes use them at once.
     pub(super) fn apply_tls(&mut self) -> Result<(), CertError> {

@@ -558,6 +558,7 @@ impl App {
                     Stop::Drain if self.ops.drain.is_none() => {
                         self.start_drain("SIGTERM");
                     }
+                    Stop::Reload(settings) => self.reload_certificates(*settings),
                     Stop::Drain | Stop::Now => {
                         info!("stopping now: every call gets BYE");
                         break;

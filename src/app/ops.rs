@@ -18,12 +18,15 @@ use crate::ops::cdr::{CallEnd, CallRecord, CallSecurity};
 
 /// What stops the switch: the first SIGTERM (or the API) drains, a second one or Ctrl-C
 /// ends every call at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Stop {
     /// Take no new call; end the rest at the drain deadline.
     Drain,
     /// End every call now.
     Now,
+    /// Not a stop: SIGHUP's configuration, read again; its certificate paths apply to new
+    /// connections (issue 18).
+    Reload(Box<crate::config::Settings>),
 }
 
 /// A drain under way.
