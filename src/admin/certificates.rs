@@ -28,6 +28,37 @@ pub struct UploadBody {
     /// The key as DER PKCS#8, base64.
     #[serde(default)]
     pub key_der: Option<String>,
+    /// The passphrase of an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY`); never logged
+    /// or kept (the key is stored decrypted, mode 0600).
+    #[serde(default)]
+    pub passphrase: Option<String>,
+}
+
+/// The label of an encrypted PKCS#8 key in PEM (RFC 5958 §3, RFC 7468 §11).
+const ENCRYPTED: &str = "ENCRYPTED PRIVATE KEY";
+
+/// An encrypted PKCS#8 key (PEM or DER) decrypted with `passphrase`; `None` when `bytes`
+/// is not an encrypted key.
+fn decrypt_key(
+    bytes: &[u8],
+    passphrase: Option<&str>,
+) -> Option<Result<PrivateKeyDer<'static>, CertChangeError>> {
+    let der = match pkcs8::der::pem::decode_vec(bytes) {
+        Ok((label, der)) if label == ENCRYPTED => der,
+        Ok(_) => return None,
+        Err(_) => bytes.to_vec(),
+    };
+    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice()).ok()?;
+    let Some(passphrase) = passphrase else {
+        return Some(Err(CertChangeError::BadUpload(
+            "the key is encrypted: give its `passphrase`".into(),
+        )));
+    };
+    Some(
+        info.decrypt(passphrase)
+            .map(|doc| PrivateKeyDer::Pkcs8(doc.as_bytes().to_vec().into()))
+            .map_err(|_| Refused::BadKey("the passphrase does not decrypt it".into()).into()),
+    )
 }
 
 /// A change to the store.
@@ -157,17 +188,25 @@ pub fn upload(
             "give `certificate` (PEM) or `certificate_der` (base64 DER)".into(),
         ));
     }
+    let passphrase = body.passphrase.as_deref();
     let key = match (&body.key, &body.key_der) {
-        (Some(pem), None) => Some(PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
-            CertChangeError::BadUpload(
-                "key: no PEM private key in it (PKCS#8, PKCS#1 or SEC1; encrypted keys: decrypt them first)"
-                    .into(),
-            )
-        })?),
-        (None, Some(b64)) => Some(
-            PrivateKeyDer::try_from(base64_der("key_der", b64)?)
-                .map_err(|e| CertChangeError::BadUpload(format!("key_der: {e}")))?,
-        ),
+        (Some(pem), None) => Some(match decrypt_key(pem.as_bytes(), passphrase) {
+            Some(key) => key?,
+            None => PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+                CertChangeError::BadUpload(
+                    "key: no PEM private key in it (PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1)"
+                        .into(),
+                )
+            })?,
+        }),
+        (None, Some(b64)) => {
+            let der = base64_der("key_der", b64)?;
+            Some(match decrypt_key(&der, passphrase) {
+                Some(key) => key?,
+                None => PrivateKeyDer::try_from(der)
+                    .map_err(|e| CertChangeError::BadUpload(format!("key_der: {e}")))?,
+            })
+        }
         (None, None) if unit.is_identity() => pending_key,
         (None, None) => None,
         (Some(_), Some(_)) => {
@@ -278,6 +317,43 @@ mod tests {
             assert!(e.to_string().contains(why), "{e}");
         }
         assert!(serde_json::from_str::<UploadBody>("{\"cert\":\"x\"}").is_err());
+    }
+
+    #[test]
+    fn an_encrypted_key_needs_its_passphrase() {
+        use pkcs8::der::pem::LineEnding;
+        let ca = crate::certs::test_pki::Ca::new("Encrypted CA");
+        let (cert, key) = ca.trunk("sw1.example");
+        let info = pkcs8::PrivateKeyInfo::try_from(key.secret_der()).unwrap();
+        let encrypted = info
+            .encrypt(rsa::rand_core::OsRng, "correct horse battery")
+            .unwrap();
+        let pem = encrypted.to_pem(ENCRYPTED, LineEnding::LF).unwrap();
+        let chain = crate::certs::store::certificates_pem(std::slice::from_ref(&cert));
+        let with = |passphrase: Option<&str>| {
+            let mut v = serde_json::json!({ "certificate": chain, "key": pem.as_str() });
+            if let Some(p) = passphrase {
+                v["passphrase"] = p.into();
+            }
+            upload(Unit::SipIdentity, body(&v.to_string()), None)
+        };
+        match with(Some("correct horse battery")).unwrap() {
+            CertChange::Identity { key: k, .. } => assert_eq!(k.secret_der(), key.secret_der()),
+            other => panic!("{other}"),
+        }
+        let e = with(None).unwrap_err();
+        assert!(e.to_string().contains("give its `passphrase`"), "{e}");
+        let e = with(Some("wrong")).unwrap_err();
+        assert_eq!(e.code(), "certificate_refused");
+        assert!(
+            e.to_string()
+                .contains("TLS error: Error loading Private key file"),
+            "{e}"
+        );
+        // As base64 DER too.
+        let der = base64::engine::general_purpose::STANDARD.encode(encrypted.as_bytes());
+        let v = serde_json::json!({ "certificate": chain, "key_der": der, "passphrase": "correct horse battery" });
+        assert!(upload(Unit::SipIdentity, body(&v.to_string()), None).is_ok());
     }
 
     #[test]
