@@ -477,3 +477,118 @@ async fn sighup_applies_the_configured_certificate_paths_and_a_bad_file_changes_
     let _ = std::fs::remove_dir_all(&files);
     sw.stop().await;
 }
+
+/// A trunk peer's identity (`mswitch-peer`) from `ca` with `serial`, as a client policy
+/// that trusts the switch's local CA.
+fn peer_from(ca: &OperatorCa, serial: u64, switch_dir: &std::path::Path) -> sip::tls::TlsPolicy {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["mswitch-peer".to_owned()]).unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, "mswitch-peer");
+    p.serial_number = Some(rcgen::SerialNumber::from(serial));
+    p.extended_key_usages = vec![Eku::ServerAuth, Eku::ClientAuth];
+    let cert = p.signed_by(&key, &ca.issuer).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let identity = sip::tls::identity(vec![cert.der().clone()], key).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in sip::tls::load_certificates(&switch_dir.join("ca.pem")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    sip::tls::TlsPolicy::new(identity, roots)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_in_the_trunk_trust_refuses_the_revoked_peer_at_its_next_connection() {
+    let sw = switch_with_accounts(
+        "certs-crl",
+        "35400-35599",
+        "[[meeting]]\nnumber = \"4000\"\npolicy = \"secure\"\n",
+    )
+    .await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let ca = OperatorCa::new();
+    let body = serde_json::json!({ "certificate": ca.pem }).to_string();
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/trunk-trust",
+            &token,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let revoked = peer_from(&ca, 0x1001, &sw.dir);
+    let kept = peer_from(&ca, 0x1002, &sw.dir);
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let dial = |policy: &sip::tls::TlsPolicy, id: u32| {
+        let policy = policy.clone();
+        let dtls = dtls.clone();
+        let sip = sw.sip;
+        async move {
+            SimulatedCall::dial(Endpoint::new(id, 1), &policy, sip, "4000", false, &dtls).await
+        }
+    };
+    // Trusted through the uploaded CA.
+    let mut first = dial(&revoked, 1).await.expect("the CA's peer gets in");
+    first.hangup("4000").await.unwrap();
+
+    let now = time::OffsetDateTime::now_utc();
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::hours(1),
+        next_update: now + time::Duration::days(7),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from(0x1001u64),
+            revocation_time: now - time::Duration::minutes(5),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.issuer)
+    .unwrap();
+    let body = serde_json::json!({ "crl": crl.pem().unwrap() }).to_string();
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/trunk-trust",
+            &token,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let trust = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["unit"] == "trunk-trust")
+        .unwrap()
+        .clone();
+    assert_eq!(trust["crls"][0]["revoked"], 1, "{trust}");
+    assert_eq!(trust["crls"][0]["issuer"], "CN=Operator Issuing CA");
+
+    assert!(
+        dial(&revoked, 2).await.is_err(),
+        "the revoked certificate is refused at its next connection"
+    );
+    let mut other = dial(&kept, 3)
+        .await
+        .expect("a certificate the CRL does not list");
+    other.hangup("4000").await.unwrap();
+    // Removing the list lets the peer in again.
+    let sha = trust["crls"][0]["sha256"].as_str().unwrap();
+    let r = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/certificates/trunk-trust/{sha}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    dial(&revoked, 4).await.expect("no list, no refusal");
+    sw.stop().await;
+}

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -285,6 +287,9 @@ pub struct TlsPolicy {
     roots: Arc<RootCertStore>,
     /// Trusted certificates a peer may present as they are (self-signed peers).
     pins: Arc<Vec<CertificateDer<'static>>>,
+    /// Revocation lists of the trust store's CAs: a peer certificate one of them lists is
+    /// refused (issue 18, R59).
+    crls: Arc<Vec<CertificateRevocationListDer<'static>>>,
 }
 
 impl std::fmt::Debug for TlsPolicy {
@@ -303,7 +308,15 @@ impl TlsPolicy {
             identity,
             roots: Arc::new(roots),
             pins: Arc::new(Vec::new()),
+            crls: Arc::new(Vec::new()),
         }
+    }
+
+    /// Refuses peer certificates that one of `crls` revokes (each verified against the
+    /// CA that issued it when a handshake uses it; a CA without a list is not asked).
+    pub fn with_crls(mut self, crls: Vec<CertificateRevocationListDer<'static>>) -> Self {
+        self.crls = Arc::new(crls);
+        self
     }
 
     /// Accepts a peer that presents exactly one of `pins` (still checked for its dates
@@ -326,10 +339,17 @@ impl TlsPolicy {
     /// The server side for connections from the trunk peer named `subject`: a client
     /// certificate is required, must chain to the trust store and name `subject`.
     pub fn server_config(&self, subject: &str) -> Result<Arc<ServerConfig>, TlsError> {
-        let webpki =
-            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
-                .build()
-                .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
+        let mut builder =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), self.provider.clone());
+        if !self.crls.is_empty() {
+            builder = builder
+                .with_crls(self.crls.iter().cloned())
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
+        }
+        let webpki = builder
+            .build()
+            .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
         let verifier = Arc::new(SubjectClientVerifier {
             inner: webpki,
             subject: subject.to_owned(),
@@ -346,8 +366,17 @@ impl TlsPolicy {
     /// to the trust store and name `subject` (the host we dial is not what is checked;
     /// Unified CM certificates name the node, seed 004 l.171); we present ours.
     pub fn client_config(&self, subject: &str) -> Result<Arc<ClientConfig>, TlsError> {
+        let crls = self
+            .crls
+            .iter()
+            .map(|c| {
+                webpki::OwnedCertRevocationList::from_der(c).map(webpki::CertRevocationList::from)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Config(rustls::Error::General(format!("CRL: {e:?}"))))?;
         let verifier = Arc::new(SubjectServerVerifier {
             roots: self.roots.clone(),
+            crls: Arc::new(crls),
             pins: self.pins.clone(),
             subject: subject.to_owned(),
             algorithms: self.provider.signature_verification_algorithms,
@@ -443,6 +472,7 @@ impl ClientCertVerifier for SubjectClientVerifier {
 #[derive(Debug)]
 struct SubjectServerVerifier {
     roots: Arc<RootCertStore>,
+    crls: Arc<Vec<webpki::CertRevocationList<'static>>>,
     pins: Arc<Vec<CertificateDer<'static>>>,
     subject: String,
     algorithms: WebPkiSupportedAlgorithms,
@@ -466,6 +496,16 @@ impl ServerCertVerifier for SubjectServerVerifier {
                 now,
                 self.algorithms.all,
             )?;
+            if !self.crls.is_empty() {
+                not_revoked(
+                    end_entity,
+                    intermediates,
+                    &self.roots,
+                    &self.crls,
+                    now,
+                    self.algorithms,
+                )?;
+            }
         }
         if subject_matches(end_entity, &self.subject) {
             Ok(ServerCertVerified::assertion())
@@ -494,6 +534,41 @@ impl ServerCertVerifier for SubjectServerVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+/// The revocation check of a chain already verified: the end entity is in none of `crls`
+/// (lists of CAs without one are not asked, RFC 5280 §6.3 leaves that to policy).
+fn not_revoked(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    roots: &RootCertStore,
+    crls: &[webpki::CertRevocationList<'static>],
+    now: UnixTime,
+    algorithms: WebPkiSupportedAlgorithms,
+) -> Result<(), rustls::Error> {
+    let refs: Vec<&webpki::CertRevocationList<'_>> = crls.iter().collect();
+    let Ok(builder) = webpki::RevocationOptionsBuilder::new(&refs) else {
+        return Ok(());
+    };
+    let revocation = builder
+        .with_depth(webpki::RevocationCheckDepth::EndEntity)
+        .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+        .build();
+    let cert = webpki::EndEntityCert::try_from(end_entity)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    match cert.verify_for_usage(
+        algorithms.all,
+        &roots.roots,
+        intermediates,
+        now,
+        webpki::KeyUsage::server_auth(),
+        Some(revocation),
+        None,
+    ) {
+        Ok(_) => Ok(()),
+        Err(webpki::Error::CertRevoked) => Err(CertificateError::Revoked.into()),
+        Err(e) => Err(CertificateError::Other(rustls::OtherError(Arc::new(e))).into()),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
 use crate::certs::checks::Refused;
@@ -28,6 +28,12 @@ pub struct UploadBody {
     /// The key as DER PKCS#8, base64.
     #[serde(default)]
     pub key_der: Option<String>,
+    /// Certificate revocation lists for a trust unit, PEM (`X509 CRL`).
+    #[serde(default)]
+    pub crl: Option<String>,
+    /// One CRL, base64 DER.
+    #[serde(default)]
+    pub crl_der: Option<String>,
     /// The passphrase of an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY`); never logged
     /// or kept (the key is stored decrypted, mode 0600).
     #[serde(default)]
@@ -79,7 +85,14 @@ pub enum CertChange {
         /// The anchors.
         certs: Vec<CertificateDer<'static>>,
     },
-    /// Remove the certificate of SHA-256 `sha256` from `unit`.
+    /// Add certificate revocation lists to a trust unit.
+    Crls {
+        /// `trunk-trust` or `other-trust`.
+        unit: Unit,
+        /// The lists.
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    },
+    /// Remove the certificate (or CRL) of SHA-256 `sha256` from `unit`.
     Remove {
         /// The unit.
         unit: Unit,
@@ -109,6 +122,14 @@ impl std::fmt::Display for CertChange {
             }
             Self::Trust { unit, certs } => {
                 write!(f, "add {} certificate(s) to {}", certs.len(), unit.name())
+            }
+            Self::Crls { unit, crls } => {
+                write!(
+                    f,
+                    "add {} revocation list(s) to {}",
+                    crls.len(),
+                    unit.name()
+                )
             }
             Self::Remove { unit, sha256 } => write!(f, "remove {sha256} from {}", unit.name()),
         }
@@ -171,6 +192,9 @@ pub fn upload(
     body: UploadBody,
     pending_key: Option<PrivateKeyDer<'static>>,
 ) -> Result<CertChange, CertChangeError> {
+    if body.crl.is_some() || body.crl_der.is_some() {
+        return crls_of(unit, &body);
+    }
     let mut certs: Vec<CertificateDer<'static>> = Vec::new();
     if let Some(pem) = &body.certificate {
         certs.extend(CertificateDer::pem_slice_iter(pem.as_bytes()).filter_map(Result::ok));
@@ -233,6 +257,42 @@ pub fn upload(
     }
 }
 
+/// The CRLs of an upload (nothing else may come with them).
+fn crls_of(unit: Unit, body: &UploadBody) -> Result<CertChange, CertChangeError> {
+    if unit.is_identity() {
+        return Err(CertChangeError::BadUpload(format!(
+            "{}: revocation lists belong to a trust unit",
+            unit.name()
+        )));
+    }
+    if body.certificate.is_some()
+        || body.certificate_der.is_some()
+        || body.key.is_some()
+        || body.key_der.is_some()
+    {
+        return Err(CertChangeError::BadUpload(
+            "upload revocation lists on their own".into(),
+        ));
+    }
+    let mut crls: Vec<CertificateRevocationListDer<'static>> = Vec::new();
+    if let Some(pem) = &body.crl {
+        crls.extend(
+            CertificateRevocationListDer::pem_slice_iter(pem.as_bytes()).filter_map(Result::ok),
+        );
+        if crls.is_empty() {
+            return Err(CertChangeError::BadUpload(
+                "crl: no PEM X509 CRL in it".into(),
+            ));
+        }
+    }
+    if let Some(b64) = &body.crl_der {
+        crls.push(CertificateRevocationListDer::from(base64_der(
+            "crl_der", b64,
+        )?));
+    }
+    Ok(CertChange::Crls { unit, crls })
+}
+
 /// A certificate as the API lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CertView {
@@ -254,6 +314,9 @@ pub struct UnitView {
     pub used_for: &'static str,
     /// An identity's chain (end entity first), or the trust anchors.
     pub certificates: Vec<CertView>,
+    /// A trust unit's revocation lists.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<crate::certs::inspect::CrlDetails>,
 }
 
 #[cfg(test)]

@@ -125,6 +125,16 @@ impl App {
                         })
                     })
                     .collect(),
+                crls: if unit.is_identity() {
+                    Vec::new()
+                } else {
+                    self.tls
+                        .store
+                        .crls(unit)
+                        .iter()
+                        .filter_map(|c| crate::certs::inspect::inspect_crl(c).ok())
+                        .collect()
+                },
             })
             .collect()
     }
@@ -179,6 +189,25 @@ impl App {
                 for d in details {
                     info!(unit = unit.name(), subject = %d.subject, sha256 = %d.sha256, "trust anchor added");
                 }
+            }
+            CertChange::Crls { unit, crls } => {
+                for c in &crls {
+                    let d = crate::certs::inspect::inspect_crl(c).map_err(|e| {
+                        CertChangeError::Refused(crate::certs::checks::Refused::NotACertificate(
+                            e.to_string(),
+                        ))
+                    })?;
+                    webpki::OwnedCertRevocationList::from_der(c).map_err(|e| {
+                        CertChangeError::Refused(crate::certs::checks::Refused::NotACertificate(
+                            format!("the CRL does not parse for webpki: {e:?}"),
+                        ))
+                    })?;
+                    info!(unit = unit.name(), issuer = %d.issuer, revoked = d.revoked, sha256 = %d.sha256, "revocation list added: certificates it lists are refused from now on");
+                }
+                self.tls
+                    .store
+                    .add_crls(unit, &crls)
+                    .map_err(|e| failed(&e))?;
             }
             CertChange::Remove { unit, sha256 } => {
                 if unit.is_identity() {

@@ -110,6 +110,38 @@ pub fn inspect(der: &[u8]) -> Result<CertDetails, NotACertificate> {
     })
 }
 
+/// A certificate revocation list as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CrlDetails {
+    /// The CA that issued it.
+    pub issuer: String,
+    /// When it was issued (RFC 3339).
+    pub this_update: String,
+    /// When the next one is due, if it says.
+    pub next_update: Option<String>,
+    /// How many certificates it revokes.
+    pub revoked: usize,
+    /// SHA-256 of the DER, lower-case hex.
+    pub sha256: String,
+}
+
+/// The details of the CRL `der`.
+pub fn inspect_crl(der: &[u8]) -> Result<CrlDetails, NotACertificate> {
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let (rest, crl) = CertificateRevocationList::from_der(der)
+        .map_err(|e| NotACertificate(format!("not a CRL: {e}")))?;
+    if !rest.is_empty() {
+        return Err(NotACertificate("bytes after the CRL".into()));
+    }
+    Ok(CrlDetails {
+        issuer: crl.issuer().to_string(),
+        this_update: rfc3339(crl.last_update().timestamp()),
+        next_update: crl.next_update().map(|t| rfc3339(t.timestamp())),
+        revoked: crl.iter_revoked_certificates().count(),
+        sha256: hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref()),
+    })
+}
+
 fn key_of(cert: &X509Certificate<'_>) -> (String, usize) {
     let spki = cert.public_key();
     match spki.parsed() {

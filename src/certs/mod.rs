@@ -262,7 +262,9 @@ impl TlsSources {
         for c in &pins {
             roots.add(c.clone()).map_err(TlsError::from)?;
         }
-        Ok(TlsPolicy::new(identity, roots).with_pins(pins))
+        Ok(TlsPolicy::new(identity, roots)
+            .with_pins(pins)
+            .with_crls(self.store.crls(store::Unit::TrunkTrust)))
     }
 }
 

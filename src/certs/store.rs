@@ -11,7 +11,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use super::checks::Use;
 use super::inspect::hex;
@@ -255,19 +255,59 @@ impl CertStore {
         Ok(())
     }
 
-    /// Removes the trust anchor of SHA-256 `sha256` from `unit`; false when absent.
+    /// Removes the trust anchor or CRL of SHA-256 `sha256` from `unit`; false when absent.
     pub fn remove_trust(&self, unit: Unit, sha256: &str) -> std::io::Result<bool> {
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(false);
         }
-        let path = self
-            .dir(unit)
-            .join(format!("{}.pem", sha256.to_ascii_lowercase()));
-        match std::fs::remove_file(path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
+        for ext in ["pem", "crl"] {
+            let path = self
+                .dir(unit)
+                .join(format!("{}.{ext}", sha256.to_ascii_lowercase()));
+            match std::fs::remove_file(path) {
+                Ok(()) => return Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(false)
+    }
+
+    /// Adds revocation lists (already parsed) to a trust unit, one `<sha256>.crl` each.
+    pub fn add_crls(
+        &self,
+        unit: Unit,
+        crls: &[CertificateRevocationListDer<'_>],
+    ) -> std::io::Result<()> {
+        let dir = self.dir(unit);
+        std::fs::create_dir_all(&dir)?;
+        for c in crls {
+            let name = hex(ring::digest::digest(&ring::digest::SHA256, c).as_ref());
+            write_atomic(
+                &dir.join(format!("{name}.crl")),
+                pem("X509 CRL", c).as_bytes(),
+                false,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The revocation lists of a trust unit.
+    pub fn crls(&self, unit: Unit) -> Vec<CertificateRevocationListDer<'static>> {
+        let Ok(entries) = std::fs::read_dir(self.dir(unit)) else {
+            return Vec::new();
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "crl"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .filter_map(|b| CertificateRevocationListDer::from_pem_slice(&b).ok())
+            .collect()
     }
 }
 
