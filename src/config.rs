@@ -182,6 +182,9 @@ pub struct TlsConfig {
     pub key_type: String,
     /// Days a generated certificate is valid (1-1825, R60; two years by default).
     pub validity_days: u32,
+    /// Days before a certificate's expiry at which a warning is logged, flagged on the
+    /// status page and sent to the webhooks, once each (issue 18, R59).
+    pub expiry_warning_days: Vec<u32>,
 }
 
 impl Default for TlsConfig {
@@ -195,6 +198,7 @@ impl Default for TlsConfig {
             san: Vec::new(),
             key_type: "rsa".into(),
             validity_days: 730,
+            expiry_warning_days: vec![30, 7, 1],
         }
     }
 }
@@ -689,6 +693,21 @@ impl Config {
                 ),
             ));
         }
+        if self.tls.expiry_warning_days.len() > 8
+            || self
+                .tls
+                .expiry_warning_days
+                .iter()
+                .any(|d| !(1..=365).contains(d))
+        {
+            return Err(err(
+                "tls.expiry_warning_days",
+                format!(
+                    "{:?}: expected at most 8 values of 1-365 days",
+                    self.tls.expiry_warning_days
+                ),
+            ));
+        }
         let stream_limits = sip::conn_limits::StreamLimits {
             per_address: count(
                 "sip.max_connections_per_address",
@@ -902,6 +921,10 @@ mod tests {
             ("[media]\nworkers = 100000", "media.workers"),
             ("[tls]\nkey_type = \"dsa\"", "tls.key_type"),
             ("[tls]\nvalidity_days = 3650", "tls.validity_days"),
+            (
+                "[tls]\nexpiry_warning_days = [0]",
+                "tls.expiry_warning_days",
+            ),
             (
                 "[meetings]\nmin_secure_release = \"new\"",
                 "meetings.min_secure_release",

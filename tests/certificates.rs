@@ -39,12 +39,25 @@ impl OperatorCa {
 
     /// (chain PEM with the CA at its end, key PEM, SHA-256 hex of the leaf).
     fn issue(&self, names: &[&str], eku: &[Eku]) -> (String, String, String) {
+        self.issue_for(names, eku, time::Duration::days(365))
+    }
+
+    /// [`OperatorCa::issue`] valid from a day ago for `validity` from now.
+    fn issue_for(
+        &self,
+        names: &[&str],
+        eku: &[Eku],
+        validity: time::Duration,
+    ) -> (String, String, String) {
         let key = KeyPair::generate().unwrap();
         let mut p =
             CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
                 .unwrap();
         p.distinguished_name.push(DnType::CommonName, names[0]);
         p.extended_key_usages = eku.to_vec();
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now - time::Duration::days(1);
+        p.not_after = now + validity;
         let cert = p.signed_by(&key, &self.issuer).unwrap();
         let sha: String = ring::digest::digest(&ring::digest::SHA256, cert.der())
             .as_ref()
@@ -590,5 +603,111 @@ async fn a_crl_in_the_trunk_trust_refuses_the_revoked_peer_at_its_next_connectio
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     dial(&revoked, 4).await.expect("no list, no refusal");
+    sw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_close_to_expiry_is_warned_of_flagged_measured_and_sent_to_the_webhooks() {
+    const SECRET: &str = "the expiry webhook secret";
+    let (hook_ca, hook_cert, hook_key) = common::webhook::test_pki("receiver");
+    let hooks = std::env::temp_dir().join(format!("mswitch-certs-exp-{}", std::process::id()));
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::write(hooks.join("ca.pem"), &hook_ca).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let extra = format!(
+        "[[webhook]]\nurl = \"https://127.0.0.1:{}/hook\"\nsecret = \"{SECRET}\"\ntrust = [\"{}\"]\n",
+        listener.local_addr().unwrap().port(),
+        hooks.join("ca.pem").display()
+    );
+    let got = common::webhook::receiver(listener, &hook_cert, &hook_key).await;
+    let sw = switch_with_accounts("certs-expiry", "35600-35699", &extra).await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let ca = OperatorCa::new();
+    let (chain, key, sha) = ca.issue_for(
+        &["mswitch", "127.0.0.1"],
+        &[Eku::ServerAuth, Eku::ClientAuth],
+        time::Duration::hours(5 * 24 + 12),
+    );
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/sip-identity",
+            &token,
+            Some(&upload_body(&chain, &key)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        common::logged_within("certificate expires in 5 days: replace it before then", 10).await,
+        "the warning's log line"
+    );
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = common::webhook::events_of(&got, SECRET);
+        if events.iter().any(|e| e == "certificate_expiring") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        events.contains(&"certificate_expiring".to_owned()),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&"certificates_changed".to_owned()),
+        "{events:?}"
+    );
+    let bodies = got.lock().unwrap().clone();
+    let expiring = bodies
+        .iter()
+        .find(|(_, _, b)| b.contains("certificate_expiring"))
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&expiring.2).unwrap();
+    assert_eq!(v["data"]["sha256"], sha.as_str(), "{v}");
+    assert_eq!(v["data"]["days_left"], 5);
+    // The page's flag, from the status the page polls (it trusts the new CA now).
+    let trusting_new = hooks.join("new");
+    std::fs::create_dir_all(&trusting_new).unwrap();
+    std::fs::write(trusting_new.join("ca.pem"), &ca.pem).unwrap();
+    let api = Https::new(sw.admin.unwrap(), &trusting_new);
+    let system = api.get("/api/v1/system", &token).await.json();
+    let sip = system["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["unit"] == "sip-identity")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (sip["expiring"].clone(), sip["days_left"].clone()),
+        (true.into(), 5.into()),
+        "{sip}"
+    );
+    // The metric.
+    let (status, scrape) = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(sw.metrics.unwrap())
+            .await
+            .unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        (out[9..12].to_owned(), out)
+    };
+    assert_eq!(status, "200");
+    let seconds: f64 = scrape
+        .lines()
+        .find(|l| l.starts_with("mswitch_certificate_expiry_seconds{unit=\"sip-identity\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("the gauge");
+    assert!(
+        seconds > 5.0 * 86_400.0 && seconds < 6.0 * 86_400.0,
+        "{seconds}"
+    );
+    let _ = std::fs::remove_dir_all(&hooks);
     sw.stop().await;
 }

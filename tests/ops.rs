@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::Switch;
 use common::https::Https;
+use common::webhook::{events_of, receiver, test_pki};
 use common::{
     ADMIN, bye_within, run_media, switch_with_accounts, switch_with_accounts_tip, until_established,
 };
@@ -469,83 +470,6 @@ async fn a_drain_lets_the_meeting_run_to_its_deadline_and_every_call_end_is_reco
         "{a}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A CA of the test's and a server certificate for 127.0.0.1 it signed, as PEM:
-/// (ca, cert, key).
-fn test_pki(name: &str) -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("{name} CA"));
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
-
-/// What a webhook receiver got: (timestamp, signature, body) per POST.
-type Received = Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
-
-/// An HTTPS webhook receiver on `listener` with `cert`/`key`.
-async fn receiver(listener: std::net::TcpListener, cert: &str, key: &str) -> Received {
-    let got: Received = Arc::default();
-    let store = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let store = store.clone();
-            async move {
-                let h = |n: &str| {
-                    headers
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                store.lock().unwrap().push((
-                    h("x-mswitch-timestamp"),
-                    h("x-mswitch-signature"),
-                    body,
-                ));
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-        cert.as_bytes().to_vec(),
-        key.as_bytes().to_vec(),
-    )
-    .await
-    .unwrap();
-    let server = axum_server::tls_rustls::from_tcp_rustls(listener, config).unwrap();
-    tokio::spawn(server.serve(app.into_make_service()));
-    got
-}
-
-fn events_of(got: &Received, secret: &str) -> Vec<String> {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    got.lock()
-        .unwrap()
-        .iter()
-        .map(|(ts, sig, body)| {
-            assert_eq!(
-                sig,
-                &format!(
-                    "sha256={}",
-                    mswitch::ops::webhooks::signature(&key, ts, body.as_bytes())
-                ),
-                "signed with the secret"
-            );
-            let v: serde_json::Value = serde_json::from_str(body).unwrap();
-            v["event"].as_str().unwrap().to_owned()
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@ pub fn summarize(unit: &str, der: &[u8], now: i64) -> Option<CertificateView> {
             not_after.second()
         ),
         days_left: (not_after.unix_timestamp() - now).div_euclid(86_400),
+        expiring: false,
         sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
     })
 }

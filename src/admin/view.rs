@@ -69,6 +69,8 @@ pub struct CertificateView {
     pub days_left: i64,
     /// SHA-256 of the DER, hex.
     pub sha256: String,
+    /// Within the largest `[tls] expiry_warning_days` of its expiry, or expired.
+    pub expiring: bool,
 }
 
 /// `GET /api/v1/peers`: a trunk peer.

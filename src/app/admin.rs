@@ -153,6 +153,10 @@ impl App {
                 .filter_map(|(unit, der)| {
                     crate::admin::certinfo::summarize(unit, der, now.try_into().unwrap_or(i64::MAX))
                 })
+                .map(|mut c| {
+                    c.expiring = c.days_left < self.expiry.warn_days();
+                    c
+                })
                 .collect(),
         };
         let peers = self

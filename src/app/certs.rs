@@ -99,6 +99,11 @@ pub(super) fn in_use(
     out
 }
 
+/// How often every certificate in use is checked for expiry (also at start and after
+/// each change).
+pub(super) const EXPIRY_CHECK_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
+
 fn unix_now() -> i64 {
     i64::try_from(UnixTime::now().as_secs()).unwrap_or(i64::MAX)
 }
@@ -229,7 +234,30 @@ impl App {
             "certificates_changed",
             serde_json::json!({ "change": what }),
         );
+        self.check_expiry();
         Ok(self.certificate_units())
+    }
+
+    /// Warns of every certificate in use that crossed an expiry threshold since the last
+    /// check: a log line, an event to the webhooks (the metric and the page say it all the
+    /// time).
+    pub(super) fn check_expiry(&mut self) {
+        let certs: Vec<(&'static str, crate::certs::inspect::CertDetails)> =
+            in_use(&self.tls, self.settings.admin.identity.as_ref())
+                .into_iter()
+                .filter_map(|(unit, der, _)| Some((unit.name(), inspect(&der).ok()?)))
+                .collect();
+        for w in self.expiry.check(&certs, unix_now()) {
+            if w.expired() {
+                warn!(unit = w.unit, subject = %w.subject, not_after = %w.not_after, sha256 = %w.sha256, "certificate EXPIRED: replace it (peers refuse it)");
+            } else {
+                warn!(unit = w.unit, subject = %w.subject, not_after = %w.not_after, sha256 = %w.sha256, "certificate expires in {} days: replace it before then", w.days_left);
+            }
+            self.event(
+                "certificate_expiring",
+                serde_json::json!({ "unit": w.unit, "subject": w.subject, "sha256": w.sha256, "not_after": w.not_after, "days_left": w.days_left }),
+            );
+        }
     }
 
     /// SIGHUP: the configuration file's certificate paths again; on any error the old
@@ -249,9 +277,12 @@ impl App {
             std::mem::replace(&mut self.settings.tls_files, settings.tls_files),
         );
         match self.apply_tls() {
-            Ok(()) => info!(
-                "SIGHUP: certificates reloaded from the configuration; new connections use them, running calls go on"
-            ),
+            Ok(()) => {
+                info!(
+                    "SIGHUP: certificates reloaded from the configuration; new connections use them, running calls go on"
+                );
+                self.check_expiry();
+            }
             Err(e) => {
                 warn!("SIGHUP: the configured certificates do not apply, nothing changes: {e}");
                 (

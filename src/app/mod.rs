@@ -188,6 +188,8 @@ pub struct App {
     ops: OpsSide,
     /// What the TLS policies are made of (configuration and certificate store).
     tls: crate::certs::TlsSources,
+    /// The certificates' expiry warnings already given.
+    expiry: crate::certs::expiry::ExpiryWatch,
 }
 
 /// The drain and the call records.
@@ -469,6 +471,7 @@ impl App {
                 notifier,
             },
             tls: tls_sources,
+            expiry: crate::certs::expiry::ExpiryWatch::new(&settings.tls_files.expiry_warning_days),
             ports: PortAllocator::new(settings.ports.clone()),
             sdes_suites: settings.suites.iter().map(|s| s.sdes_name()).collect(),
             settings,
@@ -538,6 +541,8 @@ impl App {
     ) {
         tokio::pin!(shutdown);
         let mut reports = tokio::time::interval(REPORT_INTERVAL);
+        // The expiry watch: its first tick is now (at start), then daily.
+        let mut expiry_checks = tokio::time::interval(certs::EXPIRY_CHECK_INTERVAL);
         reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut requests = self.admin.requests.take();
         let mut drained = false;
@@ -586,6 +591,7 @@ impl App {
                     }
                 } => self.admin_request(r).await,
                 _ = reports.tick(), if requests.is_some() => self.request_reports(),
+                _ = expiry_checks.tick() => self.check_expiry(),
             }
         }
         if let Some(s) = &self.admin.server {

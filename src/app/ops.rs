@@ -204,11 +204,18 @@ impl App {
             }
         }
         let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        // Per unit, the certificate that expires first (an identity's chain or a trust
+        // unit's anchors: the one that needs replacing first is what an alert wants).
+        let mut soonest: BTreeMap<&str, i64> = BTreeMap::new();
         for (unit, der) in &self.admin.certificates {
-            if let Some(c) = crate::admin::certinfo::summarize(unit, der, now) {
-                let expiry = x509_not_after(der).map_or(0, |t| t - now);
-                gauge!("mswitch_certificate_expiry_seconds", "unit" => c.unit).set(expiry as f64);
+            if let Some(t) = x509_not_after(der) {
+                let e = soonest.entry(unit.as_str()).or_insert(i64::MAX);
+                *e = (*e).min(t - now);
             }
+        }
+        for (unit, expiry) in soonest {
+            gauge!("mswitch_certificate_expiry_seconds", "unit" => unit.to_owned())
+                .set(expiry as f64);
         }
         gauge!("mswitch_draining").set(if self.ops.drain.is_some() { 1.0 } else { 0.0 });
         let _ = self.readiness();

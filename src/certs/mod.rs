@@ -20,6 +20,7 @@
 
 pub mod checks;
 pub mod csr;
+pub mod expiry;
 pub mod fuzzing;
 pub mod inspect;
 pub mod store;

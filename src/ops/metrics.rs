@@ -134,7 +134,7 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
     (
         "mswitch_certificate_expiry_seconds",
         "gauge",
-        "seconds until a certificate `unit` expires (negative: expired)",
+        "seconds until the first certificate of a `unit` (sip-identity, admin-identity, trunk-trust, other-trust) expires (negative: expired)",
     ),
     (
         "mswitch_draining",

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod https;
+pub mod webhook;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -126,7 +126,7 @@ function render(s) {
   const certs = document.querySelector("#certificates tbody");
   certs.replaceChildren(...sys.certificates.map((c) => el("tr", {},
     el("td", {}, c.unit), el("td", {}, c.subject), el("td", {}, c.issuer), el("td", {}, c.not_after),
-    el("td", { class: c.days_left < 30 ? "error" : "" }, c.days_left))));
+    el("td", { class: c.expiring ? "error" : "" }, c.expiring ? `⚠ ${c.days_left}` : c.days_left))));
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
