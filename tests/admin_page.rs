@@ -251,6 +251,17 @@ async fn the_status_page_shows_the_meeting_and_a_kick_without_a_reload() {
                 .as_str()
                 .unwrap_or_default()
         );
+        // The management security level (seeds 000/001) and the certificates' days left.
+        let text = browser.eval("document.body.innerText");
+        let text = text.as_str().unwrap_or_default();
+        assert!(
+            text.contains("level 4 of 4 (lowest of: admin HTTPS 4, SIP over TLS 4"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("⚠"),
+            "no certificate close to expiry: {text}"
+        );
         browser.eval("window.__sameDocument = 'yes'");
         (browser, shown)
     })

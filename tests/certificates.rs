@@ -672,6 +672,16 @@ async fn a_certificate_close_to_expiry_is_warned_of_flagged_measured_and_sent_to
     std::fs::write(trusting_new.join("ca.pem"), &ca.pem).unwrap();
     let api = Https::new(sw.admin.unwrap(), &trusting_new);
     let system = api.get("/api/v1/system", &token).await.json();
+    // Admin HTTPS, SIP over mutual TLS, metrics on loopback, a verifying webhook: level 4.
+    assert_eq!(system["security_level"]["effective"], 4, "{system}");
+    assert_eq!(
+        system["security_level"]["services"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "{system}"
+    );
     let sip = system["certificates"]
         .as_array()
         .unwrap()

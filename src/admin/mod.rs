@@ -10,6 +10,7 @@ pub mod certificates;
 pub mod certinfo;
 pub mod fuzzing;
 pub mod http;
+pub mod levels;
 pub mod meetings;
 pub mod request;
 pub mod sessions;

@@ -25,6 +25,8 @@ pub struct SystemView {
     pub draining: Option<DrainView>,
     /// The certificates in use.
     pub certificates: Vec<CertificateView>,
+    /// The management security level (seeds 000/001), per service and effective.
+    pub security_level: crate::admin::levels::LevelView,
 }
 
 /// Listening addresses (`null`: off).

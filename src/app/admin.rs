@@ -125,7 +125,15 @@ impl App {
         let total = usize::from(*range.end()) - usize::from(*range.start()) + 1;
         let used = self.ports.in_use();
         let now = crate::admin::http::state::unix_now();
+        let security_level = crate::admin::levels::levels(&crate::admin::levels::Services {
+            admin_https: self.admin.server.is_some(),
+            metrics: self.admin.metrics.map(|a| a.ip().is_loopback()),
+            sip_tls: listeners.sip_tls.is_some(),
+            sip_clear: listeners.sip_udp.is_some() || listeners.sip_tcp.is_some(),
+            webhooks: self.settings.webhooks.iter().map(|w| w.verify).collect(),
+        });
         let system = SystemView {
+            security_level,
             version: env!("CARGO_PKG_VERSION"),
             uptime_s: self.admin.started.elapsed().as_secs(),
             listeners,

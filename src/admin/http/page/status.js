@@ -120,6 +120,7 @@ function render(s) {
     ["taking calls", sys.accepting_calls ? "yes" : "no (draining)"],
     ["media ports", `${sys.media_ports.used} used, ${sys.media_ports.free} free (${sys.media_ports.range})`],
     ["workers", sys.workers],
+    ["management security", `level ${sys.security_level.effective} of 4 (lowest of: ${sys.security_level.services.map((s) => `${s.service} ${s.level}`).join(", ")})`],
     ["SIP", [sys.listeners.sip_tls && "TLS " + sys.listeners.sip_tls, sys.listeners.sip_tcp && "TCP " + sys.listeners.sip_tcp, sys.listeners.sip_udp && "UDP " + sys.listeners.sip_udp].filter(Boolean).join(", ")],
   ];
   dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
