@@ -140,6 +140,9 @@ pub struct SipConfig {
     pub max_connections_per_address: usize,
     /// SIP connections all addresses together may hold open.
     pub max_connections: usize,
+    /// How often the peer certificates of open SIP/TLS connections are checked again,
+    /// seconds (one whose certificate expired closes once no call uses it).
+    pub certificate_recheck: f64,
 }
 
 impl Default for SipConfig {
@@ -157,6 +160,7 @@ impl Default for SipConfig {
             idle_timeout: sip::conn_limits::IDLE.as_secs_f64(),
             max_connections_per_address: sip::conn_limits::PER_ADDRESS,
             max_connections: sip::conn_limits::TOTAL,
+            certificate_recheck: sip::conn_limits::CERTIFICATE_RECHECK.as_secs_f64(),
         }
     }
 }
@@ -717,6 +721,7 @@ impl Config {
             tls_handshake: secs("sip.handshake_timeout", self.sip.handshake_timeout)?,
             partial_message: secs("sip.message_timeout", self.sip.message_timeout)?,
             idle: secs("sip.idle_timeout", self.sip.idle_timeout)?,
+            certificate_recheck: secs("sip.certificate_recheck", self.sip.certificate_recheck)?,
         };
         let muxctrl_timeout = secs("tip.muxctrl_timeout", self.tip.muxctrl_timeout)?;
         let spimap_timeout = secs("tip.spimap_timeout", self.tip.spimap_timeout)?;

@@ -494,10 +494,23 @@ async fn sighup_applies_the_configured_certificate_paths_and_a_bad_file_changes_
 /// A trunk peer's identity (`mswitch-peer`) from `ca` with `serial`, as a client policy
 /// that trusts the switch's local CA.
 fn peer_from(ca: &OperatorCa, serial: u64, switch_dir: &std::path::Path) -> sip::tls::TlsPolicy {
+    peer_valid_for(ca, serial, switch_dir, time::Duration::days(365))
+}
+
+/// [`peer_from`] valid from a day ago for `validity` from now.
+fn peer_valid_for(
+    ca: &OperatorCa,
+    serial: u64,
+    switch_dir: &std::path::Path,
+    validity: time::Duration,
+) -> sip::tls::TlsPolicy {
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(vec!["mswitch-peer".to_owned()]).unwrap();
     p.distinguished_name
         .push(DnType::CommonName, "mswitch-peer");
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now - time::Duration::days(1);
+    p.not_after = now + validity;
     p.serial_number = Some(rcgen::SerialNumber::from(serial));
     p.extended_key_usages = vec![Eku::ServerAuth, Eku::ClientAuth];
     let cert = p.signed_by(&key, &ca.issuer).unwrap();
@@ -719,5 +732,61 @@ async fn a_certificate_close_to_expiry_is_warned_of_flagged_measured_and_sent_to
         "{seconds}"
     );
     let _ = std::fs::remove_dir_all(&hooks);
+    sw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_peer_certificate_expires_closes_when_its_call_ends() {
+    let sw = switch_with_accounts(
+        "certs-peer-expiry",
+        "35700-35799",
+        "[sip]\ncertificate_recheck = 0.5\n",
+    )
+    .await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let ca = OperatorCa::new();
+    let body = serde_json::json!({ "certificate": ca.pem }).to_string();
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/trunk-trust",
+            &token,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Valid for a few seconds more: the call is made while it is valid.
+    let policy = peer_valid_for(&ca, 0x2001, &sw.dir, time::Duration::seconds(4));
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    let mut calls = vec![
+        SimulatedCall::dial(Endpoint::new(1, 1), &policy, sw.sip, "4000", false, &dtls)
+            .await
+            .unwrap(),
+    ];
+    assert!(until_established(&mut calls, 30).await);
+    // Past its expiry the connection stays while the call is up...
+    assert!(
+        common::logged_within(
+            "the peer's certificate expired while its SIP/TLS connection is up: it closes when its calls end",
+            20
+        )
+        .await
+    );
+    // ... and carries the call's BYE; then the switch closes it.
+    let mut call = calls.pop().unwrap();
+    call.hangup("4000").await.unwrap();
+    assert!(
+        common::logged_within(
+            "SIP/TLS connection closed: the peer's certificate expired and no call uses the connection",
+            10
+        )
+        .await
+    );
+    let closed = call.sip.recv().await.unwrap_err();
+    assert!(
+        closed.to_string().contains("closed the connection"),
+        "{closed}"
+    );
     sw.stop().await;
 }

@@ -21,6 +21,11 @@ pub const PARTIAL_MESSAGE: Duration = Duration::from_secs(30);
 /// message stays while its peer keeps it, within the caps.
 pub const IDLE: Duration = Duration::from_secs(120);
 
+/// How often the peer certificates of open TLS connections are checked again (seed 004:
+/// long-lived connections are re-checked; one whose peer certificate expired closes once
+/// no call uses it).
+pub const CERTIFICATE_RECHECK: Duration = Duration::from_secs(60);
+
 /// The limits of one trunk's stream connections (the constants above by default; tests
 /// shorten them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +40,8 @@ pub struct StreamLimits {
     pub partial_message: Duration,
     /// Time a connection may stay open without carrying its first message.
     pub idle: Duration,
+    /// How often open TLS connections' peer certificates are checked again.
+    pub certificate_recheck: Duration,
 }
 
 impl Default for StreamLimits {
@@ -45,6 +52,7 @@ impl Default for StreamLimits {
             tls_handshake: TLS_HANDSHAKE,
             partial_message: PARTIAL_MESSAGE,
             idle: IDLE,
+            certificate_recheck: CERTIFICATE_RECHECK,
         }
     }
 }

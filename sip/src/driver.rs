@@ -70,6 +70,9 @@ pub struct TrunkStats {
     pub accept_errors: AtomicU64,
     /// Streams closed idle, or holding a half-sent message too long.
     pub idle_closed: AtomicU64,
+    /// TLS connections closed because their peer certificate expired (once no call used
+    /// them).
+    pub certificate_expired_closed: AtomicU64,
     /// Messages in and out by method and status code.
     pub messages: crate::message_counts::MessageCounts,
 }
@@ -134,7 +137,8 @@ impl PeerUpdater {
 
 enum Inbound {
     Message(Remote, Vec<u8>),
-    Connected(Remote, StreamSender),
+    /// A stream is up: its sender, and for TLS its peer certificate's not-after (Unix).
+    Connected(Remote, StreamSender, Option<i64>),
     Closed(Remote),
     ConnectFailed(Remote),
 }
@@ -244,6 +248,7 @@ impl Trunk {
             stream_limits,
             accept_paused_until: None,
             accept_backoff: ACCEPT_BACKOFF_MIN,
+            peer_expiry: HashMap::new(),
             refused_log: Throttle::default(),
             stranger_log: Throttle::default(),
         };
@@ -354,6 +359,9 @@ struct Driver {
     /// pause.
     accept_paused_until: Option<tokio::time::Instant>,
     accept_backoff: std::time::Duration,
+    /// Open TLS connections: their peer certificate's not-after (Unix seconds), and whether
+    /// its expiry was logged.
+    peer_expiry: HashMap<Remote, (i64, bool)>,
     /// Lines about connections a peer can repeat at will, one a second.
     refused_log: Throttle,
     stranger_log: Throttle,
@@ -372,6 +380,8 @@ impl Driver {
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         let mut buf = vec![0u8; 65536];
+        let mut recheck = tokio::time::interval(self.stream_limits.certificate_recheck);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self
                 .agent
@@ -407,8 +417,42 @@ impl Driver {
                     None => return,
                 },
                 () = sleep_until(deadline) => self.agent.handle_timeout(Instant::now()),
+                _ = recheck.tick() => self.recheck_peer_certificates(),
             }
             self.flush().await;
+        }
+    }
+
+    /// Seed 004: a long-lived connection is checked again. One whose peer certificate has
+    /// expired takes no new call (a new connection would fail its handshake anyway) and is
+    /// closed as soon as no call uses it; the calls on it are not cut.
+    fn recheck_peer_certificates(&mut self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let expired: Vec<Remote> = self
+            .peer_expiry
+            .iter()
+            .filter(|(_, (t, _))| *t < now)
+            .map(|(r, _)| *r)
+            .collect();
+        for remote in expired {
+            let calls = self.agent.calls_over(remote);
+            if calls == 0 {
+                if let Some(w) = self.streams.remove(&remote) {
+                    w.retire();
+                }
+                self.peer_expiry.remove(&remote);
+                self.stats
+                    .certificate_expired_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(remote = %remote.addr, "SIP/TLS connection closed: the peer's certificate expired and no call uses the connection");
+            } else if let Some((_, logged)) = self.peer_expiry.get_mut(&remote)
+                && !*logged
+            {
+                *logged = true;
+                tracing::warn!(remote = %remote.addr, calls, "the peer's certificate expired while its SIP/TLS connection is up: it closes when its calls end");
+            }
         }
     }
 
@@ -441,14 +485,18 @@ impl Driver {
                 self.stats.messages.count(Direction::In, &bytes);
                 self.agent.handle_message(now, from, &bytes);
             }
-            Inbound::Connected(remote, writer) => {
+            Inbound::Connected(remote, writer, not_after) => {
                 for b in self.pending.remove(&remote).unwrap_or_default() {
                     let _ = writer.send(b);
                 }
                 self.streams.insert(remote, writer);
+                if let Some(t) = not_after {
+                    self.peer_expiry.insert(remote, (t, false));
+                }
             }
             Inbound::Closed(remote) => {
                 self.streams.remove(&remote);
+                self.peer_expiry.remove(&remote);
             }
             Inbound::ConnectFailed(remote) => {
                 self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -516,7 +564,10 @@ impl Driver {
                     let _slot = slot;
                     match tokio::time::timeout(limits.tls_handshake, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(s)) => serve(s, remote, inbound, stats, max, limits).await,
+                        Ok(Ok(s)) => {
+                            let not_after = peer_not_after(s.get_ref().1.peer_certificates());
+                            serve(s, remote, not_after, inbound, stats, max, limits).await;
+                        }
                         Ok(Err(e)) => tls_refused(&stats, &e, from),
                         Err(_) => {
                             stats.tls_refused.fetch_add(1, Ordering::Relaxed);
@@ -528,7 +579,7 @@ impl Driver {
             _ => {
                 tokio::spawn(async move {
                     let _slot = slot;
-                    serve(stream, remote, inbound, stats, max, limits).await;
+                    serve(stream, remote, None, inbound, stats, max, limits).await;
                 });
             }
         }
@@ -595,7 +646,10 @@ impl Driver {
                 (Transport::Tls, Some(c)) => {
                     let name = rustls::pki_types::ServerName::from(to.addr.ip());
                     match tokio::time::timeout(limits.tls_handshake, c.connect(name, tcp)).await {
-                        Ok(Ok(s)) => serve(s, to, inbound, stats, max, limits).await,
+                        Ok(Ok(s)) => {
+                            let not_after = peer_not_after(s.get_ref().1.peer_certificates());
+                            serve(s, to, not_after, inbound, stats, max, limits).await;
+                        }
                         Ok(Err(e)) => {
                             tls_refused(&stats, &e, to.addr);
                             let _ = inbound.send(Inbound::ConnectFailed(to));
@@ -610,10 +664,17 @@ impl Driver {
                 (Transport::Tls, None) => {
                     let _ = inbound.send(Inbound::ConnectFailed(to));
                 }
-                _ => serve(tcp, to, inbound, stats, max, limits).await,
+                _ => serve(tcp, to, None, inbound, stats, max, limits).await,
             }
         });
     }
+}
+
+/// The not-after (Unix seconds) of a TLS peer's end-entity certificate.
+fn peer_not_after(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Option<i64> {
+    let end_entity = certs?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(end_entity).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 fn tls_refused(stats: &TrunkStats, e: &io::Error, from: SocketAddr) {
@@ -626,6 +687,7 @@ fn tls_refused(stats: &TrunkStats, e: &io::Error, from: SocketAddr) {
 async fn serve<S>(
     stream: S,
     remote: Remote,
+    not_after: Option<i64>,
     inbound: mpsc::UnboundedSender<Inbound>,
     stats: Arc<TrunkStats>,
     max: usize,
@@ -636,7 +698,7 @@ async fn serve<S>(
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = stream_queue();
     if inbound
-        .send(Inbound::Connected(remote, tx.clone()))
+        .send(Inbound::Connected(remote, tx.clone(), not_after))
         .is_err()
     {
         return;
@@ -648,6 +710,8 @@ async fn serve<S>(
             }
             rx.written(&item);
         }
+        // A TLS stream sends its close_notify (RFC 8446 §6.1).
+        let _ = wr.shutdown().await;
     });
     let mut framer = StreamFramer::new(max);
     let mut buf = vec![0u8; 16384];
@@ -696,8 +760,11 @@ async fn serve<S>(
                 break;
             }
             () = tx.closed() => {
-                stats.slow_readers_closed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(remote = %remote.addr, "SIP stream closed: its send queue is full (the peer does not read)");
+                // Retired by the driver, which logged why; else the queue overflowed.
+                if !tx.is_retired() {
+                    stats.slow_readers_closed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(remote = %remote.addr, "SIP stream closed: its send queue is full (the peer does not read)");
+                }
                 break;
             }
         };
@@ -723,9 +790,15 @@ async fn serve<S>(
             }
         }
     }
+    let retired = tx.is_retired();
     tx.close();
     drop(tx);
-    writer.abort();
+    if retired {
+        // Closed on purpose: what is queued goes out, then the close_notify.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
+    } else {
+        writer.abort();
+    }
     let _ = inbound.send(Inbound::Closed(remote));
 }
 

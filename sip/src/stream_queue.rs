@@ -23,6 +23,8 @@ struct Shared {
     queued: AtomicUsize,
     pong_waiting: AtomicBool,
     closed: AtomicBool,
+    /// Closed by the driver on purpose (not for a full queue).
+    retired: AtomicBool,
     drained: Notify,
 }
 
@@ -114,6 +116,17 @@ impl StreamSender {
     /// Whether the connection was closed (by a full queue or by its tasks).
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the connection on purpose (the driver's decision, logged by it).
+    pub fn retire(&self) {
+        self.shared.retired.store(true, Ordering::Release);
+        self.close();
+    }
+
+    /// Whether [`StreamSender::retire`] closed it.
+    pub fn is_retired(&self) -> bool {
+        self.shared.retired.load(Ordering::Acquire)
     }
 
     /// Marks the connection closed and wakes its reader.

@@ -17,6 +17,7 @@ const LIMITS: StreamLimits = StreamLimits {
     tls_handshake: Duration::from_millis(300),
     partial_message: Duration::from_millis(300),
     idle: Duration::from_millis(600),
+    certificate_recheck: sip::conn_limits::CERTIFICATE_RECHECK,
 };
 
 async fn trunk() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {

@@ -186,6 +186,7 @@ impl App {
             ("idle", &t.idle_closed),
             ("connect_failed", &t.connect_failures),
             ("accept_error", &t.accept_errors),
+            ("certificate_expired", &t.certificate_expired_closed),
         ] {
             counter!("mswitch_sip_stream_errors_total", "reason" => reason)
                 .absolute(v.load(Relaxed));

@@ -69,7 +69,7 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
     (
         "mswitch_sip_stream_errors_total",
         "counter",
-        "SIP streams closed, by `reason` (framing, slow_reader, idle, connect_failed, accept_error)",
+        "SIP streams closed, by `reason` (framing, slow_reader, idle, connect_failed, accept_error, certificate_expired)",
     ),
     (
         "mswitch_dtls_handshakes_total",

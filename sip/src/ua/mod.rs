@@ -155,6 +155,11 @@ impl Agent {
         self.calls.len()
     }
 
+    /// Calls whose in-dialog requests go over `remote` (a stream connection).
+    pub fn calls_over(&self, remote: Remote) -> usize {
+        self.calls.values().filter(|c| c.remote == remote).count()
+    }
+
     fn send(&mut self, to: Remote, bytes: Vec<u8>) {
         self.transmits.push_back(Transmit { to, bytes });
     }
