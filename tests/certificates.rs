@@ -790,3 +790,58 @@ async fn a_connection_whose_peer_certificate_expires_closes_when_its_call_ends()
     );
     sw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_without_trust_files_follows_the_stores_other_trust() {
+    const SECRET: &str = "the other-trust webhook secret";
+    let (hook_ca, hook_cert, hook_key) = common::webhook::test_pki("receiver");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // No `trust`: the switch's own trust, which does not know the receiver's CA yet.
+    let extra = format!(
+        "[[webhook]]\nurl = \"https://127.0.0.1:{}/hook\"\nsecret = \"{SECRET}\"\n",
+        listener.local_addr().unwrap().port(),
+    );
+    let got = common::webhook::receiver(listener, &hook_cert, &hook_key).await;
+    let sw = switch_with_accounts("certs-other-trust", "35800-35899", &extra).await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let other = OperatorCa::new();
+    // A change whose event the receiver cannot get: its certificate is not trusted.
+    let body = serde_json::json!({ "certificate": other.pem }).to_string();
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/trunk-trust",
+            &token,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(got.lock().unwrap().is_empty(), "not verified, not sent");
+    // Its CA into other-trust: the next events (and the retries) get through.
+    let body = serde_json::json!({ "certificate": hook_ca }).to_string();
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/other-trust",
+            &token,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = common::webhook::events_of(&got, SECRET);
+        if events.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        events,
+        ["certificates_changed", "certificates_changed"],
+        "the first by its retries, the second at once"
+    );
+    sw.stop().await;
+}

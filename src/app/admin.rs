@@ -578,15 +578,6 @@ pub(super) fn start_admin(
     Ok(side)
 }
 
-/// The trust files of the configuration (the generated CA when none is configured).
-pub(super) fn trust_paths(t: &crate::config::TlsConfig) -> Vec<std::path::PathBuf> {
-    if t.trust.is_empty() {
-        vec![crate::config::data_dir(t).join("ca.pem")]
-    } else {
-        t.trust.iter().map(std::path::PathBuf::from).collect()
-    }
-}
-
 /// 20 characters from the system RNG (120 bits), letters and digits only so that it can
 /// be copied from a log line.
 fn first_password() -> Option<String> {

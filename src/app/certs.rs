@@ -306,6 +306,9 @@ impl App {
             let identity = admin_identity(&self.tls, self.settings.admin.identity.as_ref())?;
             server.reload(sip::tls::https_server_config(identity)?);
         }
+        self.ops
+            .notifier
+            .set_default_trust(&super::ops::webhook_anchors(&self.tls));
         self.admin.certificates = in_use(&self.tls, self.settings.admin.identity.as_ref())
             .into_iter()
             .map(|(unit, der, _)| (unit.name().to_owned(), der.to_vec()))

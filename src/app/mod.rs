@@ -462,7 +462,7 @@ impl App {
         let mut settings = settings;
         let admin = admin::start_admin(&mut settings, &tls_sources)?;
         let calls = CallLog::new(&crate::config::data_dir(&settings.tls_files));
-        let notifier = ops::start_webhooks(&settings)?;
+        let notifier = ops::start_webhooks(&settings, &tls_sources)?;
         Ok(Self {
             admin,
             ops: OpsSide {

@@ -427,14 +427,17 @@ fn x509_not_after(der: &[u8]) -> Option<i64> {
     Some(cert.validity().not_after.timestamp())
 }
 
-/// The webhooks' delivery tasks, their trust loaded now that the generated CA exists.
+/// The webhooks' delivery tasks, their trust loaded now that the generated CA exists:
+/// without trust files of their own, the switch's (configuration and store, trunk and
+/// other trust).
 pub(super) fn start_webhooks(
     settings: &crate::config::Settings,
+    tls: &crate::certs::TlsSources,
 ) -> Result<crate::ops::webhooks::Notifier, super::AppError> {
-    let trust = super::admin::trust_paths(&settings.tls_files);
+    let anchors = webhook_anchors(tls);
     let mut hooks = Vec::new();
     for (i, w) in settings.webhooks.iter().enumerate() {
-        let hook = w.check(&trust).map_err(|e| {
+        let hook = w.check(&anchors).map_err(|e| {
             super::AppError::Io(std::io::Error::other(format!(
                 "webhook[{i}] {}: {e}",
                 w.url
@@ -447,6 +450,15 @@ pub(super) fn start_webhooks(
         hooks.push(hook);
     }
     Ok(crate::ops::webhooks::Notifier::start(hooks))
+}
+
+/// The anchors a webhook receiver is verified against by default.
+pub(super) fn webhook_anchors(
+    tls: &crate::certs::TlsSources,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    let mut anchors = tls.trunk_anchors().unwrap_or_default();
+    anchors.extend(tls.store.trust(crate::certs::store::Unit::OtherTrust));
+    anchors
 }
 
 impl App {

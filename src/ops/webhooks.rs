@@ -69,7 +69,10 @@ pub struct Webhook {
     port: u16,
     path: String,
     secret: Arc<ring::hmac::Key>,
-    tls: Arc<rustls::ClientConfig>,
+    /// Replaced when the store's trust changes (a hook with no `trust` of its own).
+    tls: Arc<std::sync::RwLock<Arc<rustls::ClientConfig>>>,
+    /// Verifies against the switch's trust (no `trust` files of its own).
+    default_trust: bool,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -170,33 +173,51 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
     }
 }
 
+/// A client configuration verifying receivers against `roots`.
+fn verifying(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
+    Ok(
+        rustls::ClientConfig::builder_with_provider(sip::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// A trust store of `anchors` (those rustls will not take are left out).
+fn roots_of(anchors: &[rustls::pki_types::CertificateDer<'static>]) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let _ = roots.add_parsable_certificates(anchors.iter().cloned());
+    roots
+}
+
 impl WebhookConfig {
-    /// Checks it: the URL (https only), the secret, the trust files (`default_trust`
-    /// when none are given).
-    pub fn check(&self, default_trust: &[std::path::PathBuf]) -> Result<Webhook, String> {
+    /// Checks it: the URL (https only), the secret, the trust files (`default_anchors`,
+    /// the switch's trust, when none are given).
+    pub fn check(
+        &self,
+        default_anchors: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Webhook, String> {
         let (host, port, path) = parse_url(&self.url)?;
         if self.secret.chars().count() < 16 {
             return Err("secret: at least 16 characters".into());
         }
         let provider = sip::tls::provider();
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
-        let tls = if self.verify {
-            let paths: Vec<std::path::PathBuf> = if self.trust.is_empty() {
-                default_trust.to_vec()
-            } else {
-                self.trust.iter().map(std::path::PathBuf::from).collect()
-            };
-            let refs: Vec<&std::path::Path> =
-                paths.iter().map(std::path::PathBuf::as_path).collect();
-            let roots = sip::tls::load_trust(&refs).map_err(|e| format!("trust: {e}"))?;
-            builder.with_root_certificates(roots).with_no_client_auth()
-        } else {
-            builder
+        let tls = if !self.verify {
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
                 .with_no_client_auth()
+        } else if self.trust.is_empty() {
+            verifying(roots_of(default_anchors))?
+        } else {
+            let paths: Vec<std::path::PathBuf> =
+                self.trust.iter().map(std::path::PathBuf::from).collect();
+            let refs: Vec<&std::path::Path> =
+                paths.iter().map(std::path::PathBuf::as_path).collect();
+            verifying(sip::tls::load_trust(&refs).map_err(|e| format!("trust: {e}"))?)?
         };
         Ok(Webhook {
             url: self.url.clone(),
@@ -207,7 +228,8 @@ impl WebhookConfig {
                 ring::hmac::HMAC_SHA256,
                 self.secret.as_bytes(),
             )),
-            tls: Arc::new(tls),
+            tls: Arc::new(std::sync::RwLock::new(Arc::new(tls))),
+            default_trust: self.verify && self.trust.is_empty(),
         })
     }
 }
@@ -242,11 +264,18 @@ pub fn signature(key: &ring::hmac::Key, timestamp: &str, body: &[u8]) -> String 
 #[derive(Debug, Clone, Default)]
 pub struct Notifier {
     queues: Vec<mpsc::Sender<Event>>,
+    /// The TLS of the hooks that verify against the switch's trust.
+    default_trust: Vec<Arc<std::sync::RwLock<Arc<rustls::ClientConfig>>>>,
 }
 
 impl Notifier {
     /// Starts a delivery task per webhook (on the current runtime).
     pub fn start(hooks: Vec<Webhook>) -> Self {
+        let default_trust = hooks
+            .iter()
+            .filter(|h| h.default_trust)
+            .map(|h| h.tls.clone())
+            .collect();
         let queues = hooks
             .into_iter()
             .map(|h| {
@@ -255,7 +284,27 @@ impl Notifier {
                 tx
             })
             .collect();
-        Self { queues }
+        Self {
+            queues,
+            default_trust,
+        }
+    }
+
+    /// The switch's trust changed (issue 18: the store's trust units): the hooks without
+    /// trust files of their own verify against `anchors` from their next connection.
+    pub fn set_default_trust(&self, anchors: &[rustls::pki_types::CertificateDer<'static>]) {
+        if self.default_trust.is_empty() {
+            return;
+        }
+        let Ok(config) = verifying(roots_of(anchors)) else {
+            return;
+        };
+        let config = Arc::new(config);
+        for tls in &self.default_trust {
+            if let Ok(mut t) = tls.write() {
+                *t = config.clone();
+            }
+        }
     }
 
     /// Queues `event` for every webhook without waiting: a full queue drops it (counted).
@@ -312,7 +361,12 @@ async fn post(hook: &Webhook, body: &[u8]) -> Result<u16, String> {
     .map_err(|e| format!("connect: {e}"))?;
     let name = rustls::pki_types::ServerName::try_from(hook.host.clone())
         .map_err(|e| format!("server name: {e}"))?;
-    let tls = tokio_rustls::TlsConnector::from(hook.tls.clone())
+    let config = hook
+        .tls
+        .read()
+        .map_err(|_| "TLS configuration unavailable".to_owned())?
+        .clone();
+    let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
