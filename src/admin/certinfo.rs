@@ -1,32 +1,27 @@
-//! A certificate's summary for the operator (subject, issuer, expiry, fingerprint), read
-//! with x509-parser from the DER the switch loaded.
-
-use x509_parser::prelude::{FromDer, X509Certificate};
+//! A certificate's summary for the operator (subject, SANs, issuer, serial, validity, key,
+//! EKU, fingerprint, where it is used), from the DER the switch loaded.
 
 use super::view::CertificateView;
 
 /// The summary of `der` for `unit`, with days left counted from Unix time `now`; `None`
 /// when it does not parse.
 pub fn summarize(unit: &str, der: &[u8], now: i64) -> Option<CertificateView> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let not_after = cert.validity().not_after.to_datetime();
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let d = crate::certs::inspect::inspect(der).ok()?;
     Some(CertificateView {
         unit: unit.to_owned(),
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
-        not_after: format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            not_after.year(),
-            u8::from(not_after.month()),
-            not_after.day(),
-            not_after.hour(),
-            not_after.minute(),
-            not_after.second()
-        ),
-        days_left: (not_after.unix_timestamp() - now).div_euclid(86_400),
+        used_for: crate::certs::store::Unit::parse(unit)
+            .map_or("", crate::certs::store::Unit::used_for)
+            .to_owned(),
+        subject: d.subject,
+        sans: d.sans,
+        issuer: d.issuer,
+        serial: d.serial,
+        not_after: d.not_after,
+        days_left: (d.validity_unix.1 - now).div_euclid(86_400),
+        key: format!("{} {}", d.key_type, d.key_bits),
+        eku: d.eku,
+        sha256: d.sha256,
         expiring: false,
-        sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
     })
 }
 
@@ -50,6 +45,9 @@ mod tests {
         assert_eq!(v.not_after, "2030-01-02T00:00:00Z");
         assert_eq!(v.days_left, 11);
         assert_eq!(v.sha256.len(), 64);
+        assert_eq!(v.sans, ["DNS:mswitch"]);
+        assert_eq!(v.key, "ECDSA P-256 256");
+        assert!(v.used_for.contains("SIP trunk"), "{}", v.used_for);
         assert_eq!(summarize("x", b"not a certificate", now), None);
     }
 }

@@ -61,10 +61,20 @@ pub struct CertificateView {
     /// Its unit in the certificate store (`sip-identity`, `admin-identity`, `trunk-trust`,
     /// `other-trust`).
     pub unit: String,
+    /// Where it is used.
+    pub used_for: String,
     /// Subject DN.
     pub subject: String,
+    /// subjectAltName entries (`DNS:...`, `IP:...`).
+    pub sans: Vec<String>,
     /// Issuer DN.
     pub issuer: String,
+    /// Serial number (hex bytes).
+    pub serial: String,
+    /// Key type and size (`RSA 2048`, `ECDSA P-256 256`).
+    pub key: String,
+    /// Extended key usages.
+    pub eku: Vec<String>,
     /// Not valid after (RFC 3339, UTC).
     pub not_after: String,
     /// Days left (negative: expired).

@@ -125,9 +125,11 @@ function render(s) {
   ];
   dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   const certs = document.querySelector("#certificates tbody");
-  certs.replaceChildren(...sys.certificates.map((c) => el("tr", {},
-    el("td", {}, c.unit), el("td", {}, c.subject), el("td", {}, c.issuer), el("td", {}, c.not_after),
-    el("td", { class: c.expiring ? "error" : "" }, c.expiring ? `⚠ ${c.days_left}` : c.days_left))));
+  certs.replaceChildren(...sys.certificates.map((c) => el("tr", { title: c.used_for },
+    el("td", {}, c.unit), el("td", {}, c.subject), el("td", {}, c.sans.join(", ")), el("td", {}, c.issuer),
+    el("td", {}, c.serial), el("td", {}, c.key), el("td", {}, c.eku.join(", ") || "any"), el("td", {}, c.not_after),
+    el("td", { class: c.expiring ? "error" : "" }, c.expiring ? `⚠ ${c.days_left}` : c.days_left),
+    el("td", { class: "muted" }, c.sha256.slice(0, 16) + "…"))));
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
