@@ -72,6 +72,25 @@ impl OperatorCa {
     }
 }
 
+/// `PUT /api/v1/certificates/{unit}` with `body`, asserted to succeed: the units after it.
+async fn put_ok(
+    api: &Https,
+    token: &str,
+    unit: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let r = api
+        .call(
+            "PUT",
+            &format!("/api/v1/certificates/{unit}"),
+            token,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
 fn upload_body(chain: &str, key: &str) -> String {
     serde_json::json!({ "certificate": chain, "key": key }).to_string()
 }
@@ -274,16 +293,13 @@ async fn trust_anchors_are_added_listed_and_removed_and_identities_only_replaced
     let api = Https::new(sw.admin.unwrap(), &sw.dir);
     let token = api.token(ADMIN.0, ADMIN.1).await;
     let ca = OperatorCa::new();
-    let body = serde_json::json!({ "certificate": ca.pem }).to_string();
-    let r = api
-        .call(
-            "PUT",
-            "/api/v1/certificates/trunk-trust",
-            &token,
-            Some(&body),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    put_ok(
+        &api,
+        &token,
+        "trunk-trust",
+        serde_json::json!({ "certificate": ca.pem }),
+    )
+    .await;
     let r = api.get("/api/v1/certificates/trunk-trust", &token).await;
     let certs = r.json()["certificates"].as_array().unwrap().clone();
     let ours = certs
@@ -534,16 +550,13 @@ async fn a_crl_in_the_trunk_trust_refuses_the_revoked_peer_at_its_next_connectio
     let api = Https::new(sw.admin.unwrap(), &sw.dir);
     let token = api.token(ADMIN.0, ADMIN.1).await;
     let ca = OperatorCa::new();
-    let body = serde_json::json!({ "certificate": ca.pem }).to_string();
-    let r = api
-        .call(
-            "PUT",
-            "/api/v1/certificates/trunk-trust",
-            &token,
-            Some(&body),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    put_ok(
+        &api,
+        &token,
+        "trunk-trust",
+        serde_json::json!({ "certificate": ca.pem }),
+    )
+    .await;
     let revoked = peer_from(&ca, 0x1001, &sw.dir);
     let kept = peer_from(&ca, 0x1002, &sw.dir);
     let dtls = Arc::new(DtlsIdentity::generate().unwrap());
@@ -575,18 +588,14 @@ async fn a_crl_in_the_trunk_trust_refuses_the_revoked_peer_at_its_next_connectio
     }
     .signed_by(&ca.issuer)
     .unwrap();
-    let body = serde_json::json!({ "crl": crl.pem().unwrap() }).to_string();
-    let r = api
-        .call(
-            "PUT",
-            "/api/v1/certificates/trunk-trust",
-            &token,
-            Some(&body),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let trust = r
-        .json()
+    let units = put_ok(
+        &api,
+        &token,
+        "trunk-trust",
+        serde_json::json!({ "crl": crl.pem().unwrap() }),
+    )
+    .await;
+    let trust = units
         .as_array()
         .unwrap()
         .iter()
@@ -746,16 +755,13 @@ async fn a_connection_whose_peer_certificate_expires_closes_when_its_call_ends()
     let api = Https::new(sw.admin.unwrap(), &sw.dir);
     let token = api.token(ADMIN.0, ADMIN.1).await;
     let ca = OperatorCa::new();
-    let body = serde_json::json!({ "certificate": ca.pem }).to_string();
-    let r = api
-        .call(
-            "PUT",
-            "/api/v1/certificates/trunk-trust",
-            &token,
-            Some(&body),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    put_ok(
+        &api,
+        &token,
+        "trunk-trust",
+        serde_json::json!({ "certificate": ca.pem }),
+    )
+    .await;
     // Valid for a few seconds more: the call is made while it is valid.
     let policy = peer_valid_for(&ca, 0x2001, &sw.dir, time::Duration::seconds(4));
     let dtls = Arc::new(DtlsIdentity::generate().unwrap());
@@ -807,29 +813,23 @@ async fn a_webhook_without_trust_files_follows_the_stores_other_trust() {
     let token = api.token(ADMIN.0, ADMIN.1).await;
     let other = OperatorCa::new();
     // A change whose event the receiver cannot get: its certificate is not trusted.
-    let body = serde_json::json!({ "certificate": other.pem }).to_string();
-    let r = api
-        .call(
-            "PUT",
-            "/api/v1/certificates/trunk-trust",
-            &token,
-            Some(&body),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    put_ok(
+        &api,
+        &token,
+        "trunk-trust",
+        serde_json::json!({ "certificate": other.pem }),
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert!(got.lock().unwrap().is_empty(), "not verified, not sent");
     // Its CA into other-trust: the next events (and the retries) get through.
-    let body = serde_json::json!({ "certificate": hook_ca }).to_string();
-    let r = api
-        .call(
-            "PUT",
-            "/api/v1/certificates/other-trust",
-            &token,
-            Some(&body),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    put_ok(
+        &api,
+        &token,
+        "other-trust",
+        serde_json::json!({ "certificate": hook_ca }),
+    )
+    .await;
     let mut events = Vec::new();
     for _ in 0..100 {
         events = common::webhook::events_of(&got, SECRET);

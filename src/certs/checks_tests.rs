@@ -8,18 +8,27 @@ fn now() -> UnixTime {
     UnixTime::now()
 }
 
+/// `cert` and `key` checked for `usage` with `ca` trusted, now.
+fn against_ca(
+    ca: &Ca,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    usage: Use,
+) -> Result<CheckedIdentity, Refused> {
+    check_identity(
+        vec![cert],
+        key,
+        usage,
+        std::slice::from_ref(&ca.cert),
+        now(),
+    )
+}
+
 #[test]
 fn a_good_trunk_identity_passes_with_its_ca_trusted_or_in_the_chain() {
     let ca = Ca::new("Test CA");
     let (cert, key) = ca.trunk("sw1.example");
-    let ok = check_identity(
-        vec![cert.clone()],
-        key.clone_key(),
-        Use::Trunk,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap();
+    let ok = against_ca(&ca, cert.clone(), key.clone_key(), Use::Trunk).unwrap();
     assert_eq!(ok.details.common_name.as_deref(), Some("sw1.example"));
     // The CA at the chain's end instead of in a trust unit.
     check_identity(vec![cert, ca.cert.clone()], key, Use::Trunk, &[], now()).unwrap();
@@ -30,14 +39,7 @@ fn a_key_of_another_certificate_is_the_seed_line_and_nothing_is_made() {
     let ca = Ca::new("Test CA");
     let (cert, _) = ca.trunk("sw1.example");
     let (_, other_key) = ca.trunk("sw2.example");
-    let e = check_identity(
-        vec![cert],
-        other_key,
-        Use::Trunk,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap_err();
+    let e = against_ca(&ca, cert, other_key, Use::Trunk).unwrap_err();
     assert_eq!(e, Refused::KeyMismatch);
     assert!(
         e.to_string()
@@ -74,14 +76,7 @@ fn expired_and_not_yet_valid_are_refused() {
         -1,
         KeyPair::generate().unwrap(),
     );
-    let e = check_identity(
-        vec![cert],
-        key,
-        Use::Trunk,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap_err();
+    let e = against_ca(&ca, cert, key, Use::Trunk).unwrap_err();
     assert!(matches!(e, Refused::OutsideValidity { .. }), "{e}");
     let (cert, key) = ca.trunk("sw1.example");
     let last_year = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
@@ -107,14 +102,7 @@ fn the_trunk_needs_server_and_client_auth_the_web_server_auth() {
         365,
         KeyPair::generate().unwrap(),
     );
-    let e = check_identity(
-        vec![cert.clone()],
-        key.clone_key(),
-        Use::Trunk,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap_err();
+    let e = against_ca(&ca, cert.clone(), key.clone_key(), Use::Trunk).unwrap_err();
     assert!(
         matches!(
             e,
@@ -125,28 +113,14 @@ fn the_trunk_needs_server_and_client_auth_the_web_server_auth() {
         ),
         "{e}"
     );
-    check_identity(
-        vec![cert],
-        key,
-        Use::AdminWeb,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap();
+    against_ca(&ca, cert, key, Use::AdminWeb).unwrap();
     let (cert, key) = ca.issue(
         &["sw1.example"],
         &[Eku::ClientAuth],
         365,
         KeyPair::generate().unwrap(),
     );
-    let e = check_identity(
-        vec![cert],
-        key,
-        Use::AdminWeb,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap_err();
+    let e = against_ca(&ca, cert, key, Use::AdminWeb).unwrap_err();
     assert!(
         matches!(
             e,
@@ -168,14 +142,7 @@ fn wildcards_are_refused() {
         365,
         KeyPair::generate().unwrap(),
     );
-    let e = check_identity(
-        vec![cert],
-        key,
-        Use::Trunk,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap_err();
+    let e = against_ca(&ca, cert, key, Use::Trunk).unwrap_err();
     assert_eq!(e, Refused::Wildcard("*.example".into()));
 }
 
@@ -185,44 +152,16 @@ fn weak_keys_are_refused_and_rsa_2048_and_p384_pass() {
     let trunk = [Eku::ServerAuth, Eku::ClientAuth];
     let (public, pkcs8) = weak_rsa(1024);
     let (cert, key) = ca.issue_for(&["sw1.example"], &trunk, 365, &public, pkcs8);
-    let e = check_identity(
-        vec![cert],
-        key,
-        Use::Trunk,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap_err();
+    let e = against_ca(&ca, cert, key, Use::Trunk).unwrap_err();
     assert_eq!(e, Refused::WeakKey("RSA 1024".into()));
     let (cert, key) = ca.issue(&["sw1.example"], &trunk, 365, rsa_key(2048));
-    check_identity(
-        vec![cert],
-        key,
-        Use::Trunk,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap();
+    against_ca(&ca, cert, key, Use::Trunk).unwrap();
     let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
     let (cert, key) = ca.issue(&["sw1.example"], &trunk, 365, p384);
-    check_identity(
-        vec![cert],
-        key,
-        Use::Trunk,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap();
+    against_ca(&ca, cert, key, Use::Trunk).unwrap();
     let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let (cert, key) = ca.issue(&["sw1.example"], &trunk, 365, ed);
-    let e = check_identity(
-        vec![cert],
-        key,
-        Use::Trunk,
-        std::slice::from_ref(&ca.cert),
-        now(),
-    )
-    .unwrap_err();
+    let e = against_ca(&ca, cert, key, Use::Trunk).unwrap_err();
     assert!(matches!(e, Refused::WeakKey(_)), "{e}");
 }
 
