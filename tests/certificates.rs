@@ -91,6 +91,26 @@ async fn put_ok(
     r.json()
 }
 
+/// A switch (admin signed in) whose trunk trust has a new operator CA, uploaded.
+async fn switch_trusting_an_operator_ca(
+    name: &str,
+    ports: &str,
+    extra: &str,
+) -> (common::Switch, Https, String, OperatorCa) {
+    let sw = switch_with_accounts(name, ports, extra).await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let ca = OperatorCa::new();
+    put_ok(
+        &api,
+        &token,
+        "trunk-trust",
+        serde_json::json!({ "certificate": ca.pem }),
+    )
+    .await;
+    (sw, api, token, ca)
+}
+
 fn upload_body(chain: &str, key: &str) -> String {
     serde_json::json!({ "certificate": chain, "key": key }).to_string()
 }
@@ -541,20 +561,10 @@ fn peer_valid_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crl_in_the_trunk_trust_refuses_the_revoked_peer_at_its_next_connection() {
-    let sw = switch_with_accounts(
+    let (sw, api, token, ca) = switch_trusting_an_operator_ca(
         "certs-crl",
         "35400-35599",
         "[[meeting]]\nnumber = \"4000\"\npolicy = \"secure\"\n",
-    )
-    .await;
-    let api = Https::new(sw.admin.unwrap(), &sw.dir);
-    let token = api.token(ADMIN.0, ADMIN.1).await;
-    let ca = OperatorCa::new();
-    put_ok(
-        &api,
-        &token,
-        "trunk-trust",
-        serde_json::json!({ "certificate": ca.pem }),
     )
     .await;
     let revoked = peer_from(&ca, 0x1001, &sw.dir);
@@ -746,20 +756,10 @@ async fn a_certificate_close_to_expiry_is_warned_of_flagged_measured_and_sent_to
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_whose_peer_certificate_expires_closes_when_its_call_ends() {
-    let sw = switch_with_accounts(
+    let (sw, _, _, ca) = switch_trusting_an_operator_ca(
         "certs-peer-expiry",
         "35700-35799",
         "[sip]\ncertificate_recheck = 0.5\n",
-    )
-    .await;
-    let api = Https::new(sw.admin.unwrap(), &sw.dir);
-    let token = api.token(ADMIN.0, ADMIN.1).await;
-    let ca = OperatorCa::new();
-    put_ok(
-        &api,
-        &token,
-        "trunk-trust",
-        serde_json::json!({ "certificate": ca.pem }),
     )
     .await;
     // Valid for a few seconds more: the call is made while it is valid.
