@@ -845,3 +845,97 @@ async fn a_webhook_without_trust_files_follows_the_stores_other_trust() {
     );
     sw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_identity_of_its_own_serves_the_page_while_the_trunk_keeps_its_certificate() {
+    let sw = switch_with_accounts("certs-admin-id", "35900-35949", "").await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let ca = OperatorCa::new();
+    // A web certificate: serverAuth is enough here (the trunk's would need clientAuth too).
+    let (chain, key, sha) = ca.issue(&["127.0.0.1", "admin.example"], &[Eku::ServerAuth]);
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/certificates/admin-identity",
+            &token,
+            Some(&upload_body(&chain, &key)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let units = r.json();
+    assert_eq!(
+        leaf_of(&units, "admin-identity"),
+        (sha, "uploaded".to_owned())
+    );
+    assert_eq!(
+        leaf_of(&units, "sip-identity").1,
+        "generated",
+        "the trunk's stays"
+    );
+    // The page and API now present it; SIP/TLS still presents the generated one.
+    assert!(api.handshake().await.is_err());
+    let trusting_new =
+        std::env::temp_dir().join(format!("mswitch-certs-web-{}", std::process::id()));
+    std::fs::create_dir_all(&trusting_new).unwrap();
+    std::fs::write(trusting_new.join("ca.pem"), &ca.pem).unwrap();
+    Https::new(sw.admin.unwrap(), &trusting_new)
+        .handshake()
+        .await
+        .unwrap();
+    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
+    SimulatedCall::dial(
+        Endpoint::new(1, 1),
+        &sw.policy,
+        sw.sip,
+        "4000",
+        false,
+        &dtls,
+    )
+    .await
+    .expect("the trunk's certificate is unchanged");
+    let _ = std::fs::remove_dir_all(&trusting_new);
+    sw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unverified_webhook_is_level_3_and_logs_what_verification_would_say() {
+    const SECRET: &str = "the unverified webhook secret";
+    let (_, hook_cert, hook_key) = common::webhook::test_pki("receiver");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let extra = format!(
+        "[[webhook]]\nurl = \"https://127.0.0.1:{}/hook\"\nsecret = \"{SECRET}\"\nverify = false\n",
+        listener.local_addr().unwrap().port(),
+    );
+    let got = common::webhook::receiver(listener, &hook_cert, &hook_key).await;
+    let sw = switch_with_accounts("certs-unverified-hook", "35950-35999", &extra).await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let system = api.get("/api/v1/system", &token).await.json();
+    assert_eq!(system["security_level"]["effective"], 3, "{system}");
+    put_ok(
+        &api,
+        &token,
+        "other-trust",
+        serde_json::json!({ "certificate": OperatorCa::new().pem }),
+    )
+    .await;
+    // Delivered (the operator chose so), and the log says verification would refuse it.
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = common::webhook::events_of(&got, SECRET);
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(events, ["certificates_changed"]);
+    assert!(
+        common::logged_within(
+            "webhook (verify = false): the receiver's certificate would NOT verify",
+            5
+        )
+        .await
+    );
+    sw.stop().await;
+}

@@ -125,18 +125,46 @@ pub fn parse_url(url: &str) -> Result<(String, u16, String), String> {
 }
 
 /// Accepts any certificate: only with `verify = false`, the operator's explicit choice.
+/// It still verifies against the switch's trust and logs what that would decide, when
+/// the outcome changes (seeds-mgmt.md R30: so that turning verification on is safe).
 #[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+struct NoVerification {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    would: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    url: String,
+    /// The last outcome logged: 0 none yet, 1 would verify, 2 would not.
+    logged: std::sync::atomic::AtomicU8,
+}
 
 impl rustls::client::danger::ServerCertVerifier for NoVerification {
     fn verify_server_cert(
         &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use std::sync::atomic::Ordering;
+        let outcome = self.would.as_ref().map(|v| {
+            v.verify_server_cert(end_entity, intermediates, name, ocsp, now)
+                .map(|_| ())
+        });
+        let code = match &outcome {
+            Some(Ok(())) => 1,
+            Some(Err(_)) => 2,
+            None => 0,
+        };
+        if code != 0 && self.logged.swap(code, Ordering::Relaxed) != code {
+            match outcome {
+                Some(Err(e)) => {
+                    tracing::warn!(url = %self.url, "webhook (verify = false): the receiver's certificate would NOT verify: {e}")
+                }
+                _ => {
+                    tracing::info!(url = %self.url, "webhook (verify = false): the receiver's certificate would verify; verify = true is safe")
+                }
+            }
+        }
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
 
@@ -150,7 +178,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -164,12 +192,14 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -208,7 +238,17 @@ impl WebhookConfig {
                 .with_safe_default_protocol_versions()
                 .map_err(|e| e.to_string())?
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+                .with_custom_certificate_verifier(Arc::new(NoVerification {
+                    would: rustls::client::WebPkiServerVerifier::builder_with_provider(
+                        Arc::new(roots_of(default_anchors)),
+                        provider.clone(),
+                    )
+                    .build()
+                    .ok(),
+                    provider,
+                    url: self.url.clone(),
+                    logged: std::sync::atomic::AtomicU8::new(0),
+                }))
                 .with_no_client_auth()
         } else if self.trust.is_empty() {
             verifying(roots_of(default_anchors))?
