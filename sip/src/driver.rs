@@ -16,8 +16,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use crate::message_counts::Direction;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -27,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::conn_limits::{ConnectionLimits, StreamLimits};
 use crate::framing::{Frame, PONG, StreamFramer};
 use crate::log_throttle::Throttle;
+use crate::message_counts::Direction;
 use crate::stream_queue::{HIGH_WATER, StreamSender, stream_queue};
 use crate::tls::{self, TlsPolicy};
 use crate::ua::{Agent, AgentConfig, AgentEvent, CallHandle, Remote, Transport};
