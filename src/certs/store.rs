@@ -98,16 +98,9 @@ pub fn certificates_pem(certs: &[CertificateDer<'_>]) -> String {
     certs.iter().map(|c| pem("CERTIFICATE", c)).collect()
 }
 
+/// RFC 7468 text of `der` (the encoder of the `pkcs8` crate we already use).
 fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    pkcs8::der::pem::encode_string(label, pkcs8::der::pem::LineEnding::LF, der).unwrap_or_default()
 }
 
 fn key_pem(key: &PrivateKeyDer<'_>) -> String {

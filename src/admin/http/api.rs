@@ -19,7 +19,7 @@ use crate::admin::request::{Action, ActionError, AdminRequest, valid_number};
 use crate::admin::view::StatusView;
 use crate::policy::Policy;
 
-fn unavailable() -> ApiError {
+pub(super) fn unavailable() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
@@ -37,7 +37,7 @@ async fn status_of(state: &AdminState) -> Result<StatusView, ApiError> {
     rx.await.map_err(|_| unavailable())
 }
 
-fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+pub(super) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     p.map(|Path(v)| v)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.body_text()))
 }

@@ -9,20 +9,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
+use super::api::{path, unavailable};
 use super::auth::{AdminCaller, Caller};
 use super::error::{ApiError, JsonBody};
 use super::state::AdminState;
 use crate::admin::certificates::{CertChange, CertChangeError, UnitView, UploadBody, upload};
 use crate::admin::request::AdminRequest;
 use crate::certs::store::Unit;
-
-fn unavailable() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "the switch is shutting down",
-    )
-}
 
 fn unit_of(name: &str) -> Result<Unit, ApiError> {
     Unit::parse(name).ok_or_else(|| {
@@ -63,17 +56,13 @@ pub async fn one(
     _: Caller,
     unit: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let unit = unit_of(&unit.map_err(bad_path)?.0)?;
+    let unit = unit_of(&path(unit)?)?;
     let found = units(&state)
         .await?
         .into_iter()
         .find(|u| u.unit == unit)
         .ok_or_else(|| ApiError::internal("certificates"))?;
     Ok(axum::Json(found).into_response())
-}
-
-fn bad_path(e: PathRejection) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.body_text())
 }
 
 async fn change(
@@ -106,7 +95,7 @@ pub async fn put(
     unit: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody<UploadBody>,
 ) -> Result<Response, ApiError> {
-    let unit = unit_of(&unit.map_err(bad_path)?.0)?;
+    let unit = unit_of(&path(unit)?)?;
     let store = crate::certs::store::CertStore::new(&state.data_dir);
     let c = match upload(unit, body, store.pending_key(unit)) {
         Ok(c) => c,
@@ -129,7 +118,7 @@ pub async fn delete(
     AdminCaller(caller): AdminCaller,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let (unit, sha256) = p.map_err(bad_path)?.0;
+    let (unit, sha256) = path(p)?;
     let unit = unit_of(&unit)?;
     change(
         &state,
@@ -150,7 +139,7 @@ pub async fn make_request(
     unit: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody<crate::certs::csr::CsrBody>,
 ) -> Result<Response, ApiError> {
-    let unit = unit_of(&unit.map_err(bad_path)?.0)?;
+    let unit = unit_of(&path(unit)?)?;
     if !unit.is_identity() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -200,7 +189,7 @@ pub async fn get_request(
     AdminCaller(_): AdminCaller,
     unit: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let unit = unit_of(&unit.map_err(bad_path)?.0)?;
+    let unit = unit_of(&path(unit)?)?;
     let pem = crate::certs::store::CertStore::new(&state.data_dir)
         .request(unit)
         .ok_or_else(|| {
