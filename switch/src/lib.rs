@@ -28,5 +28,6 @@ pub mod srtp;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tip;
+pub mod transcrypt;
 pub mod tx;
 pub mod udp;
