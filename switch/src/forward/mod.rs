@@ -28,6 +28,7 @@ mod batch;
 mod csrc;
 mod emit;
 mod gcm;
+mod open;
 #[cfg(feature = "testing")]
 mod sfu;
 mod source;

@@ -631,3 +631,46 @@ fn a_batch_decides_every_packet_as_one_at_a_time_does_with_every_engine() {
     let f = forwarder();
     assert_eq!(f.engine, Engine::detect());
 }
+
+/// Issue 19: a verified packet opens to the sender's plaintext (TIP EKT and AEAD), and
+/// only with the key that verified it.
+#[test]
+fn a_verified_packet_opens_to_its_plaintext() {
+    let mut f = forwarder();
+    let set = ParameterSet::new(
+        EktCipher::AesEcb128,
+        &h(KEK),
+        SrtpProfile::AesCm128HmacSha1_80,
+        &h(SALT),
+    )
+    .unwrap();
+    let mut tx = TipEktSender::new(&[7u8; 16], &set, SPI).unwrap();
+    let plain: Vec<u8> = [0x81, 0x00, 0, 5, 0, 0, 0, 160, 0, 0, 0, 0x42, 0x12, 0x34, 0x51, 0x21]
+        .into_iter()
+        .chain((0..160u8).map(|i| i ^ 0x5a))
+        .collect();
+    let mut buf = plain.clone();
+    buf.resize(plain.len() + 64, 0);
+    let n = tx.protect_rtp(&mut buf, plain.len(), Some(40), true).unwrap();
+    let v = f.verify(&buf[..n], true).unwrap();
+    let mut out = [0u8; 1500];
+    assert_eq!(f.open(&buf[..n], &v, &mut out), Ok(plain.len()));
+    assert_eq!(&out[..plain.len()], &plain[..]);
+    // A verdict of another packet does not open this one.
+    assert_eq!(f.open(&buf[..n - 1], &v, &mut out), Err(DropReason::Malformed));
+
+    let suite = Suite::AeadAes128Gcm;
+    let master = MasterKey::new(suite, &[3u8; 16], &[4u8; 12]).unwrap();
+    f.add_keyed_source(0x99, suite, &master).unwrap();
+    let mut gcm = SrtpContext::new(suite, &master);
+    let plain: Vec<u8> = [0x80, 0x60, 0, 9, 0, 0, 1, 0, 0, 0, 0, 0x99]
+        .into_iter()
+        .chain(0..100u8)
+        .collect();
+    let mut buf = plain.clone();
+    buf.resize(plain.len() + 16, 0);
+    let n = gcm.protect_rtp(&mut buf, plain.len()).unwrap();
+    let v = f.verify(&buf[..n], false).unwrap();
+    assert_eq!(f.open(&buf[..n], &v, &mut out), Ok(plain.len()));
+    assert_eq!(&out[..plain.len()], &plain[..]);
+}

@@ -284,6 +284,31 @@ impl SrtpContext {
         Ok(total)
     }
 
+    /// Decrypts the payload of an SRTP packet whose tag was already verified (the
+    /// forwarder's verdict), in place: `packet` is the header and ciphertext, `tag` the
+    /// AEAD tag (AEAD suites re-check it, their cipher needs it; HMAC suites ignore it).
+    /// Index, replay and key state are the verifier's and are not touched.
+    pub(crate) fn decrypt_verified_rtp(
+        &self,
+        packet: &mut [u8],
+        hdr_len: usize,
+        index: u64,
+        tag: &[u8],
+    ) -> Result<(), SrtpError> {
+        let ssrc = RtpHeader::parse(packet)?.ssrc;
+        match &self.rtp {
+            Transform::AesCm { aes, salt, .. } => {
+                aes_cm_apply(aes, salt, ssrc, index, &mut packet[hdr_len..]);
+                Ok(())
+            }
+            t => {
+                let iv = gcm_rtp_iv(t.gcm_salt(), ssrc, index);
+                let (head, body) = packet.split_at_mut(hdr_len);
+                gcm_open(t, &iv, &[head], body, tag)
+            }
+        }
+    }
+
     /// Verifies and decrypts the SRTP packet in `buf` in place; returns the RTP length.
     /// Replayed packets and bad tags are refused and change nothing.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
