@@ -99,6 +99,13 @@ pub struct TipConfig {
     pub muxctrl_timeout: f64,
     /// SPIMAP must be acknowledged within this many seconds, else `SPIMAP timeout ...`.
     pub spimap_timeout: f64,
+    /// A line that has heard no TIP packet this many seconds after its TIP started is a
+    /// standard SIP endpoint's: it gets a transcrypt leg (issue 19). 0: never; such a
+    /// call then ends at the MUXCTRL deadline as a TIP endpoint's would.
+    pub standard_after: f64,
+    /// Endpoints whose User-Agent contains one of these (case-insensitive) are standard
+    /// from the start, without waiting.
+    pub standard_user_agents: Vec<String>,
 }
 
 impl Default for TipConfig {
@@ -106,6 +113,8 @@ impl Default for TipConfig {
         Self {
             muxctrl_timeout: 15.0,
             spimap_timeout: 15.0,
+            standard_after: 3.0,
+            standard_user_agents: Vec::new(),
         }
     }
 }
@@ -404,6 +413,10 @@ pub struct Settings {
     pub muxctrl_timeout: std::time::Duration,
     /// TIP SPIMAP deadline.
     pub spimap_timeout: std::time::Duration,
+    /// No TIP for this long: a standard endpoint (`None`: never).
+    pub standard_after: Option<std::time::Duration>,
+    /// User-Agent marks of standard endpoints (lower case).
+    pub standard_user_agents: Vec<String>,
     /// The admin API.
     pub admin: crate::admin::settings::AdminSettings,
     /// Log lines as JSON objects.
@@ -725,6 +738,21 @@ impl Config {
         };
         let muxctrl_timeout = secs("tip.muxctrl_timeout", self.tip.muxctrl_timeout)?;
         let spimap_timeout = secs("tip.spimap_timeout", self.tip.spimap_timeout)?;
+        let standard_after = match self.tip.standard_after {
+            0.0 => None,
+            s if s.is_finite() && s > 0.0 && s < muxctrl_timeout.as_secs_f64() => {
+                Some(std::time::Duration::from_secs_f64(s))
+            }
+            _ => {
+                return Err(err(
+                    "tip.standard_after",
+                    "0 (never) or seconds below tip.muxctrl_timeout",
+                ));
+            }
+        };
+        if self.tip.standard_user_agents.iter().any(|m| m.trim().is_empty()) {
+            return Err(err("tip.standard_user_agents", "empty mark"));
+        }
         let admin = self
             .admin
             .check()
@@ -746,6 +774,13 @@ impl Config {
             webhooks: self.webhook.clone(),
             muxctrl_timeout,
             spimap_timeout,
+            standard_after,
+            standard_user_agents: self
+                .tip
+                .standard_user_agents
+                .iter()
+                .map(|m| m.to_lowercase())
+                .collect(),
             udp: listener("sip.udp", clear(&self.sip.udp, encrypted))?,
             tcp: listener("sip.tcp", clear(&self.sip.tcp, encrypted))?,
             tls,
@@ -945,6 +980,9 @@ mod tests {
             ("[media]\nsrtp_suites = [\"NULL\"]", "media.srtp_suites"),
             ("[media]\naddress = \"x\"", "media.address"),
             ("[tip]\nmuxctrl_timeout = 0", "tip.muxctrl_timeout"),
+            ("[tip]\nstandard_after = 20", "tip.standard_after"),
+            ("[tip]\nstandard_after = -1", "tip.standard_after"),
+            ("[tip]\nstandard_user_agents = [\" \"]", "tip.standard_user_agents"),
             (
                 "[meetings]\nunknown_number = \"maybe\"",
                 "meetings.unknown_number",

@@ -11,7 +11,7 @@ use ring::rand::SecureRandom;
 use sip::sdp::{self, CryptoLine, LocalMedia, MediaKind, MediaOffer, Setup};
 use sip::security::Keying;
 use switch::dtls::{DtlsIdentity, DtlsSession, DtlsSettings, Role, parse_sdp_fingerprint};
-use switch::meeting::{HopKeying, HopKeys, LegId, LineSetup, RtcpLeg};
+use switch::meeting::{HopKeying, HopKeys, LegId, LineSetup, RtcpLeg, StandardSetup};
 use switch::ports::PortAllocator;
 use switch::srtp::{MasterKey, SrtpContext, Suite};
 use switch::tip::negotiation::{GroupParams, LineConfig, Media};
@@ -167,6 +167,24 @@ pub fn group_params(media: Media) -> GroupParams {
     }
 }
 
+/// What a transcrypt leg needs from an offered line (issue 19): its formats and the RFC
+/// 6464 extension; when to take it as standard is the caller's (configuration).
+fn standard_setup(offer: &MediaOffer) -> StandardSetup {
+    StandardSetup {
+        detect_after: None,
+        formats: offer
+            .formats
+            .iter()
+            .filter_map(|f| {
+                let pt = f.parse::<u8>().ok().filter(|pt| *pt < 128)?;
+                let map = offer.rtpmaps.iter().find(|(p, _)| p == f).map(|(_, m)| m.clone());
+                Some((pt, map))
+            })
+            .collect(),
+        audio_level_ext: switch::transcrypt::level::extmap_id(&offer.extmap),
+    }
+}
+
 /// Everything the meeting needs for one line, and what the SDP says about it.
 pub struct PreparedLine {
     /// For `Meeting::add_participant`.
@@ -286,6 +304,7 @@ pub fn prepare_line(
             leg: r.id,
             dtls: rtcp_dtls,
         }),
+        standard: standard_setup(offer),
     };
     Ok(PreparedLine { setup, local })
 }

@@ -45,6 +45,11 @@ impl App {
         let number = c.number.clone();
         let participant = c.participant;
         let existing = !c.lines.is_empty();
+        let detect_after = if c.standard_by_agent {
+            Some(std::time::Duration::ZERO)
+        } else {
+            self.settings.standard_after
+        };
         let m = &self.meetings[&number];
         let (meeting_id, groups) = (m.id, m.groups.clone());
         let screens = lines::screens(remote);
@@ -116,7 +121,7 @@ impl App {
                 config,
                 our_keys.get(i).and_then(|k| k.as_deref()),
             );
-            let prepared = match prepared {
+            let mut prepared = match prepared {
                 Ok(p) => p,
                 Err(e) => {
                     // Nothing of this call reached a worker yet: every port goes back.
@@ -125,6 +130,7 @@ impl App {
                     return Err(e);
                 }
             };
+            prepared.setup.standard.detect_after = detect_after;
             setups.push(prepared.setup);
             locals.push(Some(prepared.local));
             sockets.push((

@@ -114,6 +114,8 @@ struct CallState {
     peer: Option<usize>,
     /// When the INVITE came (join latency).
     invited: std::time::Instant,
+    /// Its User-Agent marks it as a standard endpoint (`[tip] standard_user_agents`).
+    standard_by_agent: bool,
     /// Lines through TIP, and whether the join latency was recorded.
     lines_established: usize,
     latency_recorded: bool,
@@ -144,6 +146,7 @@ impl CallState {
             to_uri: None,
             peer: None,
             invited: std::time::Instant::now(),
+            standard_by_agent: false,
             lines_established: 0,
             latency_recorded: false,
         }
@@ -621,6 +624,13 @@ impl App {
         state.from_uri = Some(via.from_uri);
         state.to_uri = Some(via.to_uri);
         state.peer = Some(via.peer);
+        state.standard_by_agent = user_agent.as_deref().is_some_and(|ua| {
+            let ua = ua.to_lowercase();
+            self.settings
+                .standard_user_agents
+                .iter()
+                .any(|m| ua.contains(m.as_str()))
+        });
         state.needs_downgrade = admitted.needs_downgrade;
         state.pending_downgrade = pending_downgrade;
         self.calls.insert(call, state);
@@ -911,6 +921,16 @@ impl App {
                     participant,
                     ?media,
                     "TIP and SPIMAP done"
+                );
+            }
+            MeetingEvent::StandardLine { participant, media } => {
+                self.line_joined(participant);
+                counter!("mswitch_transcrypt_legs_total").increment(1);
+                info!(
+                    conf_id = meeting,
+                    participant,
+                    ?media,
+                    "no TIP from the endpoint: a standard endpoint, transcrypt leg"
                 );
             }
             MeetingEvent::SpeakerChanged(p) => {

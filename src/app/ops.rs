@@ -280,6 +280,12 @@ impl App {
             counter!("mswitch_tip_negotiations_total", "kind" => "spimap", "result" => "ok")
                 .increment(1);
         }
+        self.line_joined(participant);
+    }
+
+    /// A line of `participant` takes media (TIP through, or a transcrypt leg): the join
+    /// latency is recorded when its last line does.
+    pub(super) fn line_joined(&mut self, participant: u32) {
         let Some(c) = self
             .calls
             .values_mut()

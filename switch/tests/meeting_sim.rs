@@ -226,6 +226,7 @@ fn a_line_whose_handshake_never_completes_fails_its_participant() {
         keying: HopKeying::Dtls(Box::new(session)),
         config: LineConfig::new(Media::Audio, 1, "4100"),
         rtcp: None,
+        standard: Default::default(),
     };
     meeting.add_participant(now, 9, 1, vec![line]);
     let mut out = TxBatch::new(8, 8);

@@ -89,6 +89,14 @@ pub enum MeetingEvent {
         /// Which line.
         media: Media,
     },
+    /// A line's endpoint never spoke TIP (or was configured as standard): the line is a
+    /// transcrypt leg from now on (issue 19).
+    StandardLine {
+        /// Who.
+        participant: ParticipantId,
+        /// Which line.
+        media: Media,
+    },
     /// A participant failed and was removed: its call must end.
     ParticipantFailed {
         /// Who.

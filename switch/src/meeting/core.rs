@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::command::{LineFailure, MeetingCommand, MeetingEvent};
 use super::displays::Displays;
 use super::line::{Drained, Line, drain_line, flush_tip};
-pub use super::line::{HopKeying, HopKeys, LineSetup, RtcpLeg};
+pub use super::line::{HopKeying, HopKeys, LineSetup, RtcpLeg, StandardSetup};
 use super::report::{MeetingReport, ParticipantReport};
 use super::switching::{Switching, SwitchingConfig};
 use super::{CENTER, LegId, ParticipantId, SourceId};
@@ -38,6 +38,10 @@ use crate::forward::{
 };
 use crate::tip::negotiation::Media;
 use crate::tip::simple::RefreshKind;
+
+#[path = "standard.rs"]
+mod standard;
+pub(super) use standard::StandardLine;
 
 /// How often the floor and the audio mix are re-evaluated: one audio packet interval.
 /// Switching decisions need no finer grain, and the per-packet path stays a lookup.
@@ -78,6 +82,9 @@ pub struct MeetingStats {
     pub dtls_failed: u64,
     /// Keyframe requests (PLI, FIR) routed to a source.
     pub keyframe_requests: u64,
+    /// Media from a transcrypt leg that failed per-hop verification or did not parse:
+    /// it reached no one.
+    pub transcrypt_dropped: u64,
 }
 
 /// One meeting.
@@ -106,6 +113,18 @@ pub struct Meeting {
     secure: bool,
     /// Output is waiting outside of any datagram or timer (a NOTIFY of a downgrade).
     flush_at: Option<Instant>,
+    /// Transcrypt legs (issue 19): the audio mix when a standard endpoint hears G.711.
+    mixer: Option<standard::MeetingMixer>,
+    /// The next 20 ms tick of the mix and the sender reports; `None` without a
+    /// transcrypt leg.
+    next_standard_tick: Option<Instant>,
+    /// A packet opened or built for a transcrypt leg (reserved once).
+    transcrypt_buf: Vec<u8>,
+    e2e_buf: Vec<u8>,
+    /// Receivers of the packet being routed that are transcrypt legs.
+    transcrypt_to: Vec<ParticipantId>,
+    /// A line became a transcrypt leg: receivers may be ready for video.
+    pending_ready: bool,
 }
 
 /// Where a datagram arrived and what it is, as the meeting found it once.
@@ -150,6 +169,12 @@ impl Meeting {
             layouts_dirty: false,
             secure: true,
             flush_at: None,
+            mixer: None,
+            next_standard_tick: None,
+            transcrypt_buf: vec![0u8; crate::forward::SLOT_SIZE],
+            e2e_buf: vec![0u8; crate::forward::SLOT_SIZE + 64],
+            transcrypt_to: Vec::with_capacity(64),
+            pending_ready: false,
         }
     }
 
@@ -310,6 +335,9 @@ impl Meeting {
             self.forwarder.remove_source(ssrc);
         }
         self.loudest.retain(|s| s.participant != id);
+        if let Some(m) = &mut self.mixer {
+            m.remove_owner(id);
+        }
         self.layouts_dirty = true;
     }
 
@@ -348,7 +376,7 @@ impl Meeting {
         let appended = self
             .find_leg(leg)
             .map(|(pi, li, _)| &self.participants[pi].lines[li])
-            .filter(|l| self.secure && !l.held)
+            .filter(|l| self.secure && !l.held && l.standard.is_none())
             .map(|l| l.appended_byte);
         let Some(appended) = appended else {
             // Nothing to verify in batch here (non-secure, held or unknown).
@@ -391,6 +419,7 @@ impl Meeting {
         line.counters.packets_in += 1;
         line.counters.bytes_in += data.len() as u64;
         let rtcp_has_own_leg = line.rtcp_leg.is_some();
+        let standard = line.standard.is_some();
         let at = Arrival {
             pi,
             li,
@@ -400,6 +429,8 @@ impl Meeting {
         match at.kind {
             Demux::Rtp if on_rtcp_leg => self.stats.wrong_leg_kind += 1,
             Demux::Rtcp if rtcp_has_own_leg && !on_rtcp_leg => self.stats.wrong_leg_kind += 1,
+            Demux::Rtp if standard => self.standard_media_in(now, at, data, out),
+            Demux::Rtcp if standard => self.standard_rtcp_in(at, data),
             Demux::Rtp => self.handle_media(now, at, data, out),
             Demux::Rtcp => self.handle_rtcp(now, at, data, out),
             Demux::Dtls => {
@@ -536,7 +567,11 @@ impl Meeting {
         if v.kind() == PacketKind::Rtcp {
             // The EKT SDES packet: every other participant's line of the same media.
             for p in self.participants.iter().filter(|p| p.id != from) {
-                for l in p.lines.iter().filter(|l| l.media == media && l.established) {
+                for l in p
+                    .lines
+                    .iter()
+                    .filter(|l| l.media == media && l.established && l.standard.is_none())
+                {
                     l.count_sent(len);
                     self.receivers.push(Receiver {
                         id: l.rtcp_leg.unwrap_or(l.leg),
@@ -557,13 +592,15 @@ impl Meeting {
                     if let Some(level) = v.appended_byte() {
                         self.switching.audio_level(now, source, level);
                     }
+                    if self.mixer.is_some() && self.participants[pi].lines[li].standard.is_none() {
+                        self.mix_tip_source(data, &v, source);
+                    }
                     if self.loudest.contains(&source) {
                         for p in self.participants.iter().filter(|p| p.id != from) {
-                            if let Some(l) = p
-                                .lines
-                                .iter()
-                                .find(|l| l.media == Media::Audio && l.established)
-                            {
+                            // Transcrypt legs hear the mix instead.
+                            if let Some(l) = p.lines.iter().find(|l| {
+                                l.media == Media::Audio && l.established && l.standard.is_none()
+                            }) {
                                 // Heard at its own position on a 3-speaker system, else center.
                                 let speaker = if p.screens >= 3 { position } else { CENTER };
                                 l.count_sent(len);
@@ -585,19 +622,22 @@ impl Meeting {
                     let idr = v.appended_byte() == Some(1);
                     let participants = &self.participants;
                     let receivers = &mut self.receivers;
+                    let transcrypt_to = &mut self.transcrypt_to;
+                    transcrypt_to.clear();
                     self.displays.route_video(source, idr, |rx, screen| {
-                        let leg = participants
-                            .iter()
-                            .find(|p| p.id == rx)
-                            .and_then(|p| {
-                                p.lines
-                                    .iter()
-                                    .find(|l| l.media == Media::Video && l.established)
-                            })
-                            .map(|l| {
-                                l.count_sent(len);
-                                l.leg
-                            });
+                        let line = participants.iter().find(|p| p.id == rx).and_then(|p| {
+                            p.lines
+                                .iter()
+                                .find(|l| l.media == Media::Video && l.established)
+                        });
+                        if line.is_some_and(|l| l.standard.is_some()) {
+                            transcrypt_to.push(rx);
+                            return;
+                        }
+                        let leg = line.map(|l| {
+                            l.count_sent(len);
+                            l.leg
+                        });
                         if let Some(id) = leg {
                             receivers.push(Receiver {
                                 id,
@@ -609,6 +649,13 @@ impl Meeting {
             }
         }
         let _: Result<usize, DropReason> = self.forwarder.emit(data, &v, &self.receivers, out);
+        if !self.transcrypt_to.is_empty() && v.kind() == PacketKind::Rtp && media == Media::Video {
+            let to = std::mem::take(&mut self.transcrypt_to);
+            for &rx in &to {
+                self.transcrypt_out(now, rx, data, &v, out);
+            }
+            self.transcrypt_to = to;
+        }
     }
 
     /// Time passed: DTLS and TIP retransmissions and deadlines, switching hold times.
@@ -633,13 +680,18 @@ impl Meeting {
                 }
             }
         }
+        self.detect_standard(now);
         self.after_input(now, out, None);
     }
 
     /// When [`Meeting::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let lines = self.participants.iter().flat_map(|p| p.lines.iter());
-        lines.filter_map(|l| l.deadline).chain(self.flush_at).min()
+        lines
+            .filter_map(|l| l.deadline)
+            .chain(self.flush_at)
+            .chain(self.next_standard_tick)
+            .min()
     }
 
     /// The next event.
@@ -681,6 +733,10 @@ impl Meeting {
             .filter(|(_, f)| matches!(f, LineFailure::Dtls { .. }))
             .count() as u64;
         self.route_keyframe_requests(now, out);
+        self.standard_tick(now, out);
+        if std::mem::take(&mut self.pending_ready) {
+            self.mark_ready_receivers(now, None, out);
+        }
         if newly_established {
             self.mark_ready_receivers(now, touched.map(|(pi, _)| pi), out);
         }
@@ -746,6 +802,7 @@ impl Meeting {
                 if let Some(tip) = &mut l.tip {
                     tip.send_refresh(now, target, RefreshKind::RequireIdr);
                 }
+                standard::send_pli(l, out);
                 flush_tip(l, &mut self.scratch, out);
             }
         }
@@ -791,13 +848,12 @@ impl Meeting {
                 .get(usize::from(source.position) - 1)
                 .copied()
                 .flatten();
-            let tip = p
-                .lines
-                .iter_mut()
-                .find(|l| l.media == Media::Video)
-                .and_then(|l| l.tip.as_mut());
-            if let (Some(target), Some(tip)) = (target, tip) {
-                tip.send_refresh(now, target, RefreshKind::RequireIdr);
+            let line = p.lines.iter_mut().find(|l| l.media == Media::Video);
+            if let (Some(target), Some(l)) = (target, line) {
+                if let Some(tip) = &mut l.tip {
+                    tip.send_refresh(now, target, RefreshKind::RequireIdr);
+                }
+                standard::send_pli(l, out);
             }
         }
         for p in &mut self.participants {

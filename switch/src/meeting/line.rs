@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::command::{LineFailure, MeetingEvent};
 use super::report::{LineCounters, LineKeying, LineReport};
@@ -42,6 +42,21 @@ pub struct LineSetup {
     pub config: LineConfig,
     /// A separate RTCP leg (the offer had no `a=rtcp-mux`); `None` multiplexes RTCP on `leg`.
     pub rtcp: Option<RtcpLeg>,
+    /// What the line needs if its endpoint turns out to be a standard one.
+    pub standard: StandardSetup,
+}
+
+/// How a line tells a standard endpoint (no TIP) and what a transcrypt leg for it needs
+/// from the SDP (issue 19).
+#[derive(Debug, Clone, Default)]
+pub struct StandardSetup {
+    /// No TIP packet this long after TIP started: the endpoint is standard. `None`: never
+    /// (a TIP-only switch; the TIP deadlines end such a call).
+    pub detect_after: Option<Duration>,
+    /// The line's formats in the endpoint's order: payload type and `a=rtpmap` value.
+    pub formats: Vec<(u8, Option<String>)>,
+    /// The RFC 6464 audio level extension id, when the endpoint negotiated it.
+    pub audio_level_ext: Option<u8>,
 }
 
 /// A line's separate RTCP port.
@@ -86,6 +101,15 @@ pub(super) struct Line {
     /// What the meeting forwarded to the line: counted where the line is picked as a
     /// receiver, through a shared borrow of the participants.
     pub(super) sent: Cell<(u64, u64)>,
+    /// When its TIP negotiation started (detection of a standard endpoint counts from it).
+    pub(super) tip_since: Option<Instant>,
+    /// What a transcrypt leg would need, until the line is one or is TIP for sure.
+    pub(super) standard_setup: StandardSetup,
+    /// The RTP leg's own per-hop keys when RTCP has its own leg and DTLS association
+    /// (RFC 5764 §4.1): a transcrypt leg's media is keyed by them.
+    pub(super) rtp_hop: Option<HopKeys>,
+    /// The transcrypt leg, once the endpoint is known to be standard.
+    pub(super) standard: Option<Box<super::core::StandardLine>>,
 }
 
 impl Line {
@@ -94,6 +118,7 @@ impl Line {
     pub(super) fn new(now: Instant, l: LineSetup, secure: bool) -> Self {
         let media = l.config.media;
         let plain_control = matches!(l.keying, HopKeying::Plain);
+        let tip_since = (!matches!(l.keying, HopKeying::Dtls(_))).then_some(now);
         let (hop, dtls, tip, waiting_config) = match l.keying {
             HopKeying::Sdes(keys) => (
                 Some(*keys),
@@ -125,6 +150,10 @@ impl Line {
             deadline: None,
             counters: LineCounters::default(),
             sent: Cell::new((0, 0)),
+            tip_since,
+            standard_setup: l.standard,
+            rtp_hop: None,
+            standard: None,
         };
         line.deadline = line_deadline(&line);
         line
@@ -154,6 +183,7 @@ impl Line {
             tip: self.tip.as_ref().map(Negotiation::state),
             established: self.established,
             held: self.held,
+            transcrypted: self.standard.is_some(),
             counters: LineCounters {
                 packets_out,
                 bytes_out,
@@ -235,9 +265,14 @@ fn drive_dtls(
         }
         while let Some(e) = d.poll_event() {
             match e {
-                // The RTP leg's association of a non-muxed line: its keys would protect
-                // per-hop RTP, which this switch never sends (media keys are end to end).
-                DtlsEvent::Connected(_) if !keys_rtcp => {}
+                // The RTP leg's association of a non-muxed line: its keys protect per-hop
+                // RTP, which only a transcrypt leg uses (TIP media keys are end to end).
+                DtlsEvent::Connected(keys) if !keys_rtcp => {
+                    l.rtp_hop = Some(HopKeys {
+                        inbound: SrtpContext::new(keys.suite, &keys.inbound),
+                        outbound: SrtpContext::new(keys.suite, &keys.outbound),
+                    });
+                }
                 DtlsEvent::Connected(keys) => {
                     l.hop = Some(HopKeys {
                         inbound: SrtpContext::new(keys.suite, &keys.inbound),
@@ -245,6 +280,7 @@ fn drive_dtls(
                     });
                     if let Some(config) = l.waiting_config.take() {
                         l.tip = Some(Negotiation::new(config, now));
+                        l.tip_since = Some(now);
                     }
                 }
                 DtlsEvent::Failed(failure) => {
@@ -279,10 +315,21 @@ pub(super) fn line_deadline(l: &Line) -> Option<Instant> {
         l.dtls.as_ref().and_then(|d| d.poll_timeout()),
         l.rtcp_dtls.as_ref().and_then(|d| d.poll_timeout()),
         l.tip.as_ref().and_then(|t| t.poll_timeout()),
+        standard_detection_due(l),
     ]
     .into_iter()
     .flatten()
     .min()
+}
+
+/// When a line that has not heard TIP is to be taken as a standard endpoint.
+pub(super) fn standard_detection_due(l: &Line) -> Option<Instant> {
+    let after = l.standard_setup.detect_after?;
+    let tip = l.tip.as_ref()?;
+    if l.standard.is_some() || tip.heard_peer() {
+        return None;
+    }
+    Some(l.tip_since? + after)
 }
 
 fn send_tip(l: &mut Line, scratch: &mut [u8], out: &mut TxBatch) {

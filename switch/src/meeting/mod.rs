@@ -15,7 +15,9 @@ pub mod report;
 pub mod switching;
 
 pub use self::command::{LineFailure, MeetingCommand, MeetingEvent};
-pub use self::core::{HopKeying, HopKeys, LineSetup, Meeting, MeetingStats, RtcpLeg};
+pub use self::core::{
+    HopKeying, HopKeys, LineSetup, Meeting, MeetingStats, RtcpLeg, StandardSetup,
+};
 
 /// A media line's port handle, as the driver knows it.
 pub type LegId = u32;

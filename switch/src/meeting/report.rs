@@ -54,6 +54,9 @@ pub struct LineReport {
     pub established: bool,
     /// Keyed for the other kind of meeting, waiting for its re-INVITE (R38).
     pub held: bool,
+    /// A transcrypt leg (issue 19): the endpoint speaks no TIP, its media is decrypted and
+    /// re-protected by the switch; otherwise end to end (TIP with EKT).
+    pub transcrypted: bool,
     /// Its traffic.
     pub counters: LineCounters,
 }

@@ -10,7 +10,7 @@ use ekt::{ParameterSet, Spi, SrtpProfile};
 
 use crate::dtls::{DtlsEvent, DtlsIdentity, DtlsSession, DtlsSettings, Role};
 use crate::forward::TipCsrc;
-use crate::meeting::{HopKeying, HopKeys, LegId, LineSetup, RtcpLeg};
+use crate::meeting::{HopKeying, HopKeys, LegId, LineSetup, RtcpLeg, StandardSetup};
 use crate::srtp::{MasterKey, SrtpContext, Suite, TipEktSender};
 use crate::tip::muxctrl::{self, MuxCtrl};
 use crate::tip::negotiation::{GroupParams, LineConfig, Media};
@@ -250,6 +250,7 @@ impl Endpoint {
                         leg,
                         dtls: passive(leg),
                     }),
+                    standard: StandardSetup::default(),
                 }
             })
             .collect()

@@ -185,6 +185,9 @@ pub struct Negotiation {
     last_ntp: u64,
     our_muxctrl_acked: bool,
     peer_muxctrl_seen: bool,
+    /// Any TIP packet arrived from the peer: it speaks TIP (issue 19: an endpoint that
+    /// never does is a standard endpoint).
+    heard_peer: bool,
     pending: Vec<Pending>,
     /// Last (NTP) acted on per request subtype, for duplicate detection.
     seen: [Option<u64>; 32],
@@ -203,6 +206,7 @@ impl Negotiation {
             last_ntp: 0,
             our_muxctrl_acked: false,
             peer_muxctrl_seen: false,
+            heard_peer: false,
             pending: Vec::new(),
             seen: [None; 32],
             timers: [None; 3],
@@ -233,6 +237,11 @@ impl Negotiation {
         m.encode(&mut buf).expect("sized buffer");
         me.request(now, muxctrl::SUBTYPE, ntp, buf);
         me
+    }
+
+    /// True once any TIP packet came from the peer.
+    pub fn heard_peer(&self) -> bool {
+        self.heard_peer
     }
 
     /// Where the negotiation is.
@@ -293,6 +302,7 @@ impl Negotiation {
         }
         for raw in rtcp_packets(compound) {
             if let Ok(p) = TipPacket::decode(raw) {
+                self.heard_peer = true;
                 self.handle_tip(now, p);
             }
         }

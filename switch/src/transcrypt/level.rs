@@ -10,11 +10,16 @@ pub const SILENT: u8 = 127;
 /// The level of a frame of samples in -dBov (RFC 6464 §3: the RMS relative to the
 /// overload point), 0..=127.
 pub fn level_of(samples: &[i16]) -> u8 {
-    if samples.is_empty() {
+    let energy: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    level_of_energy(energy, samples.len())
+}
+
+/// The level of `count` samples whose squares sum to `energy`.
+pub fn level_of_energy(energy: f64, count: usize) -> u8 {
+    if count == 0 {
         return SILENT;
     }
-    let energy: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    let rms = (energy / samples.len() as f64).sqrt() / 32768.0;
+    let rms = (energy / count as f64).sqrt() / 32768.0;
     if rms <= 0.0 {
         return SILENT;
     }
