@@ -740,17 +740,22 @@ impl Config {
         let spimap_timeout = secs("tip.spimap_timeout", self.tip.spimap_timeout)?;
         let standard_after = match self.tip.standard_after {
             0.0 => None,
-            s if s.is_finite() && s > 0.0 && s < muxctrl_timeout.as_secs_f64() => {
+            s if s.is_finite() && s > 0.0 && s <= 3600.0 => {
                 Some(std::time::Duration::from_secs_f64(s))
             }
             _ => {
                 return Err(err(
                     "tip.standard_after",
-                    "0 (never) or seconds below tip.muxctrl_timeout",
+                    "0 (never) or seconds up to 3600",
                 ));
             }
         };
-        if self.tip.standard_user_agents.iter().any(|m| m.trim().is_empty()) {
+        if self
+            .tip
+            .standard_user_agents
+            .iter()
+            .any(|m| m.trim().is_empty())
+        {
             return Err(err("tip.standard_user_agents", "empty mark"));
         }
         let admin = self
@@ -980,9 +985,12 @@ mod tests {
             ("[media]\nsrtp_suites = [\"NULL\"]", "media.srtp_suites"),
             ("[media]\naddress = \"x\"", "media.address"),
             ("[tip]\nmuxctrl_timeout = 0", "tip.muxctrl_timeout"),
-            ("[tip]\nstandard_after = 20", "tip.standard_after"),
+            ("[tip]\nstandard_after = 4000", "tip.standard_after"),
             ("[tip]\nstandard_after = -1", "tip.standard_after"),
-            ("[tip]\nstandard_user_agents = [\" \"]", "tip.standard_user_agents"),
+            (
+                "[tip]\nstandard_user_agents = [\" \"]",
+                "tip.standard_user_agents",
+            ),
             (
                 "[meetings]\nunknown_number = \"maybe\"",
                 "meetings.unknown_number",

@@ -177,7 +177,11 @@ fn standard_setup(offer: &MediaOffer) -> StandardSetup {
             .iter()
             .filter_map(|f| {
                 let pt = f.parse::<u8>().ok().filter(|pt| *pt < 128)?;
-                let map = offer.rtpmaps.iter().find(|(p, _)| p == f).map(|(_, m)| m.clone());
+                let map = offer
+                    .rtpmaps
+                    .iter()
+                    .find(|(p, _)| p == f)
+                    .map(|(_, m)| m.clone());
                 Some((pt, map))
             })
             .collect(),

@@ -192,29 +192,25 @@ async fn tip_and_spimap_timeouts_end_the_call_with_the_seed_lines_and_a_bye() {
     )
     .await
     .unwrap();
-    let mut silent = SimulatedCall::dial(
-        Endpoint::new(2, 1),
-        &sw.policy,
-        sw.sip,
-        "4002",
-        false,
-        &dtls,
-    )
-    .await
-    .unwrap();
-    silent.speaks_tip = false;
+    // Starts TIP (sends its MUXCTRL) and never acknowledges ours: the seed's MUXCTRL
+    // deadline, not a standard endpoint (that one never speaks TIP at all).
+    let mut half = Endpoint::new(2, 1);
+    half.ignore_muxctrl = true;
+    let half = SimulatedCall::dial(half, &sw.policy, sw.sip, "4002", false, &dtls)
+        .await
+        .unwrap();
     let mut deaf = Endpoint::new(3, 1);
     deaf.ignore_spimap = true;
     let deaf = SimulatedCall::dial(deaf, &sw.policy, sw.sip, "4002", false, &dtls)
         .await
         .unwrap();
-    let mut calls = vec![good, silent, deaf];
+    let mut calls = vec![good, half, deaf];
     assert!(
         until_established(&mut calls[..1], 30).await,
         "the good one negotiates"
     );
     run_media(&mut calls, 1.0).await;
-    assert!(bye_within(&mut calls[1], 20).await, "no TIP: BYE");
+    assert!(bye_within(&mut calls[1], 20).await, "TIP not finished: BYE");
     assert!(bye_within(&mut calls[2], 20).await, "no SPIMAP ACK: BYE");
     assert!(logged(
         "Media Timeout occurred for call : called num = 4002"

@@ -157,8 +157,13 @@ pub struct ParticipantView {
     pub joined: bool,
     /// 1 or 3 screens.
     pub screens: Option<u8>,
-    /// Its lock icon (TIP: secure media on every line).
+    /// Its lock icon (secure media on every line: TIP with EKT, or a transcrypt leg keyed
+    /// with SRTP).
     pub lock_icon: bool,
+    /// `end-to-end` (TIP with EKT: the switch never decrypts its media), `transcrypted` (a
+    /// standard endpoint: the switch decrypts and re-protects), or `null` before its lines
+    /// are known.
+    pub media_path: Option<&'static str>,
     /// Per media line.
     pub lines: Vec<LineView>,
 }
@@ -172,10 +177,13 @@ pub struct LineView {
     pub keying: &'static str,
     /// The per-hop SRTP profile (DTLS-SRTP's negotiated one, or the SDES suite).
     pub srtp_profile: Option<&'static str>,
-    /// The TIP state: dtls-handshake, muxctrl, spimap, established, failed.
+    /// The TIP state: dtls-handshake, muxctrl, spimap, established, failed, or none (a
+    /// transcrypt leg).
     pub tip: &'static str,
     /// Held for its re-INVITE to RTP/AVP (a downgrade).
     pub held: bool,
+    /// A transcrypt leg: its endpoint speaks no TIP (`tip` is then `none`).
+    pub transcrypted: bool,
     /// Datagrams in.
     pub packets_in: u64,
     /// Bytes in.

@@ -44,6 +44,7 @@ fn line_view(l: &LineReport) -> LineView {
         },
         srtp_profile: l.suite.map(|s| s.sdes_name()),
         tip: match l.tip {
+            None if l.transcrypted => "none",
             None => "dtls-handshake",
             Some(TipState::ExpectMuxCtrl) => "muxctrl",
             Some(TipState::ExpectSpimapAck) => "spimap",
@@ -51,6 +52,7 @@ fn line_view(l: &LineReport) -> LineView {
             Some(TipState::Failed) => "failed",
         },
         held: l.held,
+        transcrypted: l.transcrypted,
         packets_in: c.packets_in,
         bytes_in: c.bytes_in,
         packets_out: c.packets_out,
@@ -62,6 +64,15 @@ fn line_view(l: &LineReport) -> LineView {
             .map(|(r, n)| (r.label(), n))
             .chain((c.held > 0).then_some(("held", c.held)))
             .collect(),
+    }
+}
+
+/// How a participant's media travels: `transcrypted` when any line is a transcrypt leg.
+pub(super) fn media_path(lines: &[LineReport]) -> &'static str {
+    if lines.iter().any(|l| l.transcrypted) {
+        "transcrypted"
+    } else {
+        "end-to-end"
     }
 }
 
@@ -94,9 +105,10 @@ impl App {
             screens: p.map(|p| p.screens),
             lock_icon: secure
                 && !lines.is_empty()
-                && lines
-                    .iter()
-                    .all(|l| l.keying != "none" && l.tip == "established" && !l.held),
+                && lines.iter().all(|l| {
+                    l.keying != "none" && (l.tip == "established" || l.transcrypted) && !l.held
+                }),
+            media_path: p.map(|p| media_path(&p.lines)),
             lines,
         }
     }

@@ -72,6 +72,10 @@ pub struct CallSecurity {
     pub end_to_end: String,
     /// Its lock icon at the end.
     pub lock_icon: bool,
+    /// `end-to-end` (TIP with EKT) or `transcrypted` (a standard endpoint whose media the
+    /// switch decrypts and re-protects); absent in records written before it existed.
+    #[serde(default)]
+    pub media_path: Option<String>,
 }
 
 /// One call's record.

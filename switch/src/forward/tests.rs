@@ -645,19 +645,26 @@ fn a_verified_packet_opens_to_its_plaintext() {
     )
     .unwrap();
     let mut tx = TipEktSender::new(&[7u8; 16], &set, SPI).unwrap();
-    let plain: Vec<u8> = [0x81, 0x00, 0, 5, 0, 0, 0, 160, 0, 0, 0, 0x42, 0x12, 0x34, 0x51, 0x21]
-        .into_iter()
-        .chain((0..160u8).map(|i| i ^ 0x5a))
-        .collect();
+    let plain: Vec<u8> = [
+        0x81, 0x00, 0, 5, 0, 0, 0, 160, 0, 0, 0, 0x42, 0x12, 0x34, 0x51, 0x21,
+    ]
+    .into_iter()
+    .chain((0..160u8).map(|i| i ^ 0x5a))
+    .collect();
     let mut buf = plain.clone();
     buf.resize(plain.len() + 64, 0);
-    let n = tx.protect_rtp(&mut buf, plain.len(), Some(40), true).unwrap();
+    let n = tx
+        .protect_rtp(&mut buf, plain.len(), Some(40), true)
+        .unwrap();
     let v = f.verify(&buf[..n], true).unwrap();
     let mut out = [0u8; 1500];
     assert_eq!(f.open(&buf[..n], &v, &mut out), Ok(plain.len()));
     assert_eq!(&out[..plain.len()], &plain[..]);
     // A verdict of another packet does not open this one.
-    assert_eq!(f.open(&buf[..n - 1], &v, &mut out), Err(DropReason::Malformed));
+    assert_eq!(
+        f.open(&buf[..n - 1], &v, &mut out),
+        Err(DropReason::Malformed)
+    );
 
     let suite = Suite::AeadAes128Gcm;
     let master = MasterKey::new(suite, &[3u8; 16], &[4u8; 12]).unwrap();

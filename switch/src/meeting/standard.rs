@@ -20,13 +20,13 @@ use ekt::kek::EktCipher;
 use ekt::{ParameterSet, Spi, SrtpProfile};
 use ring::rand::SecureRandom;
 
-use crate::meeting::line::{Line, StandardSetup, line_deadline, standard_detection_due};
 use super::{Arrival, Meeting, keyframe_request_target};
 use crate::forward::{DropReason, SLOT_SIZE, TipCsrc, TxBatch, Verified};
+use crate::meeting::line::{Line, StandardSetup, line_deadline, standard_detection_due};
 use crate::meeting::{CENTER, HopKeys, ParticipantId, SourceId};
 use crate::rtp::{RtpHeader, rtcp_packets};
 use crate::srtp::TipEktSender;
-use crate::tip::negotiation::{LineConfig, Media};
+use crate::tip::negotiation::{LineConfig, Media, State};
 use crate::transcrypt::g711::Law;
 use crate::transcrypt::h264::RefreshMarker;
 use crate::transcrypt::level::{self, activity_of};
@@ -80,7 +80,13 @@ pub(crate) struct StandardLine {
 }
 
 impl StandardLine {
-    fn new(now: Instant, media: Media, config: &LineConfig, since: Instant, s: StandardSetup) -> Self {
+    fn new(
+        now: Instant,
+        media: Media,
+        config: &LineConfig,
+        since: Instant,
+        s: StandardSetup,
+    ) -> Self {
         let g711 = s
             .formats
             .iter()
@@ -201,6 +207,10 @@ impl Meeting {
     fn make_standard(&mut self, now: Instant, pi: usize, li: usize) {
         let id = self.participants[pi].id;
         let l = &mut self.participants[pi].lines[li];
+        // A negotiation that failed at its deadline in the same instant has said so.
+        if l.tip.as_ref().is_none_or(|t| t.state() == State::Failed) {
+            return;
+        }
         let Some(tip) = l.tip.take() else { return };
         let setup = std::mem::take(&mut l.standard_setup);
         let since = l.tip_since.unwrap_or(now);
@@ -300,7 +310,9 @@ impl Meeting {
                     .find(|f| f.0 == hdr.payload_type)
                     .and_then(|f| f.1.as_deref());
                 let law = Law::from_payload_type(hdr.payload_type, map);
-                let mut lvl = s.level_ext.and_then(|id| level::extension_level(&buf[..n], id));
+                let mut lvl = s
+                    .level_ext
+                    .and_then(|id| level::extension_level(&buf[..n], id));
                 if let Some(law) = law {
                     let energy: f64 = payload
                         .iter()
@@ -413,7 +425,9 @@ impl Meeting {
                 owner: source.participant,
                 source,
             },
-            self.transcrypt_buf[hdr.len..n].iter().map(|&c| law.decode(c)),
+            self.transcrypt_buf[hdr.len..n]
+                .iter()
+                .map(|&c| law.decode(c)),
         );
     }
 

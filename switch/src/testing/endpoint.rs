@@ -105,6 +105,14 @@ pub struct Endpoint {
     pub expect_test_group: bool,
     /// Never acknowledge SPIMAP (a faulty endpoint: the switch's SPIMAP deadline fires).
     pub ignore_spimap: bool,
+    /// Never acknowledge the switch's MUXCTRL (an endpoint that starts TIP and does not
+    /// finish it: the MUXCTRL deadline fires).
+    pub ignore_muxctrl: bool,
+    /// Media from senders that are not simulated TIP sources (transcrypt legs' media, re-
+    /// protected by the switch), decrypted: (media, ssrc, seq, payload).
+    pub foreign: Vec<(Media, u32, u16, Vec<u8>)>,
+    /// Packets from an unknown sender before its first full EKT tag (not decryptable).
+    pub unknown_key: u64,
 }
 
 fn seed(leg: LegId, dir: u8) -> u8 {
@@ -161,6 +169,9 @@ impl Endpoint {
             end_to_end_rtcp: Vec::new(),
             expect_test_group: true,
             ignore_spimap: false,
+            ignore_muxctrl: false,
+            foreign: Vec::new(),
+            unknown_key: 0,
         }
     }
 
@@ -330,7 +341,8 @@ impl Endpoint {
                 let Ok(tip) = TipPacket::decode(p) else {
                     return replies;
                 };
-                let ignored = self.ignore_spimap && matches!(tip, TipPacket::Spimap(_));
+                let ignored = self.ignore_spimap && matches!(tip, TipPacket::Spimap(_))
+                    || self.ignore_muxctrl && matches!(tip, TipPacket::MuxCtrl(_));
                 if let Some((subtype, _, ntp)) = tip.request_id().filter(|_| !ignored) {
                     let mut ack = [0u8; 20];
                     encode_ack(subtype, line.control_ssrc, ntp, &mut ack).unwrap();
@@ -404,11 +416,27 @@ impl Endpoint {
             self.received.push((line.media, ssrc, seq, csrc, now));
             return replies;
         }
-        // Every sender of the meeting uses the group's master salt (SPIMAP).
+        // Every sender of the meeting uses the group's master salt (SPIMAP). A simulated
+        // source's key is known; any other sender's (a transcrypt leg's) is learned from
+        // its first full EKT tag, as a TIP receiver does.
         let salt = line.group.map_or(SALT, |g| g.1);
-        let rx = self.rx.entry(ssrc).or_insert_with(|| {
-            SrtpContext::new(HOP, &MasterKey::new(HOP, &sender_key(ssrc), &salt).unwrap())
-        });
+        let simulated = is_simulated_source(ssrc);
+        if !self.rx.contains_key(&ssrc) {
+            let key = if simulated {
+                Some(sender_key(ssrc))
+            } else {
+                key_from_full_tag(line, bytes)
+            };
+            let Some(key) = key else {
+                self.unknown_key += 1;
+                return replies;
+            };
+            self.rx.insert(
+                ssrc,
+                SrtpContext::new(HOP, &MasterKey::new(HOP, &key, &salt).unwrap()),
+            );
+        }
+        let rx = self.rx.get_mut(&ssrc).expect("inserted above");
         let mut b = bytes.to_vec();
         let (len, x) = rx
             .unprotect_rtp_tip(&mut b, false)
@@ -416,11 +444,16 @@ impl Endpoint {
         assert_eq!(x, None);
         let seq = u16::from_be_bytes([b[2], b[3]]);
         let csrc = u32::from_be_bytes(b[12..16].try_into().unwrap());
-        assert_eq!(
-            &b[16..len],
-            &payload(ssrc, seq, line.media)[..],
-            "payload intact"
-        );
+        if simulated {
+            assert_eq!(
+                &b[16..len],
+                &payload(ssrc, seq, line.media)[..],
+                "payload intact"
+            );
+        } else {
+            self.foreign
+                .push((line.media, ssrc, seq, b[16..len].to_vec()));
+        }
         self.received.push((line.media, ssrc, seq, csrc, now));
         replies
     }
@@ -652,6 +685,41 @@ fn adopt_group(line: &mut EpLine, spi: u16, salt: [u8; 14], kek: [u8; 16]) {
     }
 }
 
+/// Simulated sources are `id << 16 | line << 8 | position` with small ids and lines.
+pub fn is_simulated_source(ssrc: u32) -> bool {
+    ssrc >> 16 < 0x1000 && (ssrc >> 8) & 0xff < 2 && (1..=3).contains(&(ssrc & 0xff))
+}
+
+/// The master key a full TIP EKT tag carries, unwrapped with the line's group KEK
+/// (ekt-spec.md §3.6 step 4).
+fn key_from_full_tag(line: &EpLine, bytes: &[u8]) -> Option<[u8; 16]> {
+    let hdr = crate::rtp::RtpHeader::parse(bytes).ok()?;
+    let parsed = ekt::tip_tag::TipEkt::parse(bytes, hdr.len, 10, 16).ok()?;
+    let ekt::tip_tag::TipEkt::Full(f) = parsed.field else {
+        return None;
+    };
+    let (spi, salt, kek) = line.group.unwrap_or_else(|| {
+        let g = group(if line.media == Media::Audio {
+            AUDIO_SPI
+        } else {
+            VIDEO_SPI
+        });
+        (g.spi, g.salt, g.kek)
+    });
+    if f.spi != Spi(spi) {
+        return None;
+    }
+    let set = ParameterSet::new(
+        EktCipher::AesEcb128,
+        &kek,
+        SrtpProfile::AesCm128HmacSha1_80,
+        &salt,
+    )
+    .ok()?;
+    let mut key = [0u8; 16];
+    (set.kek().unwrap(f.emk, &mut key).ok()? == 16).then_some(key)
+}
+
 /// Protects a per-hop RTCP packet from the endpoint.
 pub fn protect_hop(line: &mut EpLine, plain: &[u8]) -> Vec<u8> {
     if line.plain {
@@ -667,7 +735,14 @@ pub fn protect_hop(line: &mut EpLine, plain: &[u8]) -> Vec<u8> {
 /// The payload a simulated source sends for `seq`.
 pub fn payload(ssrc: u32, seq: u16, media: Media) -> Vec<u8> {
     let n = if media == Media::Audio { 40 } else { 200 };
+    // The sequence number and the endpoint id first: a receiver can tell which packet of
+    // which source it got (the transcrypt tests, where SSRC and sequence are rewritten).
     (0..n)
-        .map(|i| (ssrc as u8) ^ (seq as u8) ^ (i as u8))
+        .map(|i| match i {
+            0 => (seq >> 8) as u8,
+            1 => seq as u8,
+            2 => (ssrc >> 16) as u8,
+            _ => (ssrc as u8) ^ (seq as u8) ^ (i as u8),
+        })
         .collect()
 }

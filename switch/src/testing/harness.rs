@@ -24,6 +24,8 @@ pub struct Sim {
     /// (ssrc, seq) of packets flagged as the first packet of an IDR.
     pub idr: HashSet<(u32, u16)>,
     pub events: Vec<MeetingEvent>,
+    /// Standard endpoints (transcrypt legs).
+    pub standard: Vec<super::StandardEndpoint>,
 }
 
 impl Sim {
@@ -43,6 +45,10 @@ impl Sim {
             }
             let mut replies = Vec::new();
             for (leg, bytes) in outputs {
+                if let Some(s) = self.standard.iter_mut().find(|s| s.legs().contains(&leg)) {
+                    s.handle_datagram(now, leg, &bytes);
+                    continue;
+                }
                 let ep = self
                     .endpoints
                     .iter_mut()
@@ -133,6 +139,32 @@ impl Sim {
 }
 
 impl Sim {
+    /// A standard endpoint joins (SDES keys; standard after `detect_after` without TIP).
+    pub fn add_standard(&mut self, ep: super::StandardEndpoint, detect_after: Duration) {
+        let setup = ep.setup(detect_after);
+        self.meeting.add_participant(self.now, ep.id, 1, setup);
+        self.standard.push(ep);
+        self.deliver_outputs();
+    }
+
+    /// 20 ms of media from the standard endpoints (`amplitudes[i]` for the i-th) and, with
+    /// `levels`, from the TIP endpoints; then time runs 20 ms.
+    pub fn mixed_tick(&mut self, levels: &[u8], amplitudes: &[f64], video: bool) {
+        let mut packets = Vec::new();
+        for (ei, ep) in self.endpoints.iter_mut().enumerate() {
+            packets.extend(ep.media_tick(levels[ei], video, &mut self.idr));
+        }
+        for (i, s) in self.standard.iter_mut().enumerate() {
+            packets.extend(s.media_tick(amplitudes[i], video));
+        }
+        for (leg, p) in packets {
+            self.send(leg, &p);
+        }
+        self.advance(Duration::from_millis(20));
+    }
+}
+
+impl Sim {
     /// A meeting with the group parameters of both lines and `endpoints` `(id, screens)`
     /// joined (TIP not yet run: see [`Sim::negotiate`]).
     pub fn new(mode: Mode, endpoints: &[(u32, u8)]) -> Self {
@@ -191,6 +223,7 @@ impl Sim {
             out: TxBatch::new(1024, 4096),
             idr: HashSet::new(),
             events: Vec::new(),
+            standard: Vec::new(),
         };
         let identities = dtls.then(|| {
             let id = || Arc::new(DtlsIdentity::generate().expect("ECDSA identity"));

@@ -7,11 +7,14 @@
 //!
 //! - `endpoint.rs`: the simulated endpoint, its lines and the shared test keys.
 //! - `harness.rs`: [`Sim`], the meeting and its endpoints in virtual time.
+//! - `standard.rs`: [`StandardEndpoint`], a SIP endpoint without TIP (issue 19).
 // Test code: the simulator plays the driver.
 #![allow(clippy::disallowed_methods)]
 
 mod endpoint;
 mod harness;
+mod standard;
 
 pub use endpoint::*;
 pub use harness::*;
+pub use standard::*;

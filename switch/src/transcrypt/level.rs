@@ -130,7 +130,9 @@ mod tests {
             Some(1)
         );
         assert_eq!(
-            extmap_id(&l("3/sendonly urn:ietf:params:rtp-hdrext:ssrc-audio-level vad=on")),
+            extmap_id(&l(
+                "3/sendonly urn:ietf:params:rtp-hdrext:ssrc-audio-level vad=on"
+            )),
             Some(3)
         );
         assert_eq!(extmap_id(&l("2 urn:ietf:params:rtp-hdrext:toffset")), None);

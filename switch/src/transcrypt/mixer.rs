@@ -247,7 +247,10 @@ mod tests {
     #[test]
     fn a_source_running_ahead_loses_its_oldest_samples() {
         let mut m = Mixer::new();
-        m.push(key(1), (0..(CAPACITY + 10) as i32).map(|i| (i % 30_000) as i16));
+        m.push(
+            key(1),
+            (0..(CAPACITY + 10) as i32).map(|i| (i % 30_000) as i16),
+        );
         m.tick();
         let mut out = [0; FRAME];
         m.mix_for(2, &mut out);

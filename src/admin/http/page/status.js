@@ -83,12 +83,12 @@ function meetingView(m) {
   for (const p of m.participants) {
     const isSpeaker = m.speaker === p.id;
     const lines = p.lines.map((l) =>
-      `${l.media}: ${l.keying}${l.srtp_profile ? " " + l.srtp_profile : ""}, TIP ${l.tip}, in ${l.packets_in} (${bytes(l.bytes_in)}), out ${l.packets_out} (${bytes(l.bytes_out)})` +
+      `${l.media}: ${l.keying}${l.srtp_profile ? " " + l.srtp_profile : ""}, ${l.transcrypted ? "transcrypted (standard endpoint)" : "TIP " + l.tip}, in ${l.packets_in} (${bytes(l.bytes_in)}), out ${l.packets_out} (${bytes(l.bytes_out)})` +
       (Object.keys(l.dropped).length ? ", dropped " + JSON.stringify(l.dropped) : "")).join("; ");
     list.append(el("li", { class: "participant", "data-id": p.id, "data-call-id": p.call_id },
       el("span", { class: isSpeaker ? "speaker" : "" }, (isSpeaker ? "\u{1F50A} " : "") + `#${p.id} ${p.call_id}`),
       " ", p.lock_icon ? "\u{1F512}" : "\u{1F513}",
-      ` ${p.direction}, ${p.remote || "-"}, ${p.screens || "?"} screen(s), joined ${time(p.joined_at)}`,
+      ` ${p.direction}, ${p.media_path || "-"}, ${p.remote || "-"}, ${p.screens || "?"} screen(s), joined ${time(p.joined_at)}`,
       admin ? el("button", { type: "button", class: "kick", onclick: () => act("DELETE", `${base}/participants/${p.id}`) }, "Kick") : null,
       el("div", { class: "lines" }, lines)));
   }

@@ -1,0 +1,258 @@
+//! A simulated standard SIP endpoint (issue 19): no TIP, no EKT; SDES per-hop keys; audio
+//! in PCMU (a tone of its own), video H.264-shaped (SPS + IDR on request, else non-IDR
+//! slices). It records everything it receives, decrypted with the switch's per-hop key.
+
+use std::time::{Duration, Instant};
+
+use crate::meeting::{HopKeying, HopKeys, LegId, LineSetup, StandardSetup};
+use crate::rtp::RtpHeader;
+use crate::srtp::{MasterKey, SrtpContext, Suite};
+use crate::tip::negotiation::{LineConfig, Media};
+use crate::transcrypt::g711::Law;
+
+use super::endpoint::{AUDIO_SPI, VIDEO_SPI, group};
+
+/// What the endpoint received on a line, decrypted.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    /// Audio or video.
+    pub media: Media,
+    /// Its RTP header fields.
+    pub ssrc: u32,
+    /// Sequence number.
+    pub seq: u16,
+    /// Timestamp.
+    pub ts: u32,
+    /// Payload type.
+    pub pt: u8,
+    /// The payload in the clear.
+    pub payload: Vec<u8>,
+}
+
+struct StdLine {
+    media: Media,
+    leg: LegId,
+    /// Endpoint -> switch (its SDES key) and switch -> endpoint (the switch's).
+    tx: SrtpContext,
+    rx: SrtpContext,
+    rx_rtcp: SrtpContext,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    keys: ([u8; 16], [u8; 14], [u8; 16], [u8; 14]),
+}
+
+/// A standard endpoint with an audio and a video line on legs `id * 10` and `+ 1`.
+pub struct StandardEndpoint {
+    /// Its participant id.
+    pub id: u32,
+    lines: Vec<StdLine>,
+    /// The tone it sends (Hz) and its amplitude.
+    pub tone: f64,
+    /// Sample counter of the tone.
+    phase: u64,
+    /// What it received, in order.
+    pub heard: Vec<Heard>,
+    /// RTCP it received, decrypted.
+    pub rtcp: Vec<Vec<u8>>,
+    /// Frames until it sends an IDR (a PLI asks for one).
+    pub idr_in: Option<u8>,
+}
+
+const SUITE: Suite = Suite::AesCm128HmacSha1_80;
+
+fn ctx(key: &[u8; 16], salt: &[u8; 14]) -> SrtpContext {
+    SrtpContext::new(SUITE, &MasterKey::new(SUITE, key, salt).expect("sizes"))
+}
+
+impl StandardEndpoint {
+    /// An endpoint sending a `tone` Hz sine.
+    pub fn new(id: u32, tone: f64) -> Self {
+        let lines = [Media::Audio, Media::Video]
+            .into_iter()
+            .enumerate()
+            .map(|(i, media)| {
+                let leg = id * 10 + i as u32;
+                let b = leg as u8;
+                let keys = ([b; 16], [b ^ 1; 14], [b ^ 2; 16], [b ^ 3; 14]);
+                StdLine {
+                    media,
+                    leg,
+                    tx: ctx(&keys.0, &keys.1),
+                    rx: ctx(&keys.2, &keys.3),
+                    rx_rtcp: ctx(&keys.2, &keys.3),
+                    ssrc: 0xabc0_0000 | leg,
+                    seq: 1000,
+                    ts: 5000,
+                    keys,
+                }
+            })
+            .collect();
+        Self {
+            id,
+            lines,
+            tone,
+            phase: 0,
+            heard: Vec::new(),
+            rtcp: Vec::new(),
+            idr_in: Some(0),
+        }
+    }
+
+    /// Its legs.
+    pub fn legs(&self) -> Vec<LegId> {
+        self.lines.iter().map(|l| l.leg).collect()
+    }
+
+    /// The SSRC it sends with on `media`.
+    pub fn ssrc(&self, media: Media) -> u32 {
+        self.lines
+            .iter()
+            .find(|l| l.media == media)
+            .map_or(0, |l| l.ssrc)
+    }
+
+    /// The lines as the switch's call control would add them (SDES keys, PCMU and H.264,
+    /// standard after `detect_after` without TIP).
+    pub fn setup(&self, detect_after: Duration) -> Vec<LineSetup> {
+        self.lines
+            .iter()
+            .map(|l| {
+                let (tk, ts, rk, rs) = &l.keys;
+                let mut config = LineConfig::new(l.media, 0xe000_0000 | l.leg, "4000");
+                config.group = Some(group(if l.media == Media::Audio {
+                    AUDIO_SPI
+                } else {
+                    VIDEO_SPI
+                }));
+                let formats = match l.media {
+                    Media::Audio => vec![(0, Some("PCMU/8000".to_owned()))],
+                    Media::Video => vec![(96, Some("H264/90000".to_owned()))],
+                };
+                LineSetup {
+                    leg: l.leg,
+                    keying: HopKeying::Sdes(Box::new(HopKeys {
+                        inbound: ctx(tk, ts),
+                        outbound: ctx(rk, rs),
+                    })),
+                    config,
+                    rtcp: None,
+                    standard: StandardSetup {
+                        detect_after: Some(detect_after),
+                        formats,
+                        audio_level_ext: None,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// 20 ms of media: 160 PCMU samples of its tone at `amplitude` (0 is silence), and
+    /// with `video` a frame of two packets (an IDR when one is due).
+    pub fn media_tick(&mut self, amplitude: f64, video: bool) -> Vec<(LegId, Vec<u8>)> {
+        let mut out = Vec::new();
+        let idr = match &mut self.idr_in {
+            Some(0) => {
+                self.idr_in = None;
+                true
+            }
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        };
+        let samples: Vec<u8> = (0..160)
+            .map(|i| {
+                let t = (self.phase + i) as f64 / 8000.0;
+                let v = amplitude * (t * self.tone * std::f64::consts::TAU).sin();
+                Law::Mu.encode(v as i16)
+            })
+            .collect();
+        self.phase += 160;
+        for l in &mut self.lines {
+            let payloads: Vec<Vec<u8>> = match l.media {
+                Media::Audio => vec![samples.clone()],
+                Media::Video if !video => continue,
+                Media::Video if idr => vec![
+                    [0x67, 0x42, 0x00, 0x1f].to_vec(),
+                    std::iter::once(0x65).chain(0..200u8).collect(),
+                ],
+                Media::Video => vec![
+                    std::iter::once(0x41).chain(0..200u8).collect(),
+                    std::iter::once(0x41).chain(1..201u8).collect(),
+                ],
+            };
+            let n = payloads.len();
+            for (k, p) in payloads.into_iter().enumerate() {
+                l.seq = l.seq.wrapping_add(1);
+                let mut b = vec![0u8; 12 + p.len() + 16];
+                b[0] = 0x80;
+                b[1] = match l.media {
+                    Media::Audio => 0,
+                    Media::Video => 96 | if k + 1 == n { 0x80 } else { 0 },
+                };
+                b[2..4].copy_from_slice(&l.seq.to_be_bytes());
+                b[4..8].copy_from_slice(&l.ts.to_be_bytes());
+                b[8..12].copy_from_slice(&l.ssrc.to_be_bytes());
+                b[12..12 + p.len()].copy_from_slice(&p);
+                let len = l.tx.protect_rtp(&mut b, 12 + p.len()).expect("room");
+                b.truncate(len);
+                out.push((l.leg, b));
+            }
+            l.ts =
+                l.ts.wrapping_add(if l.media == Media::Audio { 160 } else { 1800 });
+        }
+        out
+    }
+
+    /// A PLI (RFC 4585 §6.3.1) about `media_ssrc` on its video line, protected.
+    pub fn pli(&mut self, media_ssrc: u32) -> (LegId, Vec<u8>) {
+        let l = self
+            .lines
+            .iter_mut()
+            .find(|l| l.media == Media::Video)
+            .expect("video line");
+        let mut b = vec![0u8; 12 + 64];
+        crate::transcrypt::rtcp::picture_loss(&mut b, l.ssrc, media_ssrc);
+        let n = l.tx.protect_rtcp(&mut b, 12).expect("room");
+        b.truncate(n);
+        (l.leg, b)
+    }
+
+    /// A datagram from the switch: media and RTCP are decrypted with the switch's per-hop
+    /// key (a failure is a test failure); a PLI makes the next frame an IDR.
+    pub fn handle_datagram(&mut self, _now: Instant, leg: LegId, bytes: &[u8]) {
+        let Some(l) = self.lines.iter_mut().find(|l| l.leg == leg) else {
+            panic!("not this endpoint's leg {leg}");
+        };
+        let mut b = bytes.to_vec();
+        if crate::rtp::is_rtcp(&b) {
+            let n = l
+                .rx_rtcp
+                .unprotect_rtcp(&mut b)
+                .expect("the switch's SRTCP decrypts with its per-hop key");
+            b.truncate(n);
+            for p in crate::rtp::rtcp_packets(&b) {
+                if p.len() >= 12 && p[1] == 206 && p[0] & 0x1f == 1 {
+                    self.idr_in = Some(2);
+                }
+            }
+            self.rtcp.push(b);
+            return;
+        }
+        let n =
+            l.rx.unprotect_rtp(&mut b)
+                .expect("the switch's SRTP decrypts with its per-hop key");
+        let h = RtpHeader::parse(&b[..n]).expect("RTP");
+        assert_eq!(h.csrc_count, 0, "no TIP CSRC toward a standard endpoint");
+        self.heard.push(Heard {
+            media: l.media,
+            ssrc: h.ssrc,
+            seq: h.seq,
+            ts: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+            pt: h.payload_type,
+            payload: b[h.len..n].to_vec(),
+        });
+    }
+}
