@@ -744,10 +744,7 @@ impl Config {
                 Some(std::time::Duration::from_secs_f64(s))
             }
             _ => {
-                return Err(err(
-                    "tip.standard_after",
-                    "0 (never) or seconds up to 3600",
-                ));
+                return Err(err("tip.standard_after", "0 (never) or seconds up to 3600"));
             }
         };
         if self

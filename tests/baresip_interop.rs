@@ -7,16 +7,17 @@
 //! - SDES: the answer carries our key; baresip's first SRTP packet to our port must
 //!   decrypt with the key baresip offered (our `switch::srtp`, an independent SRTP).
 //!
+//! Then real standard endpoints in a meeting of the switch (issue 19): baresip processes
+//! playing tones hear each other through the switch's transcrypt legs and mix.
+//!
 //! baresip presents its certificate as a TLS client (CN baresip-client), which the trunk
 //! checks like any trunk peer's. Without baresip installed the test says so and passes,
 //! unless `MSWITCH_REQUIRE_BARESIP=1` (CI sets it after installing it).
 
 mod common;
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{
@@ -99,6 +100,20 @@ fn free_tcp_port() -> u16 {
 }
 
 fn write_config(dir: &Path, ca_pem: &str, client_pem: &str, sip_port: u16, rtp: u16, menc: &str) {
+    write_config_with(dir, ca_pem, client_pem, sip_port, rtp, menc, 1000.0);
+}
+
+/// baresip's configuration: plays a `tone_hz` sine and records what it hears
+/// (`dump-*-dec.wav` in `dir`, the sndfile module).
+fn write_config_with(
+    dir: &Path,
+    ca_pem: &str,
+    client_pem: &str,
+    sip_port: u16,
+    rtp: u16,
+    menc: &str,
+    tone_hz: f64,
+) {
     std::fs::create_dir_all(dir.join("certs")).unwrap();
     std::fs::write(dir.join("certs/ca.pem"), ca_pem).unwrap();
     std::fs::write(dir.join("certs/client.pem"), client_pem).unwrap();
@@ -114,14 +129,16 @@ fn write_config(dir: &Path, ca_pem: &str, client_pem: &str, sip_port: u16, rtp: 
          rtcp_mux no\n\
          rtp_timeout 0\n\
          net_interface 127.0.0.1\n\
+         snd_path {dir}\n\
          module_path /usr/lib/baresip/modules\n\
-         module g711.so\nmodule alsa.so\nmodule aufile.so\nmodule srtp.so\nmodule dtls_srtp.so\n\
-         module_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\n",
+         module g711.so\nmodule alsa.so\nmodule aufile.so\nmodule sndfile.so\nmodule srtp.so\n\
+         module dtls_srtp.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\n",
         rtp + 49,
         certs = dir.join("certs").display(),
         tone = dir.join("tone.wav").display(),
+        dir = dir.display(),
     );
-    std::fs::write(dir.join("tone.wav"), tone_wav(1000.0, 30)).unwrap();
+    std::fs::write(dir.join("tone.wav"), tone_wav(tone_hz, 30)).unwrap();
     std::fs::write(dir.join("config"), config).unwrap();
     std::fs::write(
         dir.join("accounts"),
@@ -324,106 +341,179 @@ async fn baresip_calls_over_tls_with_sdes_and_its_srtp_decrypts() {
     assert!(log.contains("SRTP is Enabled"), "{log}");
 }
 
-/// A real client without TIP calls a secure meeting of `mswitch run`: it is answered and its
-/// DTLS-SRTP completes (two associations: it does not multiplex RTCP), and, having no TIP,
-/// it is ended with `Media Timeout occurred for call : called num = N` and a BYE, while a
-/// TIP endpoint of the same meeting carries on.
+/// Real standard SIP endpoints in one meeting of `mswitch run` (issue 19): baresip
+/// processes, audio only in PCMU, each playing a tone of its own from a file and
+/// recording what it hears (the sndfile module's decoded dump), call a secure meeting over
+/// mutually authenticated SIP/TLS, keyed by `menc` (DTLS-SRTP or SDES), without
+/// rtcp-mux. Each recording holds the others' tones and not its own (Goertzel), and every
+/// call ends cleanly with baresip's BYE.
+async fn baresips_hear_each_other(
+    name: &str,
+    ports: &str,
+    security: &str,
+    menc: &str,
+    tones: &[f64],
+    rtp_base: u16,
+) {
+    let sw = common::switch_with(
+        name,
+        ports,
+        &format!(
+            "[sip]\nsecurity = \"{security}\"\n[[meeting]]\nnumber = \"4100\"\npolicy = \"secure\"\n"
+        ),
+        15.0,
+    )
+    .await;
+    let (cert, key) = mswitch::certs::loopback_peer_identity(&sw.dir).unwrap();
+    let ca_pem = std::fs::read_to_string(sw.dir.join("ca.pem")).unwrap();
+    let mut children = Vec::new();
+    let mut dirs = Vec::new();
+    for (i, &hz) in tones.iter().enumerate() {
+        let dir =
+            std::env::temp_dir().join(format!("mswitch-baresip-{}-{name}-{i}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        write_config_with(
+            &dir,
+            &ca_pem,
+            &format!("{cert}{key}"),
+            free_tcp_port(),
+            rtp_base + 100 * i as u16,
+            menc,
+            hz,
+        );
+        let child = tokio::process::Command::new("baresip")
+            .args(["-4", "-s", "-v", "-f"])
+            .arg(&dir)
+            .args(["-t", "12", "-e"])
+            .arg(format!("/dial sip:4100@127.0.0.1:{}", sw.sip.port()))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("baresip starts");
+        children.push(child);
+        dirs.push(dir);
+    }
+    let mut logs = Vec::new();
+    for child in children {
+        let out = timeout(Duration::from_secs(40), child.wait_with_output())
+            .await
+            .expect("baresip exits")
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        logs.push(log.replace('\r', "\n"));
+    }
+    assert!(
+        common::logged_within("no TIP from the endpoint: a standard endpoint", 1).await,
+        "the switch took them as standard endpoints"
+    );
+    for (i, (log, dir)) in logs.iter().zip(&dirs).enumerate() {
+        assert!(log.contains("Call established"), "{log}");
+        if menc == "dtls_srtp" {
+            assert!(log.contains("DTLS-SRTP complete"), "{log}");
+        }
+        // baresip hung up (its -t timer) and the switch answered the BYE.
+        assert!(log.contains("terminated (duration"), "{log}");
+        let heard = recorded(dir).unwrap_or_else(|| panic!("a recording in {dir:?}: {log}"));
+        let power: Vec<f64> = tones.iter().map(|&hz| goertzel(&heard, hz)).collect();
+        let others = (0..tones.len()).filter(|&j| j != i).map(|j| power[j]);
+        let weakest_other = others.fold(f64::MAX, f64::min);
+        eprintln!(
+            "baresip {i} ({} Hz) heard {} samples; power per tone {power:?}",
+            tones[i],
+            heard.len()
+        );
+        assert!(
+            weakest_other > 100.0 * power[i] && weakest_other > 1e3,
+            "baresip {i} ({} Hz) hears the others and not itself: {power:?} over {} samples",
+            tones[i],
+            heard.len()
+        );
+    }
+    sw.stop().await;
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn baresip_without_tip_is_ended_with_media_timeout_and_the_meeting_goes_on() {
+async fn three_baresips_with_dtls_srtp_hear_each_other_mixed() {
     if !baresip_available() {
         return;
     }
-    let sw = common::switch(
-        "baresip",
-        "32200-32299",
-        "[[meeting]]\nnumber = \"4100\"\npolicy = \"secure\"\n",
-        3.0,
+    baresips_hear_each_other(
+        "baresip-dtls",
+        "36000-36099",
+        "encrypted-without-sdp-keys",
+        "dtls_srtp",
+        &[500.0, 1200.0, 2100.0],
+        46000,
     )
     .await;
-    // A TIP endpoint first.
-    let dtls = Arc::new(DtlsIdentity::generate().unwrap());
-    let mut tip = mswitch::endpoint::SimulatedCall::dial(
-        switch::testing::Endpoint::new(1, 1),
-        &sw.policy,
-        sw.sip,
-        "4100",
-        false,
-        &dtls,
-    )
-    .await
-    .unwrap();
-    // baresip presents a certificate for the trunk peer's subject from the switch's CA.
-    let (cert, key) = mswitch::certs::loopback_peer_identity(&sw.dir).unwrap();
-    let ca_pem = std::fs::read_to_string(sw.dir.join("ca.pem")).unwrap();
-    let dir = std::env::temp_dir().join(format!("mswitch-baresip-{}-notip", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let sip_port = free_tcp_port();
-    write_config(
-        &dir,
-        &ca_pem,
-        &format!("{cert}{key}"),
-        sip_port,
-        43900,
-        "dtls_srtp",
-    );
-    let child = tokio::process::Command::new("baresip")
-        .args(["-4", "-s", "-v", "-f"])
-        .arg(&dir)
-        .args(["-t", "9", "-e"])
-        .arg(format!("/dial sip:4100@127.0.0.1:{}", sw.sip.port()))
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("baresip starts");
-    // The TIP endpoint keeps its media flowing meanwhile.
-    let mut idr = HashSet::new();
-    let start = std::time::Instant::now();
-    let mut next = start;
-    while start.elapsed() < Duration::from_secs(8) || !tip.established() {
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "the TIP endpoint negotiates"
-        );
-        let now = std::time::Instant::now();
-        tip.pump(now).await;
-        if now >= next && tip.established() {
-            next += Duration::from_millis(20);
-            tip.media_tick(30, false, &mut idr).await;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_baresips_with_sdes_hear_each_other() {
+    if !baresip_available() {
+        return;
     }
-    assert!(
-        common::logged("Media Timeout occurred for call : called num = 4100"),
-        "the seed's line for the call without TIP"
-    );
-    let out = timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .expect("baresip exits")
-        .unwrap();
-    let log =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let log = log.replace('\r', "\n");
-    assert!(log.contains("Call established"), "{log}");
-    assert!(
-        log.contains("DTLS-SRTP complete"),
-        "DTLS with the switch: {log}"
-    );
-    assert!(
-        log.contains("BYE sip:"),
-        "the switch's BYE reached baresip: {log}"
-    );
-    // The TIP endpoint is still in its call: established, and no BYE for it.
-    assert!(tip.established());
-    assert!(
-        timeout(Duration::from_millis(300), tip.sip.recv())
-            .await
-            .is_err(),
-        "nothing for the TIP endpoint"
-    );
-    tip.hangup("4100").await.unwrap();
-    sw.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    baresips_hear_each_other(
+        "baresip-sdes",
+        "36100-36199",
+        "encrypted-with-sdp-keys",
+        "srtp-mand",
+        &[700.0, 1600.0],
+        46500,
+    )
+    .await;
+}
+
+/// The decoded audio baresip recorded (sndfile's `dump-*-dec.wav`), as mono samples.
+fn recorded(dir: &Path) -> Option<Vec<i16>> {
+    let file = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("dump-") && n.ends_with("-dec.wav"))
+        })?;
+    let wav = std::fs::read(file).ok()?;
+    // RIFF chunks: find "fmt " (channels) and "data".
+    let mut i = 12;
+    let mut channels = 1usize;
+    while i + 8 <= wav.len() {
+        let id = &wav[i..i + 4];
+        let len = u32::from_le_bytes(wav[i + 4..i + 8].try_into().ok()?) as usize;
+        let body = &wav[i + 8..(i + 8 + len).min(wav.len())];
+        if id == b"fmt " && body.len() >= 4 {
+            channels = usize::from(u16::from_le_bytes([body[2], body[3]])).max(1);
+        }
+        if id == b"data" {
+            return Some(
+                body.chunks_exact(2 * channels)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            );
+        }
+        i += 8 + len + (len & 1);
+    }
+    None
+}
+
+/// The power of `hz` in 8 kHz samples (Goertzel), normalised by the length.
+fn goertzel(samples: &[i16], hz: f64) -> f64 {
+    let w = std::f64::consts::TAU * hz / 8000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s = f64::from(x) + c * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
 }

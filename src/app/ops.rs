@@ -363,8 +363,7 @@ impl App {
                     && lines
                         .iter()
                         .all(|l| l.keying != LineKeying::Plain && l.established && !l.held),
-                media_path: (!lines.is_empty())
-                    .then(|| super::admin::media_path(lines).to_owned()),
+                media_path: (!lines.is_empty()).then(|| super::admin::media_path(lines).to_owned()),
             },
             screens: p.map(|p| p.screens),
             packets_in: lines.iter().map(|l| l.counters.packets_in).sum(),
