@@ -16,6 +16,9 @@ use switch::srtp::batch::{Engine, HmacJob, HmacPads, hmac_sha1_batch};
 use switch::srtp::{HmacSha1Key, MasterKey, SrtpContext, Suite, TipEktSender};
 use switch::testing::Sim;
 use switch::testing::{SALT, params};
+use switch::transcrypt::g711::Law;
+use switch::transcrypt::mixer::{FRAME, MixKey, Mixer};
+use switch::transcrypt::restamp::Restamper;
 
 /// The group parameter set of `switch::testing` (KEK and salt there).
 const SPI: Spi = Spi(switch::testing::AUDIO_SPI);
@@ -365,6 +368,86 @@ fn meeting(c: &mut Criterion) {
     assert!(s.forwarded > 0);
 }
 
+/// Issue 19, beside `forward/hmac80_1200` (the same packets, the fast path to one TIP
+/// receiver): the transcrypt path to one standard receiver: verify, open with the sender's
+/// key, restamp into the receiver's stream, protect with its per-hop key. And one 20 ms
+/// G.711 mix of three sources for one receiver (decode 3 x 160, rank, sum, encode), beside
+/// three `forward/hmac80_200` (the three audio packets a TIP receiver would get instead).
+fn transcrypt(c: &mut Criterion) {
+    let packets = tip_packets(1200);
+    let suite = Suite::AesCm128HmacSha1_80;
+    let hop = MasterKey::new(suite, &[9; 16], &[8; 14]).unwrap();
+    let mut slot = vec![0u8; 1500];
+    let mut plain = vec![0u8; 1500];
+    let t0 = Instant::now();
+    c.bench_function("transcrypt/video_1200_one_receiver", |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                &packets,
+                || {
+                    (
+                        tip_forwarder(&packets[0]),
+                        Restamper::new(7, 90_000, 0, 0),
+                        SrtpContext::new(suite, &hop),
+                    )
+                },
+                |(f, restamp, ctx), p| {
+                    let v = f.verify(black_box(p), true).unwrap();
+                    let n = f.open(p, &v, &mut plain).unwrap();
+                    let seq = u16::from_be_bytes([plain[2], plain[3]]);
+                    let (seq, ts) = restamp.map(t0, v.ssrc(), seq, 0).unwrap();
+                    slot[..12].copy_from_slice(&plain[..12]);
+                    slot[0] = 0x80;
+                    slot[2..4].copy_from_slice(&seq.to_be_bytes());
+                    slot[4..8].copy_from_slice(&ts.to_be_bytes());
+                    slot[8..12].copy_from_slice(&7u32.to_be_bytes());
+                    slot[12..n - 4].copy_from_slice(&plain[16..n]);
+                    black_box(ctx.protect_rtp(&mut slot, n - 4).unwrap());
+                },
+            )
+        })
+    });
+
+    let law = Law::Mu;
+    let frames: Vec<Vec<u8>> = (0..3)
+        .map(|s| {
+            (0..160)
+                .map(|i| law.encode((i * 97 + s * 1000) as i16))
+                .collect()
+        })
+        .collect();
+    let mut mixer: Mixer<u8> = Mixer::new();
+    let mut frame = [0i16; FRAME];
+    let mut encoded = [0u8; FRAME];
+    // Primed: every source has a frame buffered ahead.
+    for (s, f) in frames.iter().enumerate() {
+        let key = MixKey {
+            owner: s as u32,
+            source: s as u8,
+        };
+        mixer.push(key, f.iter().map(|&c| law.decode(c)));
+        mixer.push(key, f.iter().map(|&c| law.decode(c)));
+    }
+    c.bench_function("transcrypt/mix_g711_3src_20ms", |b| {
+        b.iter(|| {
+            for (s, f) in frames.iter().enumerate() {
+                let key = MixKey {
+                    owner: s as u32,
+                    source: s as u8,
+                };
+                mixer.push(key, black_box(f).iter().map(|&c| law.decode(c)));
+            }
+            mixer.tick();
+            mixer.mix_for(99, &mut frame);
+            for (e, x) in encoded.iter_mut().zip(frame) {
+                *e = law.encode(x);
+            }
+            black_box(&encoded);
+        })
+    });
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -405,5 +488,5 @@ fn batch_hmac(c: &mut Criterion) {
     }
 }
 
-criterion_group! { name = benches; config = config(); targets = forward, sfu_baselines, gcm, meeting, batch_hmac }
+criterion_group! { name = benches; config = config(); targets = forward, sfu_baselines, gcm, meeting, batch_hmac, transcrypt }
 criterion_main!(benches);
