@@ -57,9 +57,22 @@ fn standard_lines(sim: &Sim, participant: u32) -> usize {
 
 #[test]
 fn tip_endpoints_see_a_standard_endpoint_as_one_more_site() {
+    one_more_site(false);
+}
+
+#[test]
+fn tip_endpoints_see_a_dtls_keyed_standard_endpoint_as_one_more_site() {
+    one_more_site(true);
+}
+
+fn one_more_site(dtls: bool) {
     let mut sim = Sim::new(Mode::Site, &[(1, 1), (2, 1)]);
     assert_eq!(sim.negotiate(), 4);
-    sim.add_standard(StandardEndpoint::new(5, 440.0), DETECT);
+    if dtls {
+        sim.add_standard_dtls(StandardEndpoint::new(5, 440.0), DETECT);
+    } else {
+        sim.add_standard(StandardEndpoint::new(5, 440.0), DETECT);
+    }
     // Before the wait is over it is not a transcrypt leg yet: its media reaches no one.
     sim.mixed_tick(&[20, 20], &[8000.0], true);
     assert_eq!(standard_lines(&sim, 5), 0);
@@ -108,6 +121,11 @@ fn tip_endpoints_see_a_standard_endpoint_as_one_more_site() {
             "every packet of it had a key to decrypt with"
         );
     }
+    // It receives its two streams over its per-hop keys: the mix (silence here: TIP audio
+    // is not G.711) and the video of whoever it is shown.
+    let heard = &sim.standard[0].heard;
+    assert!(heard.iter().filter(|h| h.media == Media::Audio).count() > 100);
+    assert!(heard.iter().filter(|h| h.media == Media::Video).count() > 100);
     // The switch's report says which participant is transcrypted.
     sim.meeting.handle_command(sim.now, MeetingCommand::Report);
     let report = std::iter::from_fn(|| sim.meeting.poll_event())

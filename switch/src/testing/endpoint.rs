@@ -269,12 +269,12 @@ impl Endpoint {
 }
 
 /// The switch's address for a leg (the simulation has no sockets; DTLS wants addresses).
-fn switch_addr(leg: LegId) -> SocketAddr {
+pub(super) fn switch_addr(leg: LegId) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 20000 + leg as u16))
 }
 
 /// An endpoint's address for a leg.
-fn endpoint_addr(leg: LegId) -> SocketAddr {
+pub(super) fn endpoint_addr(leg: LegId) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 2], 30000 + leg as u16))
 }
 

@@ -46,7 +46,7 @@ impl Sim {
             let mut replies = Vec::new();
             for (leg, bytes) in outputs {
                 if let Some(s) = self.standard.iter_mut().find(|s| s.legs().contains(&leg)) {
-                    s.handle_datagram(now, leg, &bytes);
+                    replies.extend(s.handle_datagram(now, leg, &bytes));
                     continue;
                 }
                 let ep = self
@@ -145,6 +145,33 @@ impl Sim {
         self.meeting.add_participant(self.now, ep.id, 1, setup);
         self.standard.push(ep);
         self.deliver_outputs();
+    }
+
+    /// A standard endpoint joins keyed by DTLS-SRTP (rtcp-mux): it runs its handshake
+    /// with the meeting until both sides have keys.
+    pub fn add_standard_dtls(&mut self, mut ep: super::StandardEndpoint, detect_after: Duration) {
+        let id = || Arc::new(DtlsIdentity::generate().expect("ECDSA identity"));
+        let (switch_id, endpoint_id) = (id(), id());
+        let setup = ep.setup_with(detect_after, Some((&switch_id, &endpoint_id)), self.now);
+        ep.start_dtls_toward(self.now, switch_id.fingerprint(), &endpoint_id);
+        self.meeting.add_participant(self.now, ep.id, 1, setup);
+        let first = ep.dtls_pump();
+        self.standard.push(ep);
+        for (leg, d) in first {
+            self.send(leg, &d);
+        }
+        let i = self.standard.len() - 1;
+        for _ in 0..50 {
+            if self.standard[i].keyed() {
+                break;
+            }
+            let more = self.standard[i].dtls_pump();
+            for (leg, d) in more {
+                self.send(leg, &d);
+            }
+            self.advance(Duration::from_millis(10));
+        }
+        assert!(self.standard[i].keyed(), "the DTLS handshake completes");
     }
 
     /// 20 ms of media from the standard endpoints (`amplitudes[i]` for the i-th) and, with

@@ -1,16 +1,19 @@
-//! A simulated standard SIP endpoint (issue 19): no TIP, no EKT; SDES per-hop keys; audio
+//! A simulated standard SIP endpoint (issue 19): no TIP, no EKT; per-hop keys by SDES or
+//! DTLS-SRTP (rtcp-mux); audio
 //! in PCMU (a tone of its own), video H.264-shaped (SPS + IDR on request, else non-IDR
 //! slices). It records everything it receives, decrypted with the switch's per-hop key.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::dtls::{DtlsEvent, DtlsIdentity, DtlsSession, DtlsSettings, Role};
 use crate::meeting::{HopKeying, HopKeys, LegId, LineSetup, StandardSetup};
 use crate::rtp::RtpHeader;
 use crate::srtp::{MasterKey, SrtpContext, Suite};
 use crate::tip::negotiation::{LineConfig, Media};
 use crate::transcrypt::g711::Law;
 
-use super::endpoint::{AUDIO_SPI, VIDEO_SPI, group};
+use super::endpoint::{AUDIO_SPI, VIDEO_SPI, endpoint_addr, group, switch_addr};
 
 /// What the endpoint received on a line, decrypted.
 #[derive(Debug, Clone)]
@@ -40,6 +43,10 @@ struct StdLine {
     seq: u16,
     ts: u32,
     keys: ([u8; 16], [u8; 14], [u8; 16], [u8; 14]),
+    /// DTLS-SRTP keying: its (active) association; the contexts above are replaced when
+    /// it connects.
+    dtls: Option<DtlsSession>,
+    keyed: bool,
 }
 
 /// A standard endpoint with an audio and a video line on legs `id * 10` and `+ 1`.
@@ -85,6 +92,8 @@ impl StandardEndpoint {
                     seq: 1000,
                     ts: 5000,
                     keys,
+                    dtls: None,
+                    keyed: true,
                 }
             })
             .collect();
@@ -115,6 +124,18 @@ impl StandardEndpoint {
     /// The lines as the switch's call control would add them (SDES keys, PCMU and H.264,
     /// standard after `detect_after` without TIP).
     pub fn setup(&self, detect_after: Duration) -> Vec<LineSetup> {
+        self.setup_with(detect_after, None, Instant::now())
+    }
+
+    /// As [`StandardEndpoint::setup`]; with `dtls` (the switch's and the endpoint's
+    /// identities) each line is keyed by DTLS-SRTP, the switch passive, and the endpoint
+    /// starts its active side.
+    pub fn setup_with(
+        &self,
+        detect_after: Duration,
+        dtls: Option<(&Arc<DtlsIdentity>, &Arc<DtlsIdentity>)>,
+        now: Instant,
+    ) -> Vec<LineSetup> {
         self.lines
             .iter()
             .map(|l| {
@@ -129,12 +150,24 @@ impl StandardEndpoint {
                     Media::Audio => vec![(0, Some("PCMU/8000".to_owned()))],
                     Media::Video => vec![(96, Some("H264/90000".to_owned()))],
                 };
-                LineSetup {
-                    leg: l.leg,
-                    keying: HopKeying::Sdes(Box::new(HopKeys {
+                let keying = match dtls {
+                    None => HopKeying::Sdes(Box::new(HopKeys {
                         inbound: ctx(tk, ts),
                         outbound: ctx(rk, rs),
                     })),
+                    Some((switch_id, endpoint_id)) => HopKeying::Dtls(Box::new(DtlsSession::new(
+                        now,
+                        switch_id.clone(),
+                        DtlsSettings::default(),
+                        Role::Passive,
+                        switch_addr(l.leg),
+                        endpoint_addr(l.leg),
+                        Some(endpoint_id.fingerprint()),
+                    ))),
+                };
+                LineSetup {
+                    leg: l.leg,
+                    keying,
                     config,
                     rtcp: None,
                     standard: StandardSetup {
@@ -145,6 +178,63 @@ impl StandardEndpoint {
                 }
             })
             .collect()
+    }
+
+    /// Starts an active DTLS handshake on every line toward a switch known by its
+    /// certificate fingerprint, as `endpoint_id`; until it connects the line sends nothing.
+    pub fn start_dtls_toward(
+        &mut self,
+        now: Instant,
+        switch_fingerprint: [u8; 32],
+        endpoint_id: &Arc<DtlsIdentity>,
+    ) {
+        for l in &mut self.lines {
+            l.dtls = Some(DtlsSession::new(
+                now,
+                endpoint_id.clone(),
+                DtlsSettings::default(),
+                Role::Active,
+                endpoint_addr(l.leg),
+                switch_addr(l.leg),
+                Some(switch_fingerprint),
+            ));
+            l.keyed = false;
+        }
+    }
+
+    /// Its DTLS: events taken (a connected association keys the line), datagrams to send.
+    pub fn dtls_pump(&mut self) -> Vec<(LegId, Vec<u8>)> {
+        let mut out = Vec::new();
+        for l in &mut self.lines {
+            let Some(d) = &mut l.dtls else { continue };
+            while let Some(e) = d.poll_event() {
+                match e {
+                    DtlsEvent::Connected(k) => {
+                        l.tx = SrtpContext::new(k.suite, &k.outbound);
+                        l.rx = SrtpContext::new(k.suite, &k.inbound);
+                        l.rx_rtcp = SrtpContext::new(k.suite, &k.inbound);
+                        l.keyed = true;
+                    }
+                    DtlsEvent::Failed(f) => panic!("standard endpoint DTLS failed: {f:?}"),
+                }
+            }
+            out.extend(std::iter::from_fn(|| d.poll_transmit()).map(|dg| (l.leg, dg)));
+        }
+        out
+    }
+
+    /// Time passed: DTLS retransmissions.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for d in self.lines.iter_mut().filter_map(|l| l.dtls.as_mut()) {
+            if d.poll_timeout().is_some_and(|t| t <= now) {
+                d.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Every line has its per-hop keys.
+    pub fn keyed(&self) -> bool {
+        self.lines.iter().all(|l| l.keyed)
     }
 
     /// 20 ms of media: 160 PCMU samples of its tone at `amplitude` (0 is silence), and
@@ -170,7 +260,7 @@ impl StandardEndpoint {
             })
             .collect();
         self.phase += 160;
-        for l in &mut self.lines {
+        for l in self.lines.iter_mut().filter(|l| l.keyed) {
             let payloads: Vec<Vec<u8>> = match l.media {
                 Media::Audio => vec![samples.clone()],
                 Media::Video if !video => continue,
@@ -220,12 +310,24 @@ impl StandardEndpoint {
         (l.leg, b)
     }
 
-    /// A datagram from the switch: media and RTCP are decrypted with the switch's per-hop
-    /// key (a failure is a test failure); a PLI makes the next frame an IDR.
-    pub fn handle_datagram(&mut self, _now: Instant, leg: LegId, bytes: &[u8]) {
+    /// A datagram from the switch: DTLS goes to the association (its answers returned);
+    /// media and RTCP are decrypted with the switch's per-hop key (a failure is a test
+    /// failure); a PLI makes the next frame an IDR.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        bytes: &[u8],
+    ) -> Vec<(LegId, Vec<u8>)> {
         let Some(l) = self.lines.iter_mut().find(|l| l.leg == leg) else {
             panic!("not this endpoint's leg {leg}");
         };
+        if bytes.first().is_some_and(|b| (20..=63).contains(b)) {
+            if let Some(d) = &mut l.dtls {
+                d.handle_datagram(now, bytes);
+            }
+            return self.dtls_pump();
+        }
         let mut b = bytes.to_vec();
         if crate::rtp::is_rtcp(&b) {
             let n = l
@@ -239,7 +341,7 @@ impl StandardEndpoint {
                 }
             }
             self.rtcp.push(b);
-            return;
+            return Vec::new();
         }
         let n =
             l.rx.unprotect_rtp(&mut b)
@@ -254,5 +356,6 @@ impl StandardEndpoint {
             pt: h.payload_type,
             payload: b[h.len..n].to_vec(),
         });
+        Vec::new()
     }
 }
