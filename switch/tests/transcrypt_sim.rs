@@ -123,6 +123,7 @@ fn one_more_site(dtls: bool) {
     }
     // It receives its two streams over its per-hop keys: the mix (silence here: TIP audio
     // is not G.711) and the video of whoever it is shown.
+    assert_eq!(sim.standard[0].decrypt_failures, 0);
     let heard = &sim.standard[0].heard;
     assert!(heard.iter().filter(|h| h.media == Media::Audio).count() > 100);
     assert!(heard.iter().filter(|h| h.media == Media::Video).count() > 100);
@@ -163,6 +164,8 @@ fn a_standard_endpoint_gets_one_continuous_stream_switched_at_idrs() {
         .cloned()
         .collect();
     assert!(video.len() > 300, "{}", video.len());
+    assert_eq!(sim.standard[0].decrypt_failures, 0);
+    assert_eq!(sim.standard[0].video_lost, 0);
     let ssrcs: HashSet<u32> = video.iter().map(|h| h.ssrc).collect();
     assert_eq!(ssrcs.len(), 1, "one SSRC on the m-line");
     for w in video.windows(2) {
@@ -233,6 +236,7 @@ fn standard_endpoints_hear_the_others_mixed_and_never_themselves() {
     }
     let tones = [440.0, 1000.0, 1800.0];
     for (i, s) in sim.standard.iter().enumerate() {
+        assert_eq!(s.decrypt_failures, 0);
         let audio: Vec<_> = s.heard.iter().filter(|h| h.media == Media::Audio).collect();
         assert!(audio.len() > 100, "{}", audio.len());
         assert!(audio.iter().all(|h| h.pt == 0 && h.payload.len() == 160));

@@ -16,6 +16,7 @@ OPTIONS:
     --speaker SECS      how long each speaker talks (default 3)
     --sweep S1,S2,...   segment counts to sweep (meetings follow), stopping at saturation
     --workers W         the switch's media workers (default 1; the generator needs a core)
+    --standard          add one standard SIP endpoint per meeting (no TIP: a transcrypt leg)
     --no-baseline       skip the SFU baseline (decrypt + re-encrypt per receiver)
     --batching-off      also measure with recvmmsg/sendmmsg batching off
     --target ADDR --pid PID --data-dir DIR
@@ -60,6 +61,7 @@ impl LoadOptions {
                         .collect::<Result<_, _>>()?;
                 }
                 "--no-baseline" => o.baseline = false,
+                "--standard" => o.standard = true,
                 "--batching-off" => o.batching_off = true,
                 "--target" => {
                     let v = value()?;

@@ -9,6 +9,8 @@
 //! the latency the switch adds, verification failures at the receivers, the switch's CPU
 //! time per forwarded packet (/proc) and its peak memory, join times. The same load then
 //! runs against the SFU baseline (`mswitch run --sfu-baseline`, tools builds only), and the report gives the ratio.
+//! With `--standard`, each meeting also has a standard SIP endpoint ([`standard`]): its
+//! lines are transcrypt legs, so the point measures what they cost.
 
 pub mod args;
 
@@ -19,6 +21,7 @@ pub const SFU_BASELINE_FLAG: &str = "--sfu-baseline";
 pub mod child;
 pub mod measure;
 pub mod report;
+pub mod standard;
 pub mod traffic;
 
 use std::net::SocketAddr;
@@ -74,6 +77,8 @@ pub struct LoadOptions {
     pub baseline: bool,
     /// Also measure with recvmmsg/sendmmsg batching off.
     pub batching_off: bool,
+    /// One standard SIP endpoint per meeting too (a transcrypt leg, issue 19).
+    pub standard: bool,
     /// A running switch instead of one started per point.
     pub target: Option<Target>,
     /// Segment counts to sweep (the meetings follow); empty: one point.
@@ -92,6 +97,7 @@ impl Default for LoadOptions {
             workers: 1,
             baseline: true,
             batching_off: false,
+            standard: false,
             target: None,
             sweep: Vec::new(),
             out: PathBuf::from("mswitch-load"),
@@ -201,7 +207,9 @@ pub async fn run_point(
         failed: 0.into(),
         speaker_period: opts.speaker_period,
     });
-    let total = meetings * opts.endpoints;
+    let standard = usize::from(opts.standard);
+    let per_meeting = opts.endpoints + standard;
+    let total = meetings * per_meeting;
     let mut tasks = Vec::new();
     for m in 0..meetings {
         for i in 0..opts.endpoints {
@@ -210,7 +218,7 @@ pub async fn run_point(
                 screens: if i == 0 { 3 } else { 1 },
                 number: format!("{}", 7000 + m),
                 index: i,
-                meeting_size: opts.endpoints,
+                meeting_size: per_meeting,
             };
             tasks.push(tokio::task::spawn_local(traffic::run_call(
                 plan,
@@ -220,6 +228,23 @@ pub async fn run_point(
                 shared.clone(),
             )));
             // A ramp, not a burst: one INVITE every 20 ms.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if opts.standard {
+            let plan = CallPlan {
+                id: (50_000 + m) as u32,
+                screens: 1,
+                number: format!("{}", 7000 + m),
+                index: opts.endpoints,
+                meeting_size: per_meeting,
+            };
+            tasks.push(tokio::task::spawn_local(standard::run_standard_call(
+                plan,
+                policy.clone(),
+                sip,
+                dtls.clone(),
+                shared.clone(),
+            )));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

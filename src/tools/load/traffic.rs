@@ -20,7 +20,7 @@ use sip::tls::TlsPolicy;
 use switch::dtls::DtlsIdentity;
 use switch::meeting::LegId;
 use switch::srtp::{MasterKey, SrtpContext};
-use switch::testing::{Endpoint, HOP, SALT, sender_key};
+use switch::testing::{Endpoint, HOP, SALT, is_simulated_source, key_from_full_tag, sender_key};
 use switch::tip::negotiation::Media;
 use tokio::net::UdpSocket;
 
@@ -64,7 +64,7 @@ pub struct Shared {
 
 impl Shared {
     /// Whether `now` is inside the measurement window.
-    fn in_window(&self, now: Instant) -> bool {
+    pub(super) fn in_window(&self, now: Instant) -> bool {
         let t = (now - self.base).as_nanos() as u64;
         let start = self.window_start.load(Ordering::Relaxed);
         let end = self.window_end.load(Ordering::Relaxed);
@@ -387,16 +387,35 @@ impl MediaLoop {
                 }
             }
         }
-        let line = self.endpoint.lines.iter().find(|l| l.media == media);
-        let salt = line.and_then(|l| l.group).map_or(SALT, |g| g.1);
-        let rx = self.endpoint.rx.entry(ssrc).or_insert_with(|| {
-            SrtpContext::new(
-                HOP,
-                &MasterKey::new(HOP, &sender_key(ssrc), &salt).expect("key sizes"),
-            )
-        });
+        let Some(line) = self.endpoint.lines.iter().find(|l| l.media == media) else {
+            return;
+        };
+        let salt = line.group.map_or(SALT, |g| g.1);
+        // A standard endpoint's media, re-protected by the switch under a key it announces
+        // in EKT: learned from the first full tag, as a TIP receiver does; its payload is
+        // not the generator's, so only its tag and sequence are checked.
+        let simulated = is_simulated_source(ssrc);
+        if !self.endpoint.rx.contains_key(&ssrc) {
+            let key = if simulated {
+                Some(sender_key(ssrc))
+            } else {
+                key_from_full_tag(line, data)
+            };
+            let Some(key) = key else {
+                // A short tag before the first full one: not decryptable yet.
+                return;
+            };
+            self.endpoint.rx.insert(
+                ssrc,
+                SrtpContext::new(HOP, &MasterKey::new(HOP, &key, &salt).expect("key sizes")),
+            );
+        }
+        let Some(rx) = self.endpoint.rx.get_mut(&ssrc) else {
+            return;
+        };
         let mut b = data.to_vec();
         match rx.unprotect_rtp_tip(&mut b, false) {
+            Ok(_) if !simulated => {}
             Ok((len, None)) if len >= 16 + 8 => {
                 let sent_at = u64::from_be_bytes(b[16..24].try_into().expect("8 bytes"));
                 if !payload_is(&b[16..len], sent_at, ssrc, seq) {

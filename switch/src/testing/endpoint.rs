@@ -692,7 +692,7 @@ pub fn is_simulated_source(ssrc: u32) -> bool {
 
 /// The master key a full TIP EKT tag carries, unwrapped with the line's group KEK
 /// (ekt-spec.md §3.6 step 4).
-fn key_from_full_tag(line: &EpLine, bytes: &[u8]) -> Option<[u8; 16]> {
+pub fn key_from_full_tag(line: &EpLine, bytes: &[u8]) -> Option<[u8; 16]> {
     let hdr = crate::rtp::RtpHeader::parse(bytes).ok()?;
     let parsed = ekt::tip_tag::TipEkt::parse(bytes, hdr.len, 10, 16).ok()?;
     let ekt::tip_tag::TipEkt::Full(f) = parsed.field else {

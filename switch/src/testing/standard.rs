@@ -64,6 +64,16 @@ pub struct StandardEndpoint {
     pub rtcp: Vec<Vec<u8>>,
     /// Frames until it sends an IDR (a PLI asks for one).
     pub idr_in: Option<u8>,
+    /// Keep every packet in [`StandardEndpoint::heard`] (tests); a load generator only
+    /// counts.
+    pub record: bool,
+    /// Media packets received: audio, video.
+    pub received: [u64; 2],
+    /// Packets missing in its video stream (gaps in the one sequence).
+    pub video_lost: u64,
+    last_video_seq: Option<u16>,
+    /// Datagrams that did not decrypt with the switch's per-hop key.
+    pub decrypt_failures: u64,
 }
 
 const SUITE: Suite = Suite::AesCm128HmacSha1_80;
@@ -105,6 +115,11 @@ impl StandardEndpoint {
             heard: Vec::new(),
             rtcp: Vec::new(),
             idr_in: Some(0),
+            record: true,
+            received: [0; 2],
+            video_lost: 0,
+            last_video_seq: None,
+            decrypt_failures: 0,
         }
     }
 
@@ -311,8 +326,8 @@ impl StandardEndpoint {
     }
 
     /// A datagram from the switch: DTLS goes to the association (its answers returned);
-    /// media and RTCP are decrypted with the switch's per-hop key (a failure is a test
-    /// failure); a PLI makes the next frame an IDR.
+    /// media and RTCP are decrypted with the switch's per-hop key (failures counted in
+    /// [`StandardEndpoint::decrypt_failures`]); a PLI makes the next frame an IDR.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -330,32 +345,54 @@ impl StandardEndpoint {
         }
         let mut b = bytes.to_vec();
         if crate::rtp::is_rtcp(&b) {
-            let n = l
-                .rx_rtcp
-                .unprotect_rtcp(&mut b)
-                .expect("the switch's SRTCP decrypts with its per-hop key");
+            let Ok(n) = l.rx_rtcp.unprotect_rtcp(&mut b) else {
+                self.decrypt_failures += 1;
+                return Vec::new();
+            };
             b.truncate(n);
             for p in crate::rtp::rtcp_packets(&b) {
                 if p.len() >= 12 && p[1] == 206 && p[0] & 0x1f == 1 {
                     self.idr_in = Some(2);
                 }
             }
-            self.rtcp.push(b);
+            if self.record {
+                self.rtcp.push(b);
+            }
             return Vec::new();
         }
-        let n =
-            l.rx.unprotect_rtp(&mut b)
-                .expect("the switch's SRTP decrypts with its per-hop key");
-        let h = RtpHeader::parse(&b[..n]).expect("RTP");
-        assert_eq!(h.csrc_count, 0, "no TIP CSRC toward a standard endpoint");
-        self.heard.push(Heard {
-            media: l.media,
-            ssrc: h.ssrc,
-            seq: h.seq,
-            ts: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-            pt: h.payload_type,
-            payload: b[h.len..n].to_vec(),
-        });
+        let Ok(n) = l.rx.unprotect_rtp(&mut b) else {
+            self.decrypt_failures += 1;
+            return Vec::new();
+        };
+        let Ok(h) = RtpHeader::parse(&b[..n]) else {
+            self.decrypt_failures += 1;
+            return Vec::new();
+        };
+        // No TIP CSRC toward a standard endpoint.
+        if h.csrc_count != 0 {
+            self.decrypt_failures += 1;
+        }
+        let media = l.media;
+        self.received[usize::from(media == Media::Video)] += 1;
+        if media == Media::Video {
+            if let Some(last) = self.last_video_seq {
+                let gap = h.seq.wrapping_sub(last).wrapping_sub(1);
+                if gap < 1000 {
+                    self.video_lost += u64::from(gap);
+                }
+            }
+            self.last_video_seq = Some(h.seq);
+        }
+        if self.record {
+            self.heard.push(Heard {
+                media,
+                ssrc: h.ssrc,
+                seq: h.seq,
+                ts: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+                pt: h.payload_type,
+                payload: b[h.len..n].to_vec(),
+            });
+        }
         Vec::new()
     }
 }
