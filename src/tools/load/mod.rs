@@ -166,6 +166,12 @@ pub struct Point {
     pub late_sends: u64,
     /// Why this point is saturated, if it is.
     pub saturated: Option<String>,
+    /// Standard SIP endpoints (`--standard`) that joined.
+    pub standard_joined: usize,
+    /// Media packets/s they received (the mix and the switched video), transcrypted.
+    pub standard_received_pps: f64,
+    /// Media packets/s they sent (re-protected end to end by the switch).
+    pub standard_sent_pps: f64,
     /// The latency samples' distribution (for the chart): microseconds at each percent.
     #[serde(skip)]
     pub latency_cdf: Vec<u32>,
@@ -395,6 +401,22 @@ fn summarize(
         late_sends,
         saturated: None,
         latency_cdf,
+        standard_joined: calls
+            .iter()
+            .filter(|c| c.standard && c.error.is_none())
+            .count(),
+        standard_received_pps: calls
+            .iter()
+            .filter(|c| c.standard)
+            .map(|c| c.received_packets)
+            .sum::<u64>() as f64
+            / seconds,
+        standard_sent_pps: calls
+            .iter()
+            .filter(|c| c.standard)
+            .map(|c| c.sent_packets)
+            .sum::<u64>() as f64
+            / seconds,
     };
     p.saturated = saturation(&p);
     p

@@ -48,6 +48,13 @@ pub fn text(points: &[Point]) -> String {
             p.join_ms[0],
             p.join_ms[1],
         );
+        if p.standard_joined > 0 {
+            let _ = writeln!(
+                s,
+                "{:<20} of which {} standard endpoints (transcrypt legs): in {:.0} pps, out {:.0} pps",
+                "", p.standard_joined, p.standard_sent_pps, p.standard_received_pps
+            );
+        }
         if let Some(why) = &p.saturated {
             let _ = writeln!(s, "{:<20} saturated: {why}", "");
         }

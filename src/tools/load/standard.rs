@@ -26,7 +26,10 @@ pub async fn run_standard_call(
     dtls: Arc<DtlsIdentity>,
     shared: Arc<Shared>,
 ) -> CallStats {
-    let mut stats = CallStats::default();
+    let mut stats = CallStats {
+        standard: true,
+        ..CallStats::default()
+    };
     let dialled = Instant::now();
     let tone = 300.0 + 100.0 * f64::from(plan.id % 20);
     let mut call = match StandardCall::dial(plan.id, tone, &policy, sip, &plan.number, &dtls).await

@@ -101,6 +101,8 @@ pub struct CallStats {
     pub late_sends: u64,
     /// Why it failed to join.
     pub error: Option<String>,
+    /// A standard SIP endpoint (`--standard`), not a TIP one.
+    pub standard: bool,
 }
 
 /// Who a call is.
