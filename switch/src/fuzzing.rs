@@ -270,3 +270,91 @@ pub fn dtls_established(data: &[u8]) {
         );
     });
 }
+
+/// A transcrypt leg (issue 19) over arbitrary bytes: the H.264 and RFC 6464 readers, and a
+/// meeting with a standard endpoint (SDES) that gets the bytes as they come (dropped by
+/// per-hop verification, never forwarded) and as a genuine packet protected with the
+/// endpoint's key (taken: decrypted, re-protected end to end, mixed). Never panics.
+pub fn transcrypt(data: &[u8]) {
+    use crate::meeting::switching::SwitchingConfig;
+    use crate::meeting::{HopKeying, HopKeys, LineSetup, Meeting, StandardSetup};
+    use crate::tip::negotiation::{GroupParams, LineConfig, Media};
+    use crate::transcrypt::{h264, level};
+    use std::time::{Duration, Instant};
+
+    let _ = h264::begins_keyframe(data);
+    let _ = h264::RefreshMarker::default().flag(0, data);
+    for id in 0..16 {
+        let _ = level::extension_level(data, id);
+    }
+    let now = Instant::now();
+    let mut meeting = Meeting::new(SwitchingConfig::default(), 16);
+    meeting
+        .forwarder_mut()
+        .registry_mut()
+        .insert(SPI, group_params())
+        .expect("fresh registry");
+    let suite = Suite::AesCm128HmacSha1_80;
+    let key = |b: u8| SrtpContext::new(suite, &master_of(suite, b));
+    let lines = [
+        (Media::Audio, 10u32, "PCMU/8000", 0u8),
+        (Media::Video, 11, "H264/90000", 96),
+    ]
+    .into_iter()
+    .map(|(media, leg, map, pt)| {
+        let mut config = LineConfig::new(media, 0x100 + leg, "1");
+        config.group = Some(GroupParams {
+            spi: SPI.0,
+            salt: SALT,
+            kek: KEK,
+        });
+        LineSetup {
+            leg,
+            keying: HopKeying::Sdes(Box::new(HopKeys {
+                inbound: key(leg as u8),
+                outbound: key(0x40),
+            })),
+            config,
+            rtcp: None,
+            standard: StandardSetup {
+                detect_after: Some(Duration::ZERO),
+                formats: vec![(pt, Some(map.to_owned()))],
+                audio_level_ext: Some(1),
+            },
+        }
+    })
+    .collect();
+    meeting.add_participant(now, 1, 1, lines);
+    let mut out = TxBatch::new(64, 64);
+    meeting.handle_timeout(now, &mut out);
+    out.clear();
+    for leg in [10, 11] {
+        meeting.handle_datagram(now, leg, data, &mut out);
+        let before = meeting.stats().transcrypt_dropped;
+        // The same bytes as a genuine RTP packet of the endpoint.
+        if data.len() >= 12 && data.len() + 16 <= SLOT_SIZE {
+            let mut p = data.to_vec();
+            p[0] = 0x80 | (p[0] & 0x3f);
+            p.resize(data.len() + 16, 0);
+            let mut tx = key(leg as u8);
+            if let Ok(n) = tx.protect_rtp(&mut p, data.len()) {
+                meeting.handle_datagram(now, leg, &p[..n], &mut out);
+                assert_eq!(
+                    meeting.stats().transcrypt_dropped,
+                    before,
+                    "a genuine packet is taken"
+                );
+            }
+        }
+    }
+    meeting.handle_timeout(now + Duration::from_millis(40), &mut out);
+}
+
+fn master_of(suite: Suite, b: u8) -> MasterKey {
+    MasterKey::new(
+        suite,
+        &vec![b; suite.key_len()],
+        &vec![b ^ 1; suite.salt_len()],
+    )
+    .expect("suite lengths")
+}

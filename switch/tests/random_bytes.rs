@@ -56,4 +56,9 @@ proptest! {
         input.extend(data);
         switch::fuzzing::forward(&input);
     }
+
+    #[test]
+    fn a_transcrypt_leg_survives_any_datagram(data in rtp_like()) {
+        switch::fuzzing::transcrypt(&data);
+    }
 }
