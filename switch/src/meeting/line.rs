@@ -104,10 +104,11 @@ pub(super) struct Line {
     /// When its TIP negotiation started (detection of a standard endpoint counts from it).
     pub(super) tip_since: Option<Instant>,
     /// What a transcrypt leg would need, until the line is one or is TIP for sure.
-    pub(super) standard_setup: StandardSetup,
+    pub(super) standard_setup: Box<StandardSetup>,
     /// The RTP leg's own per-hop keys when RTCP has its own leg and DTLS association
     /// (RFC 5764 §4.1): a transcrypt leg's media is keyed by them.
-    pub(super) rtp_hop: Option<HopKeys>,
+    /// (Boxed: the lines are walked per packet, and most never have one.)
+    pub(super) rtp_hop: Option<Box<HopKeys>>,
     /// The transcrypt leg, once the endpoint is known to be standard.
     pub(super) standard: Option<Box<super::core::StandardLine>>,
 }
@@ -151,7 +152,7 @@ impl Line {
             counters: LineCounters::default(),
             sent: Cell::new((0, 0)),
             tip_since,
-            standard_setup: l.standard,
+            standard_setup: Box::new(l.standard),
             rtp_hop: None,
             standard: None,
         };
@@ -268,10 +269,10 @@ fn drive_dtls(
                 // The RTP leg's association of a non-muxed line: its keys protect per-hop
                 // RTP, which only a transcrypt leg uses (TIP media keys are end to end).
                 DtlsEvent::Connected(keys) if !keys_rtcp => {
-                    l.rtp_hop = Some(HopKeys {
+                    l.rtp_hop = Some(Box::new(HopKeys {
                         inbound: SrtpContext::new(keys.suite, &keys.inbound),
                         outbound: SrtpContext::new(keys.suite, &keys.outbound),
-                    });
+                    }));
                 }
                 DtlsEvent::Connected(keys) => {
                     l.hop = Some(HopKeys {

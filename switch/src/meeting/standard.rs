@@ -137,13 +137,12 @@ impl StandardLine {
 /// The keys of a transcrypt leg's media: the RTP leg's own association when RTCP has its
 /// own (RFC 5764 §4.1), else the line's per-hop keys (SDES, or DTLS with rtcp-mux).
 fn media_keys<'a>(
-    rtp_hop: &'a mut Option<HopKeys>,
+    rtp_hop: &'a mut Option<Box<HopKeys>>,
     hop: &'a mut Option<HopKeys>,
 ) -> Option<&'a mut HopKeys> {
-    if rtp_hop.is_some() {
-        rtp_hop.as_mut()
-    } else {
-        hop.as_mut()
+    match rtp_hop {
+        Some(k) => Some(k),
+        None => hop.as_mut(),
     }
 }
 
@@ -212,7 +211,7 @@ impl Meeting {
             return;
         }
         let Some(tip) = l.tip.take() else { return };
-        let setup = std::mem::take(&mut l.standard_setup);
+        let setup = *std::mem::take(&mut l.standard_setup);
         let since = l.tip_since.unwrap_or(now);
         let s = StandardLine::new(now, l.media, tip.config(), since, setup);
         let mixes = s.law.is_some();
