@@ -397,23 +397,23 @@ impl MediaLoop {
         // in EKT: learned from the first full tag, as a TIP receiver does; its payload is
         // not the generator's, so only its tag and sequence are checked.
         let simulated = is_simulated_source(ssrc);
-        if !self.endpoint.rx.contains_key(&ssrc) {
-            let key = if simulated {
-                Some(sender_key(ssrc))
-            } else {
-                key_from_full_tag(line, data)
-            };
-            let Some(key) = key else {
+        let rx = match self.endpoint.rx.entry(ssrc) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let key = if simulated {
+                    Some(sender_key(ssrc))
+                } else {
+                    key_from_full_tag(line, data)
+                };
                 // A short tag before the first full one: not decryptable yet.
-                return;
-            };
-            self.endpoint.rx.insert(
-                ssrc,
-                SrtpContext::new(HOP, &MasterKey::new(HOP, &key, &salt).expect("key sizes")),
-            );
-        }
-        let Some(rx) = self.endpoint.rx.get_mut(&ssrc) else {
-            return;
+                let Some(key) = key else {
+                    return;
+                };
+                e.insert(SrtpContext::new(
+                    HOP,
+                    &MasterKey::new(HOP, &key, &salt).expect("key sizes"),
+                ))
+            }
         };
         let mut b = data.to_vec();
         match rx.unprotect_rtp_tip(&mut b, false) {
