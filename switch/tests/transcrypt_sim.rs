@@ -301,3 +301,48 @@ fn a_forged_packet_on_a_transcrypt_leg_reaches_no_one() {
         before + forged.len() as u64 + genuine.len() as u64
     );
 }
+
+#[test]
+fn a_codec_the_switch_cannot_mix_is_passed_through_to_the_same_codec() {
+    let mut sim = Sim::new(Mode::Site, &[(1, 1), (2, 1)]);
+    assert_eq!(sim.negotiate(), 4);
+    // A standard endpoint that offers only what the TIP endpoints send (AAC-LD).
+    let mut aac = StandardEndpoint::new(5, 440.0);
+    aac.audio_format = (101, "AAC-LD/48000".to_owned());
+    sim.add_standard(aac, DETECT);
+    for _ in 0..150 {
+        sim.mixed_tick(&[60, 20], &[0.0], false);
+    }
+    for _ in 0..150 {
+        sim.mixed_tick(&[20, 60], &[0.0], false);
+    }
+    let s = &sim.standard[0];
+    assert_eq!(s.decrypt_failures, 0);
+    let audio: Vec<_> = s.heard.iter().filter(|h| h.media == Media::Audio).collect();
+    assert!(audio.len() > 200, "{}", audio.len());
+    assert_eq!(
+        audio.iter().map(|h| h.ssrc).collect::<HashSet<_>>().len(),
+        1
+    );
+    assert!(audio.iter().all(|h| h.pt == 101), "its own payload type");
+    for w in audio.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "no gap at the switch");
+        assert!(w[1].ts.wrapping_sub(w[0].ts) < 1 << 31);
+    }
+    // The loudest source's payload as sent, first endpoint 1's, then 2's.
+    let from: Vec<u32> = audio
+        .iter()
+        .map(|h| {
+            let seq = u16::from_be_bytes([h.payload[0], h.payload[1]]);
+            let ssrc = (u32::from(h.payload[2]) << 16) | 1;
+            assert_eq!(
+                h.payload,
+                payload(ssrc, seq, Media::Audio),
+                "passed through intact"
+            );
+            ssrc >> 16
+        })
+        .collect();
+    assert_eq!(from.first(), Some(&1));
+    assert_eq!(from.last(), Some(&2));
+}

@@ -125,6 +125,8 @@ pub struct Meeting {
     transcrypt_to: Vec<ParticipantId>,
     /// A line became a transcrypt leg: receivers may be ready for video.
     pending_ready: bool,
+    /// A transcrypt leg hears audio passed through (a codec the switch does not mix).
+    passthrough: bool,
 }
 
 /// Where a datagram arrived and what it is, as the meeting found it once.
@@ -175,6 +177,7 @@ impl Meeting {
             e2e_buf: vec![0u8; crate::forward::SLOT_SIZE + 64],
             transcrypt_to: Vec::with_capacity(64),
             pending_ready: false,
+            passthrough: false,
         }
     }
 
@@ -595,6 +598,13 @@ impl Meeting {
                     if self.mixer.is_some() && self.participants[pi].lines[li].standard.is_none() {
                         self.mix_tip_source(data, &v, source);
                     }
+                    if self.passthrough
+                        && self.participants[pi].lines[li].standard.is_none()
+                        && self.loudest.contains(&source)
+                    {
+                        self.transcrypt_to.clear();
+                        self.pass_through_to(pi, li, source);
+                    }
                     if self.loudest.contains(&source) {
                         for p in self.participants.iter().filter(|p| p.id != from) {
                             // Transcrypt legs hear the mix instead.
@@ -649,11 +659,12 @@ impl Meeting {
             }
         }
         let _: Result<usize, DropReason> = self.forwarder.emit(data, &v, &self.receivers, out);
-        if !self.transcrypt_to.is_empty() && v.kind() == PacketKind::Rtp && media == Media::Video {
-            let to = std::mem::take(&mut self.transcrypt_to);
+        if !self.transcrypt_to.is_empty() && v.kind() == PacketKind::Rtp {
+            let mut to = std::mem::take(&mut self.transcrypt_to);
             for &rx in &to {
-                self.transcrypt_out(now, rx, data, &v, out);
+                self.transcrypt_out(now, rx, media, data, &v, out);
             }
+            to.clear();
             self.transcrypt_to = to;
         }
     }

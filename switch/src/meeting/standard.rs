@@ -56,6 +56,9 @@ pub(crate) struct StandardLine {
     law: Option<Law>,
     /// Its formats, for the law of what it sends.
     formats: Vec<(u8, Option<String>)>,
+    /// Audio without G.711: its codec (`name/clock`, lower case), which it hears passed
+    /// through from the loudest source of the same codec.
+    pub(super) codec: Option<String>,
     /// The payload type of what it is sent.
     send_pt: u8,
     /// The one stream it receives on this m-line.
@@ -95,7 +98,22 @@ impl StandardLine {
             (Media::Audio, Some((pt, map))) => (Law::from_payload_type(*pt, map.as_deref()), *pt),
             _ => (None, s.formats.first().map_or(0, |f| f.0)),
         };
-        let clock = if media == Media::Audio { 8000 } else { 90_000 };
+        // Audio without G.711 hears a source of its own codec passed through (its first
+        // format's encoding name and clock rate).
+        let codec = match (media, law) {
+            (Media::Audio, None) => s.formats.first().and_then(|f| f.1.as_deref()).map(codec_id),
+            _ => None,
+        };
+        let clock = match (media, &codec) {
+            (Media::Video, _) => 90_000,
+            (Media::Audio, Some(c)) => c
+                .split('/')
+                .nth(1)
+                .and_then(|r| r.parse().ok())
+                .filter(|r| *r > 0)
+                .unwrap_or(8000),
+            (Media::Audio, None) => 8000,
+        };
         let e2e = config.group.as_ref().and_then(|g| {
             let params = ParameterSet::new(
                 EktCipher::AesEcb128,
@@ -110,6 +128,7 @@ impl StandardLine {
         let be32 = |i: usize| u32::from_be_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
         Self {
             law,
+            codec,
             formats: s.formats,
             send_pt,
             out: Restamper::new(be32(0), clock, u16::from_be_bytes([r[4], r[5]]), be32(8)),
@@ -132,6 +151,14 @@ impl StandardLine {
         let frac = (u128::from(d.subsec_nanos()) << 32) / 1_000_000_000;
         self.ntp_base.1 + (d.as_secs() << 32) + frac as u64
     }
+}
+
+/// A codec as `name/clock` in lower case, from an `a=rtpmap` value (channels dropped).
+pub(super) fn codec_id(rtpmap: &str) -> String {
+    let mut parts = rtpmap.split('/');
+    let name = parts.next().unwrap_or_default();
+    let clock = parts.next().unwrap_or_default();
+    format!("{name}/{clock}").to_lowercase()
 }
 
 /// The keys of a transcrypt leg's media: the RTP leg's own association when RTCP has its
@@ -215,6 +242,7 @@ impl Meeting {
         let since = l.tip_since.unwrap_or(now);
         let s = StandardLine::new(now, l.media, tip.config(), since, setup);
         let mixes = s.law.is_some();
+        self.passthrough |= s.codec.is_some();
         l.standard = Some(Box::new(s));
         l.established = !l.held;
         // Its media reaches the forwarder re-protected with the appended byte.
@@ -430,12 +458,57 @@ impl Meeting {
         );
     }
 
-    /// A verified video packet to the transcrypt leg of `receiver`: opened with the
+    /// The transcrypt legs a TIP audio source is passed through to (issue 19: a codec the
+    /// switch cannot mix, heard only by receivers that negotiated the same one): those whose
+    /// codec is the source line's and for whom it is the loudest such source that is not
+    /// their own. They go to `transcrypt_to`.
+    pub(super) fn pass_through_to(&mut self, pi: usize, li: usize, source: SourceId) {
+        let Some(codec) = self.participants[pi].lines[li]
+            .standard_setup
+            .formats
+            .first()
+            .and_then(|f| f.1.as_deref())
+            .map(codec_id)
+        else {
+            return;
+        };
+        let participants = &self.participants;
+        let codec_of = |p: ParticipantId| {
+            participants.iter().find(|x| x.id == p).and_then(|x| {
+                x.lines
+                    .iter()
+                    .find(|l| l.media == Media::Audio && l.standard.is_none())
+                    .and_then(|l| l.standard_setup.formats.first())
+                    .and_then(|f| f.1.as_deref())
+                    .map(codec_id)
+            })
+        };
+        for p in participants.iter().filter(|p| p.id != source.participant) {
+            let wants = p.lines.iter().any(|l| {
+                l.media == Media::Audio
+                    && l.established
+                    && l.standard
+                        .as_deref()
+                        .and_then(|s| s.codec.as_deref())
+                        .is_some_and(|c| c == codec)
+            });
+            // The loudest source of that codec that is not the receiver's own.
+            let loudest = self.loudest.iter().find(|s| {
+                s.participant != p.id && codec_of(s.participant).as_deref() == Some(&codec)
+            });
+            if wants && loudest == Some(&source) {
+                self.transcrypt_to.push(p.id);
+            }
+        }
+    }
+
+    /// A verified packet to the transcrypt leg of `receiver` on `media`: opened with the
     /// sender's key, restamped into the leg's one stream, protected per hop.
     pub(super) fn transcrypt_out(
         &mut self,
         now: Instant,
         receiver: ParticipantId,
+        media: Media,
         data: &[u8],
         v: &Verified,
         out: &mut TxBatch,
@@ -454,7 +527,7 @@ impl Meeting {
             .and_then(|p| {
                 p.lines
                     .iter_mut()
-                    .find(|l| l.media == Media::Video && l.standard.is_some())
+                    .find(|l| l.media == media && l.standard.is_some())
             })
         else {
             return;

@@ -261,7 +261,15 @@ impl Endpoint {
                         leg,
                         dtls: passive(leg),
                     }),
-                    standard: StandardSetup::default(),
+                    // What its SDP offers (tools/endpoint.rs): AAC-LD and H.264.
+                    standard: StandardSetup {
+                        detect_after: None,
+                        formats: vec![match l.media {
+                            Media::Audio => (96, Some("AAC-LD/48000".to_owned())),
+                            Media::Video => (112, Some("H264/90000".to_owned())),
+                        }],
+                        audio_level_ext: None,
+                    },
                 }
             })
             .collect()

@@ -74,6 +74,8 @@ pub struct StandardEndpoint {
     last_video_seq: Option<u16>,
     /// Datagrams that did not decrypt with the switch's per-hop key.
     pub decrypt_failures: u64,
+    /// Its audio format (payload type, rtpmap): PCMU unless changed.
+    pub audio_format: (u8, String),
 }
 
 const SUITE: Suite = Suite::AesCm128HmacSha1_80;
@@ -120,6 +122,7 @@ impl StandardEndpoint {
             video_lost: 0,
             last_video_seq: None,
             decrypt_failures: 0,
+            audio_format: (0, "PCMU/8000".to_owned()),
         }
     }
 
@@ -162,7 +165,7 @@ impl StandardEndpoint {
                     VIDEO_SPI
                 }));
                 let formats = match l.media {
-                    Media::Audio => vec![(0, Some("PCMU/8000".to_owned()))],
+                    Media::Audio => vec![(self.audio_format.0, Some(self.audio_format.1.clone()))],
                     Media::Video => vec![(96, Some("H264/90000".to_owned()))],
                 };
                 let keying = match dtls {
@@ -294,7 +297,7 @@ impl StandardEndpoint {
                 let mut b = vec![0u8; 12 + p.len() + 16];
                 b[0] = 0x80;
                 b[1] = match l.media {
-                    Media::Audio => 0,
+                    Media::Audio => self.audio_format.0,
                     Media::Video => 96 | if k + 1 == n { 0x80 } else { 0 },
                 };
                 b[2..4].copy_from_slice(&l.seq.to_be_bytes());
