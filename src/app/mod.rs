@@ -42,10 +42,13 @@ use switch::meeting::LineFailure;
 use switch::tip::negotiation::Failure as TipFailure;
 
 mod admin;
+mod call;
 mod certs;
 mod media;
 mod ops;
 mod start;
+
+use call::CallState;
 
 pub use ops::Stop;
 
@@ -76,81 +79,6 @@ struct MeetingState {
     mode: Mode,
     /// Why its security is what it is (its start, or the downgrade that changed it).
     security_reason: Option<String>,
-}
-
-struct CallState {
-    number: String,
-    call_id: String,
-    participant: ParticipantId,
-    lines: Vec<LineSockets>,
-    legs: Vec<LegId>,
-    /// Delayed offer: our offer's SDES keys per line, until the answer comes.
-    offered: Option<(Description, Vec<Option<Vec<u8>>>)>,
-    /// Our last SDP (answers a re-INVITE).
-    local_sdp: Vec<u8>,
-    /// The peer's last SDP (a re-offer is compared with it).
-    remote_sdp: Option<Description>,
-    joined: bool,
-    /// Joined with SRTP lines a non-secure meeting holds: re-INVITE it to RTP/AVP once
-    /// the call is confirmed.
-    needs_downgrade: bool,
-    /// Our re-INVITE to RTP/AVP is out: its answer adds the participant again, plain.
-    downgrading: bool,
-    /// This call downgrades its secure Best-Effort meeting once it is established.
-    pending_downgrade: Option<PendingDowngrade>,
-    /// The switch placed it (an operator's dial-out).
-    outbound: bool,
-    /// Unix time it came (or was placed).
-    joined_at: u64,
-    /// Why it ends, once known (its call record's end reason).
-    end: Option<CallEnd>,
-    /// Unix time of the INVITE and of the answer, milliseconds (call record).
-    start_ms: u64,
-    answer_ms: Option<u64>,
-    /// The caller's and the callee's URIs (call record).
-    from_uri: Option<String>,
-    to_uri: Option<String>,
-    /// Which trunk peer.
-    peer: Option<usize>,
-    /// When the INVITE came (join latency).
-    invited: std::time::Instant,
-    /// Its User-Agent marks it as a standard endpoint (`[tip] standard_user_agents`).
-    standard_by_agent: bool,
-    /// Lines through TIP, and whether the join latency was recorded.
-    lines_established: usize,
-    latency_recorded: bool,
-}
-
-impl CallState {
-    /// A call for meeting `number` whose participant will be `participant`.
-    fn new(number: String, call_id: String, participant: ParticipantId) -> Self {
-        Self {
-            number,
-            call_id,
-            participant,
-            lines: Vec::new(),
-            legs: Vec::new(),
-            offered: None,
-            local_sdp: Vec::new(),
-            remote_sdp: None,
-            joined: false,
-            needs_downgrade: false,
-            downgrading: false,
-            pending_downgrade: None,
-            outbound: false,
-            joined_at: crate::admin::http::state::unix_now(),
-            end: None,
-            start_ms: ops::unix_ms(),
-            answer_ms: None,
-            from_uri: None,
-            to_uri: None,
-            peer: None,
-            invited: std::time::Instant::now(),
-            standard_by_agent: false,
-            lines_established: 0,
-            latency_recorded: false,
-        }
-    }
 }
 
 /// Where an INVITE came from, as the trunk saw it.
