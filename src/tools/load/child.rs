@@ -43,10 +43,13 @@ impl SwitchProcess {
         let sip = SocketAddr::from(([127, 0, 0, 1], port));
         let data_dir = dir.join("data");
         let config = dir.join("switch.toml");
+        // Every simulated endpoint connects from 127.0.0.1: the per-address cap (16 by
+        // default, issue 14) would refuse the 17th.
         std::fs::write(
             &config,
             format!(
                 "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"{sip}\"\noptions_interval = 0\n\
+                 max_connections = 4096\nmax_connections_per_address = 4096\n\
                  [tls]\ndata_dir = \"{}\"\n\
                  [media]\nports = \"20000-39999\"\naddress = \"127.0.0.1\"\nworkers = {}\n\
                  batch = {}\n[admin]\nhttps = \"\"\nhttp_redirect = \"\"\nmetrics = \"\"\n",
