@@ -456,6 +456,8 @@ impl App {
         let mut state = CallState::new(number, call_id.clone(), participant);
         metrics::counter!("mswitch_calls_started_total", "direction" => "out").increment(1);
         state.outbound = true;
+        // A phone dialled out to answers as a standard endpoint when it speaks no TIP.
+        state.standard_after = self.settings.standard_after;
         state.to_uri = Some(format!("<sip:{target}>"));
         state.lines = ours.lines;
         state.offered = Some((ours.offered, ours.keys));

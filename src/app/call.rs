@@ -45,8 +45,9 @@ pub(super) struct CallState {
     pub(super) peer: Option<usize>,
     /// When the INVITE came (join latency).
     pub(super) invited: std::time::Instant,
-    /// Its User-Agent marks it as a standard endpoint (`[tip] standard_user_agents`).
-    pub(super) standard_by_agent: bool,
+    /// When its lines are taken as a standard endpoint's without TIP
+    /// (`control::lines::standard_detection`).
+    pub(super) standard_after: Option<std::time::Duration>,
     /// Lines through TIP, and whether the join latency was recorded.
     pub(super) lines_established: usize,
     pub(super) latency_recorded: bool,
@@ -77,7 +78,7 @@ impl CallState {
             to_uri: None,
             peer: None,
             invited: std::time::Instant::now(),
-            standard_by_agent: false,
+            standard_after: None,
             lines_established: 0,
             latency_recorded: false,
         }

@@ -45,11 +45,7 @@ impl App {
         let number = c.number.clone();
         let participant = c.participant;
         let existing = !c.lines.is_empty();
-        let detect_after = if c.standard_by_agent {
-            Some(std::time::Duration::ZERO)
-        } else {
-            self.settings.standard_after
-        };
+        let detect_after = c.standard_after;
         let m = &self.meetings[&number];
         let (meeting_id, groups) = (m.id, m.groups.clone());
         let screens = lines::screens(remote);

@@ -552,13 +552,11 @@ impl App {
         state.from_uri = Some(via.from_uri);
         state.to_uri = Some(via.to_uri);
         state.peer = Some(via.peer);
-        state.standard_by_agent = user_agent.as_deref().is_some_and(|ua| {
-            let ua = ua.to_lowercase();
-            self.settings
-                .standard_user_agents
-                .iter()
-                .any(|m| ua.contains(m.as_str()))
-        });
+        state.standard_after = control::lines::standard_detection(
+            user_agent.as_deref(),
+            &self.settings.standard_user_agents,
+            self.settings.standard_after,
+        );
         state.needs_downgrade = admitted.needs_downgrade;
         state.pending_downgrade = pending_downgrade;
         self.calls.insert(call, state);

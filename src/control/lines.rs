@@ -23,6 +23,21 @@ pub fn screens(offer: &Description) -> u8 {
     }
 }
 
+/// When a call's lines are taken as a standard endpoint's (issue 19): at once when its
+/// User-Agent contains one of `marks` (lower case), else after `after` without TIP
+/// (`None`: never).
+pub fn standard_detection(
+    user_agent: Option<&str>,
+    marks: &[String],
+    after: Option<Duration>,
+) -> Option<Duration> {
+    let marked = user_agent.is_some_and(|ua| {
+        let ua = ua.to_lowercase();
+        marks.iter().any(|m| ua.contains(m.as_str()))
+    });
+    if marked { Some(Duration::ZERO) } else { after }
+}
+
 /// What every line of one call shares.
 #[derive(Debug, Clone)]
 pub struct CallLines<'a> {

@@ -863,3 +863,24 @@ fn the_release_rule_can_be_turned_off() {
     );
     admitted(d);
 }
+
+#[test]
+fn a_standard_endpoint_is_known_by_its_user_agent_or_by_waiting() {
+    use crate::control::lines::standard_detection;
+    let marks = vec!["baresip".to_owned(), "linphone".to_owned()];
+    let wait = Some(Duration::from_secs(3));
+    assert_eq!(
+        standard_detection(Some("baresip v1.0.0 (x86_64/linux)"), &marks, wait),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        standard_detection(Some("Linphone/5.2 (belle-sip)"), &marks, wait),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        standard_detection(Some("TANDBERG/529 (TC7.3.6)"), &marks, wait),
+        wait
+    );
+    assert_eq!(standard_detection(None, &marks, wait), wait);
+    assert_eq!(standard_detection(Some("baresip"), &[], None), None);
+}
