@@ -346,3 +346,47 @@ fn a_codec_the_switch_cannot_mix_is_passed_through_to_the_same_codec() {
     assert_eq!(from.first(), Some(&1));
     assert_eq!(from.last(), Some(&2));
 }
+
+/// A plain RTP standard endpoint in a non-secure meeting (T4: a non-secure endpoint): no
+/// keys anywhere, the same routing; its media reaches the TIP endpoints with the appended
+/// byte stripped, and it hears the mix.
+#[test]
+fn a_plain_standard_endpoint_in_a_non_secure_meeting() {
+    let mut sim = Sim::non_secure(Mode::Site, &[(1, 1), (2, 1)]);
+    assert_eq!(sim.negotiate(), 4);
+    let mut plain = StandardEndpoint::new(5, 440.0);
+    plain.plain = true;
+    sim.add_standard(plain, DETECT);
+    let mut other = StandardEndpoint::new(6, 1000.0);
+    other.plain = true;
+    sim.add_standard(other, DETECT);
+    for _ in 0..200 {
+        sim.mixed_tick(&[20, 20], &[8000.0, 3000.0], true);
+    }
+    let video_ssrc = sim.standard[0].ssrc(Media::Video);
+    for ep in &sim.endpoints {
+        let video: Vec<_> = ep.foreign.iter().filter(|f| f.1 == video_ssrc).collect();
+        assert!(
+            video.len() > 50,
+            "endpoint {} sees it: {}",
+            ep.id,
+            video.len()
+        );
+        assert!(video.iter().all(|v| [0x67, 0x65, 0x41].contains(&v.3[0])));
+    }
+    for s in &sim.standard {
+        assert_eq!(s.decrypt_failures, 0);
+        let audio: Vec<_> = s.heard.iter().filter(|h| h.media == Media::Audio).collect();
+        assert!(audio.len() > 100);
+        let samples: Vec<i16> = audio[audio.len() - 50..]
+            .iter()
+            .flat_map(|h| h.payload.iter().map(|&c| Law::Mu.decode(c)))
+            .collect();
+        let (own, other) = if s.id == 5 {
+            (440.0, 1000.0)
+        } else {
+            (1000.0, 440.0)
+        };
+        assert!(goertzel(&samples, other) > 1000.0 * goertzel(&samples, own).max(1e-3));
+    }
+}

@@ -416,6 +416,12 @@ impl Endpoint {
             // Plain RTP: the appended byte must be gone, the payload as sent.
             let seq = u16::from_be_bytes([bytes[2], bytes[3]]);
             let csrc = u32::from_be_bytes(bytes[12..16].try_into().unwrap());
+            if !is_simulated_source(ssrc) {
+                self.foreign
+                    .push((line.media, ssrc, seq, bytes[16..].to_vec()));
+                self.received.push((line.media, ssrc, seq, csrc, now));
+                return replies;
+            }
             assert_eq!(
                 &bytes[16..],
                 &payload(ssrc, seq, line.media)[..],
