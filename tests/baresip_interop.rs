@@ -31,6 +31,7 @@ use sip::security::{DeviceSecurity, Keying};
 use sip::ua::{AgentConfig, AgentEvent, Transport, TrunkPeer};
 use switch::dtls::DtlsIdentity;
 use switch::srtp::{MasterKey, SrtpContext, Suite};
+use switch::testing::goertzel;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
@@ -503,17 +504,4 @@ fn recorded(dir: &Path) -> Option<Vec<i16>> {
         i += 8 + len + (len & 1);
     }
     None
-}
-
-/// The power of `hz` in 8 kHz samples (Goertzel), normalised by the length.
-fn goertzel(samples: &[i16], hz: f64) -> f64 {
-    let w = std::f64::consts::TAU * hz / 8000.0;
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in samples {
-        let s = f64::from(x) + c * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
 }

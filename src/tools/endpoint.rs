@@ -234,6 +234,45 @@ pub fn response(request: &str, status: &str, local: SocketAddr, body: &str) -> S
     out
 }
 
+/// INVITE with `offer` (empty: a delayed offer), a 200 expected, ACK with `ack_body`;
+/// returns the switch's To tag and SDP.
+pub async fn invite(
+    sip: &mut SipClient,
+    number: &str,
+    call_id: &str,
+    offer: &str,
+    ack_body: &str,
+) -> Result<(String, Description), EndpointError> {
+    sip.send(&request(
+        "INVITE", sip.local, number, call_id, None, 1, offer,
+    ))
+    .await?;
+    let ok = sip.final_response().await?;
+    if !ok.starts_with("SIP/2.0 200") {
+        return Err(EndpointError::Protocol(
+            ok.lines().next().unwrap_or_default().to_owned(),
+        ));
+    }
+    let tag = header(&ok, "To:")
+        .split(";tag=")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let switch_sdp = sdp::parse(body_of(&ok).as_bytes())
+        .map_err(|e| EndpointError::Protocol(format!("the switch's SDP: {e}")))?;
+    sip.send(&request(
+        "ACK",
+        sip.local,
+        number,
+        call_id,
+        Some(&tag),
+        1,
+        ack_body,
+    ))
+    .await?;
+    Ok((tag, switch_sdp))
+}
+
 /// An endpoint's SDP: its ports, its DTLS fingerprint, `setup:active`, rtcp-mux, an
 /// a=ssrc per video source (the switch counts screens from them).
 pub fn endpoint_sdp(ep: &Endpoint, ports: &HashMap<LegId, u16>, fingerprint: &str) -> String {
@@ -352,35 +391,12 @@ impl SimulatedCall {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        let body = if delayed_offer { "" } else { our_sdp.as_str() };
-        sip.send(&request(
-            "INVITE", sip.local, number, &call_id, None, 1, body,
-        ))
-        .await?;
-        let ok = sip.final_response().await?;
-        if !ok.starts_with("SIP/2.0 200") {
-            return Err(EndpointError::Protocol(
-                ok.lines().next().unwrap_or_default().to_owned(),
-            ));
-        }
-        let tag = header(&ok, "To:")
-            .split(";tag=")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let switch_sdp = sdp::parse(body_of(&ok).as_bytes())
-            .map_err(|e| EndpointError::Protocol(format!("the switch's SDP: {e}")))?;
-        let ack_body = if delayed_offer { our_sdp.as_str() } else { "" };
-        sip.send(&request(
-            "ACK",
-            sip.local,
-            number,
-            &call_id,
-            Some(&tag),
-            1,
-            ack_body,
-        ))
-        .await?;
+        let (offer, ack_body) = if delayed_offer {
+            ("", our_sdp.as_str())
+        } else {
+            (our_sdp.as_str(), "")
+        };
+        let (tag, switch_sdp) = invite(&mut sip, number, &call_id, offer, ack_body).await?;
         let plain = endpoint.lines.iter().all(|l| l.plain);
         let fp = switch_sdp
             .media

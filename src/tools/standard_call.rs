@@ -8,14 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sip::sdp;
 use sip::tls::TlsPolicy;
 use switch::dtls::{DtlsIdentity, parse_sdp_fingerprint};
 use switch::meeting::LegId;
 use switch::testing::StandardEndpoint;
 use tokio::net::UdpSocket;
 
-use super::endpoint::{EndpointError, SipClient, body_of, header, request};
+use super::endpoint::{EndpointError, SipClient, invite};
 
 /// The SDP of a standard endpoint: audio PCMU and video H.264 on `ports`, DTLS-SRTP
 /// (`setup:active`), rtcp-mux; no a=ssrc, nothing of TIP.
@@ -65,33 +64,7 @@ impl StandardCall {
         let offer = standard_sdp(id, ports, &dtls_id.sdp_fingerprint());
         let mut sip = SipClient::connect(policy, sip_addr, "mswitch").await?;
         let call_id = format!("std{id}-{}", u32::from_be_bytes(crate::join::random()));
-        sip.send(&request(
-            "INVITE", sip.local, number, &call_id, None, 1, &offer,
-        ))
-        .await?;
-        let ok = sip.final_response().await?;
-        if !ok.starts_with("SIP/2.0 200") {
-            return Err(EndpointError::Protocol(
-                ok.lines().next().unwrap_or_default().to_owned(),
-            ));
-        }
-        let tag = header(&ok, "To:")
-            .split(";tag=")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let answer = sdp::parse(body_of(&ok).as_bytes())
-            .map_err(|e| EndpointError::Protocol(format!("the switch's SDP: {e}")))?;
-        sip.send(&request(
-            "ACK",
-            sip.local,
-            number,
-            &call_id,
-            Some(&tag),
-            1,
-            "",
-        ))
-        .await?;
+        let (_tag, answer) = invite(&mut sip, number, &call_id, &offer, "").await?;
         let fp = answer
             .media
             .first()

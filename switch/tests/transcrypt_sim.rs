@@ -12,24 +12,11 @@ use std::time::Duration;
 
 use switch::meeting::switching::Mode;
 use switch::meeting::{MeetingCommand, MeetingEvent};
-use switch::testing::{Sim, StandardEndpoint, payload};
+use switch::testing::{Sim, StandardEndpoint, goertzel, payload};
 use switch::tip::negotiation::Media;
 use switch::transcrypt::g711::Law;
 
 const DETECT: Duration = Duration::from_secs(1);
-
-/// The power of `hz` in 8 kHz samples (Goertzel), normalised by the length.
-fn goertzel(samples: &[i16], hz: f64) -> f64 {
-    let w = std::f64::consts::TAU * hz / 8000.0;
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in samples {
-        let s = f64::from(x) + c * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
-}
 
 /// Which simulated TIP video source (ssrc, seq) sent a payload.
 fn identify(sim: &Sim, p: &[u8]) -> Option<(u32, u16)> {

@@ -419,3 +419,17 @@ impl StandardEndpoint {
         Vec::new()
     }
 }
+
+/// The power of `hz` in 8 kHz samples (the Goertzel filter), normalised by the length: how
+/// the tests tell which tones a recording holds.
+pub fn goertzel(samples: &[i16], hz: f64) -> f64 {
+    let w = std::f64::consts::TAU * hz / 8000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s = f64::from(x) + c * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len().max(1) as f64).powi(2)
+}
