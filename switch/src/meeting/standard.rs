@@ -154,11 +154,21 @@ impl StandardLine {
 }
 
 /// A codec as `name/clock` in lower case, from an `a=rtpmap` value (channels dropped).
-pub(super) fn codec_id(rtpmap: &str) -> String {
+fn codec_id(rtpmap: &str) -> String {
     let mut parts = rtpmap.split('/');
     let name = parts.next().unwrap_or_default();
     let clock = parts.next().unwrap_or_default();
     format!("{name}/{clock}").to_lowercase()
+}
+
+/// Whether two `a=rtpmap` values (or [`codec_id`]s) name the same codec: encoding name
+/// and clock rate, any case, channels aside. Allocates nothing (it runs per packet).
+fn same_codec(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('/'), b.split('/'));
+    let name = a.next().unwrap_or_default();
+    let clock = a.next().unwrap_or_default();
+    name.eq_ignore_ascii_case(b.next().unwrap_or_default())
+        && clock.eq_ignore_ascii_case(b.next().unwrap_or_default())
 }
 
 /// The keys of a transcrypt leg's media: the RTP leg's own association when RTCP has its
@@ -463,25 +473,24 @@ impl Meeting {
     /// codec is the source line's and for whom it is the loudest such source that is not
     /// their own. They go to `transcrypt_to`.
     pub(super) fn pass_through_to(&mut self, pi: usize, li: usize, source: SourceId) {
-        let Some(codec) = self.participants[pi].lines[li]
-            .standard_setup
-            .formats
-            .first()
-            .and_then(|f| f.1.as_deref())
-            .map(codec_id)
-        else {
-            return;
-        };
         let participants = &self.participants;
-        let codec_of = |p: ParticipantId| {
+        // A TIP line's codec: its first SDP format (what a TIP endpoint sends).
+        let rtpmap_of = |p: ParticipantId| {
             participants.iter().find(|x| x.id == p).and_then(|x| {
                 x.lines
                     .iter()
                     .find(|l| l.media == Media::Audio && l.standard.is_none())
                     .and_then(|l| l.standard_setup.formats.first())
                     .and_then(|f| f.1.as_deref())
-                    .map(codec_id)
             })
+        };
+        let Some(codec) = participants[pi].lines[li]
+            .standard_setup
+            .formats
+            .first()
+            .and_then(|f| f.1.as_deref())
+        else {
+            return;
         };
         for p in participants.iter().filter(|p| p.id != source.participant) {
             let wants = p.lines.iter().any(|l| {
@@ -490,13 +499,17 @@ impl Meeting {
                     && l.standard
                         .as_deref()
                         .and_then(|s| s.codec.as_deref())
-                        .is_some_and(|c| c == codec)
+                        .is_some_and(|c| same_codec(c, codec))
             });
+            if !wants {
+                continue;
+            }
             // The loudest source of that codec that is not the receiver's own.
             let loudest = self.loudest.iter().find(|s| {
-                s.participant != p.id && codec_of(s.participant).as_deref() == Some(&codec)
+                s.participant != p.id
+                    && rtpmap_of(s.participant).is_some_and(|m| same_codec(m, codec))
             });
-            if wants && loudest == Some(&source) {
+            if loudest == Some(&source) {
                 self.transcrypt_to.push(p.id);
             }
         }
@@ -636,5 +649,20 @@ impl Meeting {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{codec_id, same_codec};
+
+    #[test]
+    fn codecs_are_the_same_by_name_and_clock() {
+        assert!(same_codec("AAC-LD/48000", "aac-ld/48000"));
+        assert!(same_codec("opus/48000/2", "OPUS/48000"));
+        assert!(same_codec(&codec_id("opus/48000/2"), "opus/48000"));
+        assert!(!same_codec("opus/48000", "opus/16000"));
+        assert!(!same_codec("PCMU/8000", "PCMA/8000"));
+        assert!(!same_codec("", "PCMA/8000"));
     }
 }
