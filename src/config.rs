@@ -251,6 +251,9 @@ pub struct MediaConfig {
     pub srtp_suites: Vec<String>,
     /// Datagrams per recvmmsg/sendmmsg call, 1-32 (1 turns batching off, to measure it).
     pub batch: usize,
+    /// Send each receiver's run of equal-sized datagrams as one UDP generic segmentation
+    /// offload send where the kernel has it (false: one datagram at a time, to measure it).
+    pub gso: bool,
     /// The most media lines a call gets (each is a port and a DTLS association); further
     /// lines are answered with port 0. TIP needs audio and video: 4 leaves room for a
     /// presentation and a data line.
@@ -268,6 +271,7 @@ impl Default for MediaConfig {
                 .map(|s| s.sdes_name().to_owned())
                 .collect(),
             batch: switch::udp::BATCH,
+            gso: true,
             max_lines: 4,
         }
     }
@@ -383,6 +387,8 @@ pub struct Settings {
     pub workers: usize,
     /// Datagrams per recvmmsg/sendmmsg call.
     pub batch: usize,
+    /// UDP generic segmentation offload on the send path, where the kernel has it.
+    pub gso: bool,
     /// The most media lines a call gets.
     pub max_lines: usize,
     /// The SFU baseline (comparison only): set by `mswitch run --sfu-baseline`, which only
@@ -792,6 +798,7 @@ impl Config {
             ports,
             workers,
             batch: self.media.batch,
+            gso: self.media.gso,
             max_lines: self.media.max_lines,
             #[cfg(feature = "tools")]
             sfu_baseline: false,

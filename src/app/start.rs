@@ -169,6 +169,7 @@ impl App {
             tx,
             switch::udp::WorkerOptions {
                 batch: settings.batch,
+                gso: settings.gso,
             },
         )?;
         // Meeting events cross from the workers' threads into the runtime.

@@ -19,6 +19,7 @@ OPTIONS:
     --standard          add one standard SIP endpoint per meeting (no TIP: a transcrypt leg)
     --no-baseline       skip the SFU baseline (decrypt + re-encrypt per receiver)
     --batching-off      also measure with recvmmsg/sendmmsg batching off
+    --gso-off           also measure with UDP segmentation offload off
     --target ADDR --pid PID --data-dir DIR
                         a switch already running (SIP/TLS address, process id, data directory)
     --out DIR           report, load.json, load.svg and the switch's logs (default mswitch-load)";
@@ -63,6 +64,7 @@ impl LoadOptions {
                 "--no-baseline" => o.baseline = false,
                 "--standard" => o.standard = true,
                 "--batching-off" => o.batching_off = true,
+                "--gso-off" => o.gso_off = true,
                 "--target" => {
                     let v = value()?;
                     target = Some(

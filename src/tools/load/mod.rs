@@ -77,6 +77,8 @@ pub struct LoadOptions {
     pub baseline: bool,
     /// Also measure with recvmmsg/sendmmsg batching off.
     pub batching_off: bool,
+    /// Also measure with UDP segmentation offload off (`[media] gso = false`).
+    pub gso_off: bool,
     /// One standard SIP endpoint per meeting too (a transcrypt leg, issue 19).
     pub standard: bool,
     /// A running switch instead of one started per point.
@@ -97,6 +99,7 @@ impl Default for LoadOptions {
             workers: 1,
             baseline: true,
             batching_off: false,
+            gso_off: false,
             standard: false,
             target: None,
             sweep: Vec::new(),
@@ -471,6 +474,7 @@ async fn run_all(opts: &LoadOptions) -> Result<String, LoadError> {
         workers: opts.workers,
         batch: switch::udp::BATCH,
         sfu_baseline: false,
+        gso: true,
     };
     let mut results = Vec::new();
     for (i, &meetings) in points.iter().enumerate() {
@@ -487,6 +491,10 @@ async fn run_all(opts: &LoadOptions) -> Result<String, LoadError> {
         if opts.batching_off && opts.target.is_none() {
             let mode = SwitchMode { batch: 1, ..fast };
             results.push(run_point(opts, meetings, mode, "fast, batching off").await?);
+        }
+        if opts.gso_off && opts.target.is_none() {
+            let mode = SwitchMode { gso: false, ..fast };
+            results.push(run_point(opts, meetings, mode, "fast, GSO off").await?);
         }
         if saturated && i + 1 < points.len() {
             eprintln!("  saturated: the sweep stops here");

@@ -67,6 +67,8 @@ pub struct WorkerStats {
     pub bytes_out: AtomicU64,
     /// Datagrams from an address that is not the leg's peer (dropped).
     pub foreign_source: AtomicU64,
+    /// Sends that refused segmentation offload (the worker then sends without it).
+    pub gso_refused: AtomicU64,
     /// Datagrams that did not fit the send queue or the socket (dropped).
     pub send_dropped: AtomicU64,
     /// Socket errors other than would-block.
@@ -109,6 +111,9 @@ struct State {
     rx: RecvBatch,
     /// Datagrams per recvmmsg/sendmmsg call (1: batching off, to measure it).
     batch: usize,
+    /// Runs of equal-sized datagrams to one leg go as one UDP_SEGMENT send (GSO); off
+    /// when asked, when the kernel lacks it, or once a send refused it.
+    gso: bool,
 }
 
 /// How a worker runs.
@@ -116,11 +121,17 @@ struct State {
 pub struct WorkerOptions {
     /// Datagrams per recvmmsg/sendmmsg call, 1 to [`BATCH`] (1 turns batching off).
     pub batch: usize,
+    /// Send runs of equal-sized datagrams with UDP generic segmentation offload where the
+    /// kernel has it (probed at start).
+    pub gso: bool,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        Self { batch: sys::BATCH }
+        Self {
+            batch: sys::BATCH,
+            gso: true,
+        }
     }
 }
 
@@ -154,6 +165,7 @@ impl MediaWorker {
             tx: TxBatch::new(1024, 4096),
             rx: RecvBatch::new(),
             batch: options.batch,
+            gso: options.gso && sys::gso_supported(),
         };
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
@@ -303,7 +315,7 @@ impl State {
             &self.legs,
             &mut self.tx,
             &self.stats,
-            self.batch,
+            (self.batch, &mut self.gso),
             &mut self.flush_order,
         );
     }
@@ -369,8 +381,15 @@ impl State {
 }
 
 /// Sends everything queued, one sendmmsg run per leg that has datagrams (`order` is a
-/// reused list of those legs, in queue order).
-fn flush(legs: &Legs, tx: &mut TxBatch, stats: &WorkerStats, batch: usize, order: &mut Vec<LegId>) {
+/// reused list of those legs, in queue order); with `gso`, each leg's runs of equal-sized
+/// datagrams as single segmentation-offload sends, in order.
+fn flush(
+    legs: &Legs,
+    tx: &mut TxBatch,
+    stats: &WorkerStats,
+    (batch, gso): (usize, &mut bool),
+    order: &mut Vec<LegId>,
+) {
     if tx.is_empty() {
         return;
     }
@@ -389,7 +408,27 @@ fn flush(legs: &Legs, tx: &mut TxBatch, stats: &WorkerStats, batch: usize, order
                 .fetch_add(queued().count() as u64, Ordering::Relaxed);
             continue;
         };
-        match sys::send_batch(l.socket.as_raw_fd(), None, queued().map(|(_, b)| b), batch) {
+        let fd = l.socket.as_raw_fd();
+        let result = if *gso {
+            sys::send_gso_batch(fd, queued().map(|(_, b)| b), batch).and_then(|g| {
+                if !g.refused {
+                    return Ok(g.sent);
+                }
+                // The device cannot segment (EIO/EINVAL, as quinn-udp handles it): the
+                // rest goes datagram by datagram, and so does every later flush.
+                *gso = false;
+                stats.gso_refused.fetch_add(1, Ordering::Relaxed);
+                let rest = queued().skip(g.sent.datagrams).map(|(_, b)| b);
+                sys::send_batch(fd, None, rest, batch).map(|s| sys::Sent {
+                    datagrams: g.sent.datagrams + s.datagrams,
+                    bytes: g.sent.bytes + s.bytes,
+                    unsent: s.unsent,
+                })
+            })
+        } else {
+            sys::send_batch(fd, None, queued().map(|(_, b)| b), batch)
+        };
+        match result {
             Ok(sent) => {
                 stats
                     .packets_out
