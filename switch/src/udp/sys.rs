@@ -563,6 +563,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refused_gso_send_is_reported_and_the_rest_goes_without_it() {
+        if !gso_supported() {
+            eprintln!("UDP_SEGMENT not supported by this kernel: GSO test not run");
+            return;
+        }
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        b.set_nonblocking(true).unwrap();
+        // SO_NO_CHECK (no UDP checksum) makes the kernel refuse segmentation with EINVAL,
+        // as a device that cannot checksum refuses with EIO.
+        let one: libc::c_int = 1;
+        // SAFETY: a valid descriptor and a c_int of the length given.
+        let r = unsafe {
+            libc::setsockopt(
+                a.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&one as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        let payloads: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 400]).collect();
+        let g = send_gso_batch(a.as_raw_fd(), payloads.iter().map(Vec::as_slice), BATCH).unwrap();
+        assert!(g.refused, "{g:?}");
+        assert_eq!(g.sent.datagrams, 0);
+        // The worker's fallback: the rest datagram by datagram.
+        let rest = payloads[g.sent.datagrams..].iter().map(Vec::as_slice);
+        let sent = send_batch(a.as_raw_fd(), None, rest, BATCH).unwrap();
+        assert_eq!(sent.datagrams, 6);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let mut tries = 0;
+        while got.len() < 6 && tries < 2000 {
+            tries += 1;
+            match b.recv(&mut buf) {
+                Ok(n) => got.push(buf[..n].to_vec()),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
+        assert_eq!(got, payloads);
+    }
+
+    #[test]
     fn gso_sends_arrive_as_the_same_datagrams_in_order() {
         if !gso_supported() {
             eprintln!("UDP_SEGMENT not supported by this kernel: GSO test not run");
