@@ -351,24 +351,28 @@ impl Meeting {
                     .level_ext
                     .and_then(|id| level::extension_level(&buf[..n], id));
                 if let Some(law) = law {
-                    let energy: f64 = payload
-                        .iter()
-                        .map(|&c| f64::from(law.decode(c)).powi(2))
-                        .sum();
-                    lvl = lvl.or(Some(level::level_of_energy(energy, payload.len())));
-                    if let Some(m) = &mut self.mixer {
-                        let source = SourceId {
-                            participant: from,
-                            position: CENTER,
-                        };
-                        m.push(
-                            MixKey {
+                    // Decoded once: the level's energy is summed as the mixer takes them.
+                    let mut energy = 0.0f64;
+                    let samples = payload.iter().map(|&c| {
+                        let x = law.decode(c);
+                        energy += f64::from(x) * f64::from(x);
+                        x
+                    });
+                    match &mut self.mixer {
+                        Some(m) => {
+                            let source = SourceId {
+                                participant: from,
+                                position: CENTER,
+                            };
+                            let key = MixKey {
                                 owner: from,
                                 source,
-                            },
-                            payload.iter().map(|&c| law.decode(c)),
-                        );
+                            };
+                            m.push(key, samples);
+                        }
+                        None => samples.for_each(drop),
                     }
+                    lvl = lvl.or(Some(level::level_of_energy(energy, payload.len())));
                 }
                 activity_of(lvl.unwrap_or(level::SILENT))
             }
