@@ -24,14 +24,7 @@ const SHORT_OUT: &str =
 
 fn forwarder() -> Forwarder {
     let mut f = Forwarder::new(16);
-    let set = ParameterSet::new(
-        EktCipher::AesEcb128,
-        &h(KEK),
-        SrtpProfile::AesCm128HmacSha1_80,
-        &h(SALT),
-    )
-    .unwrap();
-    f.registry_mut().insert(SPI, set).unwrap();
+    f.registry_mut().insert(SPI, group_params()).unwrap();
     f
 }
 
@@ -637,14 +630,7 @@ fn a_batch_decides_every_packet_as_one_at_a_time_does_with_every_engine() {
 #[test]
 fn a_verified_packet_opens_to_its_plaintext() {
     let mut f = forwarder();
-    let set = ParameterSet::new(
-        EktCipher::AesEcb128,
-        &h(KEK),
-        SrtpProfile::AesCm128HmacSha1_80,
-        &h(SALT),
-    )
-    .unwrap();
-    let mut tx = TipEktSender::new(&[7u8; 16], &set, SPI).unwrap();
+    let mut tx = TipEktSender::new(&[7u8; 16], &group_params(), SPI).unwrap();
     let plain: Vec<u8> = [
         0x81, 0x00, 0, 5, 0, 0, 0, 160, 0, 0, 0, 0x42, 0x12, 0x34, 0x51, 0x21,
     ]

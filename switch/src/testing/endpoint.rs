@@ -35,6 +35,26 @@ pub fn group(spi: u16) -> GroupParams {
     }
 }
 
+/// The group parameters of a `media` line (its SPI: [`AUDIO_SPI`] or [`VIDEO_SPI`]).
+pub fn group_of(media: Media) -> GroupParams {
+    group(if media == Media::Audio {
+        AUDIO_SPI
+    } else {
+        VIDEO_SPI
+    })
+}
+
+/// The EKT parameter set of a SPIMAP's salt and KEK (TIP's profile and cipher).
+fn params_of(salt: &[u8; 14], kek: &[u8; 16]) -> Option<ParameterSet> {
+    ParameterSet::new(
+        EktCipher::AesEcb128,
+        kek,
+        SrtpProfile::AesCm128HmacSha1_80,
+        salt,
+    )
+    .ok()
+}
+
 /// The EKT parameter set of `spi`.
 pub fn params(spi: u16) -> ParameterSet {
     ParameterSet::new(
@@ -223,11 +243,7 @@ impl Endpoint {
             .iter()
             .map(|l| {
                 let mut config = LineConfig::new(l.media, 0x5000_0000 | l.leg, called);
-                config.group = Some(group(if l.media == Media::Audio {
-                    AUDIO_SPI
-                } else {
-                    VIDEO_SPI
-                }));
+                config.group = Some(group_of(l.media));
                 config.positions = if l.sources.len() == 3 { 0b1110 } else { 0b10 };
                 let passive = |leg: LegId| {
                     dtls.map(|(switch_id, endpoint_id)| {
@@ -685,13 +701,7 @@ fn adopt_group(line: &mut EpLine, spi: u16, salt: [u8; 14], kek: [u8; 16]) {
         return;
     }
     line.group = Some((spi, salt, kek));
-    let params = ParameterSet::new(
-        EktCipher::AesEcb128,
-        &kek,
-        SrtpProfile::AesCm128HmacSha1_80,
-        &salt,
-    )
-    .expect("SPIMAP sizes");
+    let params = params_of(&salt, &kek).expect("SPIMAP sizes");
     for (_, ssrc, tx, _) in &mut line.sources {
         if let Ok(t) = TipEktSender::new(&sender_key(*ssrc), &params, Spi(spi)) {
             *tx = t;
@@ -713,23 +723,13 @@ pub fn key_from_full_tag(line: &EpLine, bytes: &[u8]) -> Option<[u8; 16]> {
         return None;
     };
     let (spi, salt, kek) = line.group.unwrap_or_else(|| {
-        let g = group(if line.media == Media::Audio {
-            AUDIO_SPI
-        } else {
-            VIDEO_SPI
-        });
+        let g = group_of(line.media);
         (g.spi, g.salt, g.kek)
     });
     if f.spi != Spi(spi) {
         return None;
     }
-    let set = ParameterSet::new(
-        EktCipher::AesEcb128,
-        &kek,
-        SrtpProfile::AesCm128HmacSha1_80,
-        &salt,
-    )
-    .ok()?;
+    let set = params_of(&salt, &kek)?;
     let mut key = [0u8; 16];
     (set.kek().unwrap(f.emk, &mut key).ok()? == 16).then_some(key)
 }

@@ -13,7 +13,7 @@ use crate::srtp::{MasterKey, SrtpContext, Suite};
 use crate::tip::negotiation::{LineConfig, Media};
 use crate::transcrypt::g711::Law;
 
-use super::endpoint::{AUDIO_SPI, VIDEO_SPI, endpoint_addr, group, switch_addr};
+use super::endpoint::{endpoint_addr, group_of, switch_addr};
 
 /// What the endpoint received on a line, decrypted.
 #[derive(Debug, Clone)]
@@ -162,13 +162,7 @@ impl StandardEndpoint {
             .map(|l| {
                 let (tk, ts, rk, rs) = &l.keys;
                 let mut config = LineConfig::new(l.media, 0xe000_0000 | l.leg, "4000");
-                config.group = (!self.plain).then(|| {
-                    group(if l.media == Media::Audio {
-                        AUDIO_SPI
-                    } else {
-                        VIDEO_SPI
-                    })
-                });
+                config.group = (!self.plain).then(|| group_of(l.media));
                 let formats = match l.media {
                     Media::Audio => vec![(self.audio_format.0, Some(self.audio_format.1.clone()))],
                     Media::Video => vec![(96, Some("H264/90000".to_owned()))],
