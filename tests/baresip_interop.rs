@@ -174,6 +174,23 @@ fn tone_wav(hz: f64, secs: u32) -> Vec<u8> {
     w
 }
 
+/// baresip with its configuration in `dir`, dialling `uri` at once and quitting (with a
+/// BYE) after `secs` seconds; its output is kept for the test to read.
+fn spawn_baresip(dir: &Path, secs: u32, uri: &str) -> tokio::process::Child {
+    tokio::process::Command::new("baresip")
+        .args(["-4", "-s", "-v", "-f"])
+        .arg(dir)
+        .args(["-t", &secs.to_string(), "-e"])
+        .arg(format!("/dial {uri}"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("baresip starts")
+}
+
 async fn next(trunk: &mut Trunk) -> AgentEvent {
     timeout(Duration::from_secs(15), trunk.next_event())
         .await
@@ -210,18 +227,7 @@ async fn call_from_baresip(menc: &str, mode: DeviceSecurity) -> String {
     .await
     .unwrap();
     let tls_port = trunk.local_addr(Transport::Tls).unwrap().port();
-    let child = tokio::process::Command::new("baresip")
-        .args(["-4", "-s", "-v", "-f"])
-        .arg(&dir)
-        .args(["-t", "6", "-e"])
-        .arg(format!("/dial sip:4000@127.0.0.1:{tls_port}"))
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("baresip starts");
+    let child = spawn_baresip(&dir, 6, &format!("sip:4000@127.0.0.1:{tls_port}"));
 
     let AgentEvent::Incoming {
         call,
@@ -382,18 +388,7 @@ async fn baresips_hear_each_other(
             menc,
             hz,
         );
-        let child = tokio::process::Command::new("baresip")
-            .args(["-4", "-s", "-v", "-f"])
-            .arg(&dir)
-            .args(["-t", "12", "-e"])
-            .arg(format!("/dial sip:4100@127.0.0.1:{}", sw.sip.port()))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("baresip starts");
+        let child = spawn_baresip(&dir, 12, &format!("sip:4100@127.0.0.1:{}", sw.sip.port()));
         children.push(child);
         dirs.push(dir);
     }

@@ -91,15 +91,30 @@ async fn put_ok(
     r.json()
 }
 
+/// A switch with the test accounts, its admin API (trusting the switch's own CA) and an
+/// admin's token.
+async fn signed_in(name: &str, ports: &str, extra: &str) -> (common::Switch, Https, String) {
+    let sw = switch_with_accounts(name, ports, extra).await;
+    let api = Https::new(sw.admin.unwrap(), &sw.dir);
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    (sw, api, token)
+}
+
+/// The switch's admin API as a client that trusts only `ca_pem` (written to `dir`): the
+/// handshake succeeds once the switch presents a certificate from that CA.
+fn api_trusting(sw: &common::Switch, dir: &std::path::Path, ca_pem: &str) -> Https {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_pem).unwrap();
+    Https::new(sw.admin.unwrap(), dir)
+}
+
 /// A switch (admin signed in) whose trunk trust has a new operator CA, uploaded.
 async fn switch_trusting_an_operator_ca(
     name: &str,
     ports: &str,
     extra: &str,
 ) -> (common::Switch, Https, String, OperatorCa) {
-    let sw = switch_with_accounts(name, ports, extra).await;
-    let api = Https::new(sw.admin.unwrap(), &sw.dir);
-    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let (sw, api, token) = signed_in(name, ports, extra).await;
     let ca = OperatorCa::new();
     put_ok(
         &api,
@@ -132,14 +147,12 @@ fn leaf_of(units: &serde_json::Value, unit: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identity_replaced_while_a_meeting_runs_serves_the_next_connection() {
-    let sw = switch_with_accounts(
+    let (sw, api, token) = signed_in(
         "certs-reload",
         "34800-34999",
         "[[meeting]]\nnumber = \"4000\"\npolicy = \"secure\"\n",
     )
     .await;
-    let api = Https::new(sw.admin.unwrap(), &sw.dir);
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let r = api.get("/api/v1/certificates", &token).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let (old_sha, source) = leaf_of(&r.json(), "sip-identity");
@@ -268,8 +281,6 @@ async fn an_identity_replaced_while_a_meeting_runs_serves_the_next_connection() 
     );
     let trusting_new =
         std::env::temp_dir().join(format!("mswitch-certs-new-{}", std::process::id()));
-    std::fs::create_dir_all(&trusting_new).unwrap();
-    std::fs::write(trusting_new.join("ca.pem"), &ca.pem).unwrap();
     let identity = sw.policy.identity();
     let mut roots = rustls::RootCertStore::empty();
     for c in sip::tls::parse_certificates(ca.pem.as_bytes()) {
@@ -295,7 +306,7 @@ async fn an_identity_replaced_while_a_meeting_runs_serves_the_next_connection() 
         api.handshake().await.is_err(),
         "the old CA no longer names it"
     );
-    let api = Https::new(sw.admin.unwrap(), &trusting_new);
+    let api = api_trusting(&sw, &trusting_new, &ca.pem);
     api.handshake().await.unwrap();
     let audit = std::fs::read_to_string(sw.dir.join("audit.log")).unwrap();
     assert!(audit.contains("install sip-identity"), "{audit}");
@@ -309,9 +320,7 @@ async fn an_identity_replaced_while_a_meeting_runs_serves_the_next_connection() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trust_anchors_are_added_listed_and_removed_and_identities_only_replaced() {
-    let sw = switch_with_accounts("certs-trust", "35000-35099", "").await;
-    let api = Https::new(sw.admin.unwrap(), &sw.dir);
-    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let (sw, api, token) = signed_in("certs-trust", "35000-35099", "").await;
     let ca = OperatorCa::new();
     put_ok(
         &api,
@@ -368,9 +377,7 @@ async fn trust_anchors_are_added_listed_and_removed_and_identities_only_replaced
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_made_here_signed_by_the_ca_is_installed_and_served() {
-    let sw = switch_with_accounts("certs-csr", "35100-35199", "").await;
-    let api = Https::new(sw.admin.unwrap(), &sw.dir);
-    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let (sw, api, token) = signed_in("certs-csr", "35100-35199", "").await;
     let r = api
         .call(
             "POST",
@@ -427,9 +434,7 @@ async fn a_request_made_here_signed_by_the_ca_is_installed_and_served() {
     // From now on the admin listener presents the new certificate too.
     let trusting_new =
         std::env::temp_dir().join(format!("mswitch-certs-csr-{}", std::process::id()));
-    std::fs::create_dir_all(&trusting_new).unwrap();
-    std::fs::write(trusting_new.join("ca.pem"), &ca.pem).unwrap();
-    let api = Https::new(sw.admin.unwrap(), &trusting_new);
+    let api = api_trusting(&sw, &trusting_new, &ca.pem);
     assert_eq!(
         api.get("/api/v1/certificates/sip-identity/csr", &token)
             .await
@@ -516,12 +521,7 @@ async fn sighup_applies_the_configured_certificate_paths_and_a_bad_file_changes_
     );
     assert!(until_established(&mut calls, 30).await);
     run_media(&mut calls, 1.5).await;
-    let from_a = calls[1]
-        .endpoint
-        .received
-        .iter()
-        .filter(|r| r.1 >> 16 == 1)
-        .count();
+    let from_a = common::received_from(&calls[1], 1);
     assert!(from_a > 20, "B gets A, whose call began before: {from_a}");
     let _ = std::fs::remove_dir_all(&files);
     sw.stop().await;
@@ -652,9 +652,7 @@ async fn a_certificate_close_to_expiry_is_warned_of_flagged_measured_and_sent_to
         hooks.join("ca.pem").display()
     );
     let got = common::webhook::receiver(listener, &hook_cert, &hook_key).await;
-    let sw = switch_with_accounts("certs-expiry", "35600-35699", &extra).await;
-    let api = Https::new(sw.admin.unwrap(), &sw.dir);
-    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let (sw, api, token) = signed_in("certs-expiry", "35600-35699", &extra).await;
     let ca = OperatorCa::new();
     let (chain, key, sha) = ca.issue_for(
         &["mswitch", "127.0.0.1"],
@@ -674,14 +672,10 @@ async fn a_certificate_close_to_expiry_is_warned_of_flagged_measured_and_sent_to
         common::logged_within("certificate expires in 5 days: replace it before then", 10).await,
         "the warning's log line"
     );
-    let mut events = Vec::new();
-    for _ in 0..100 {
-        events = common::webhook::events_of(&got, SECRET);
-        if events.iter().any(|e| e == "certificate_expiring") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let events = common::webhook::events_when(&got, SECRET, |e| {
+        e.iter().any(|e| e == "certificate_expiring")
+    })
+    .await;
     assert!(
         events.contains(&"certificate_expiring".to_owned()),
         "{events:?}"
@@ -699,10 +693,7 @@ async fn a_certificate_close_to_expiry_is_warned_of_flagged_measured_and_sent_to
     assert_eq!(v["data"]["sha256"], sha.as_str(), "{v}");
     assert_eq!(v["data"]["days_left"], 5);
     // The page's flag, from the status the page polls (it trusts the new CA now).
-    let trusting_new = hooks.join("new");
-    std::fs::create_dir_all(&trusting_new).unwrap();
-    std::fs::write(trusting_new.join("ca.pem"), &ca.pem).unwrap();
-    let api = Https::new(sw.admin.unwrap(), &trusting_new);
+    let api = api_trusting(&sw, &hooks.join("new"), &ca.pem);
     let system = api.get("/api/v1/system", &token).await.json();
     // Admin HTTPS, SIP over mutual TLS, metrics on loopback, a verifying webhook: level 4.
     assert_eq!(system["security_level"]["effective"], 4, "{system}");
@@ -808,9 +799,7 @@ async fn a_webhook_without_trust_files_follows_the_stores_other_trust() {
         listener.local_addr().unwrap().port(),
     );
     let got = common::webhook::receiver(listener, &hook_cert, &hook_key).await;
-    let sw = switch_with_accounts("certs-other-trust", "35800-35899", &extra).await;
-    let api = Https::new(sw.admin.unwrap(), &sw.dir);
-    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let (sw, api, token) = signed_in("certs-other-trust", "35800-35899", &extra).await;
     let other = OperatorCa::new();
     // A change whose event the receiver cannot get: its certificate is not trusted.
     put_ok(
@@ -830,14 +819,7 @@ async fn a_webhook_without_trust_files_follows_the_stores_other_trust() {
         serde_json::json!({ "certificate": hook_ca }),
     )
     .await;
-    let mut events = Vec::new();
-    for _ in 0..100 {
-        events = common::webhook::events_of(&got, SECRET);
-        if events.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let events = common::webhook::events_when(&got, SECRET, |e| e.len() >= 2).await;
     assert_eq!(
         events,
         ["certificates_changed", "certificates_changed"],
@@ -848,9 +830,7 @@ async fn a_webhook_without_trust_files_follows_the_stores_other_trust() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_identity_of_its_own_serves_the_page_while_the_trunk_keeps_its_certificate() {
-    let sw = switch_with_accounts("certs-admin-id", "35900-35949", "").await;
-    let api = Https::new(sw.admin.unwrap(), &sw.dir);
-    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let (sw, api, token) = signed_in("certs-admin-id", "35900-35949", "").await;
     let ca = OperatorCa::new();
     // A web certificate: serverAuth is enough here (the trunk's would need clientAuth too).
     let (chain, key, sha) = ca.issue(&["127.0.0.1", "admin.example"], &[Eku::ServerAuth]);
@@ -877,9 +857,7 @@ async fn an_admin_identity_of_its_own_serves_the_page_while_the_trunk_keeps_its_
     assert!(api.handshake().await.is_err());
     let trusting_new =
         std::env::temp_dir().join(format!("mswitch-certs-web-{}", std::process::id()));
-    std::fs::create_dir_all(&trusting_new).unwrap();
-    std::fs::write(trusting_new.join("ca.pem"), &ca.pem).unwrap();
-    Https::new(sw.admin.unwrap(), &trusting_new)
+    api_trusting(&sw, &trusting_new, &ca.pem)
         .handshake()
         .await
         .unwrap();
@@ -908,9 +886,7 @@ async fn an_unverified_webhook_is_level_3_and_logs_what_verification_would_say()
         listener.local_addr().unwrap().port(),
     );
     let got = common::webhook::receiver(listener, &hook_cert, &hook_key).await;
-    let sw = switch_with_accounts("certs-unverified-hook", "35950-35999", &extra).await;
-    let api = Https::new(sw.admin.unwrap(), &sw.dir);
-    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let (sw, api, token) = signed_in("certs-unverified-hook", "35950-35999", &extra).await;
     let system = api.get("/api/v1/system", &token).await.json();
     assert_eq!(system["security_level"]["effective"], 3, "{system}");
     put_ok(
@@ -921,14 +897,7 @@ async fn an_unverified_webhook_is_level_3_and_logs_what_verification_would_say()
     )
     .await;
     // Delivered (the operator chose so), and the log says verification would refuse it.
-    let mut events = Vec::new();
-    for _ in 0..100 {
-        events = common::webhook::events_of(&got, SECRET);
-        if !events.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let events = common::webhook::events_when(&got, SECRET, |e| !e.is_empty()).await;
     assert_eq!(events, ["certificates_changed"]);
     assert!(
         common::logged_within(

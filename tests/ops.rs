@@ -389,20 +389,10 @@ async fn a_drain_lets_the_meeting_run_to_its_deadline_and_every_call_end_is_reco
     let refused = f.final_response().await.unwrap();
     assert!(refused.starts_with("SIP/2.0 503"), "{refused}");
     assert!(refused.contains("Retry-After: "), "{refused}");
-    let from_a_before = calls[1]
-        .endpoint
-        .received
-        .iter()
-        .filter(|r| r.1 >> 16 == 1)
-        .count();
+    let from_a_before = common::received_from(&calls[1], 1);
     let mut idr = HashSet::new();
     common::run_media_recording(&mut calls, 1.0, &mut idr).await;
-    let from_a_after = calls[1]
-        .endpoint
-        .received
-        .iter()
-        .filter(|r| r.1 >> 16 == 1)
-        .count();
+    let from_a_after = common::received_from(&calls[1], 1);
     assert!(
         from_a_after > from_a_before,
         "the meeting goes on while draining"
@@ -520,12 +510,7 @@ async fn webhooks_are_signed_verified_retried_and_never_hold_up_the_media() {
     .await;
     // The media is untouched by a receiver that never answers.
     run_media(&mut calls, 1.5).await;
-    let from_a = calls[1]
-        .endpoint
-        .received
-        .iter()
-        .filter(|r| r.1 >> 16 == 1)
-        .count();
+    let from_a = common::received_from(&calls[1], 1);
     assert!(from_a > 20, "B got {from_a} packets from A");
     calls[1].hangup("4000").await.unwrap();
     for _ in 0..100 {

@@ -232,3 +232,13 @@ pub async fn run_media_recording(
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
 }
+
+/// How many media packets `call` received from simulated endpoint `id` (its sources'
+/// SSRCs are `id << 16 | ...`).
+pub fn received_from(call: &mswitch::endpoint::SimulatedCall, id: u32) -> usize {
+    call.endpoint
+        .received
+        .iter()
+        .filter(|r| r.1 >> 16 == id)
+        .count()
+}

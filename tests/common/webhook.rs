@@ -80,3 +80,20 @@ pub fn events_of(got: &Received, secret: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The events `got` so far once `done` holds for them, or after 10 s (what came by then).
+pub async fn events_when(
+    got: &Received,
+    secret: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = events_of(got, secret);
+        if done(&events) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    events
+}
