@@ -89,6 +89,8 @@ pub struct Config {
     pub log: crate::logging::LogConfig,
     /// Events to an external manager over HTTPS.
     pub webhook: Vec<crate::ops::webhooks::WebhookConfig>,
+    /// Several switches as one (issue 21); absent: this switch runs alone.
+    pub cluster: Option<crate::cluster::config::ClusterConfig>,
 }
 
 /// `[tip]`: the negotiation deadlines (seeds-switch.md T1 L10, L11).
@@ -254,6 +256,9 @@ pub struct MediaConfig {
     /// Send each receiver's run of equal-sized datagrams as one UDP generic segmentation
     /// offload send where the kernel has it (false: one datagram at a time, to measure it).
     pub gso: bool,
+    /// Receive with UDP generic receive offload where the kernel has it: a run of
+    /// datagrams from one sender comes up the stack once (false: one at a time).
+    pub gro: bool,
     /// The most media lines a call gets (each is a port and a DTLS association); further
     /// lines are answered with port 0. TIP needs audio and video: 4 leaves room for a
     /// presentation and a data line.
@@ -272,6 +277,7 @@ impl Default for MediaConfig {
                 .collect(),
             batch: switch::udp::BATCH,
             gso: true,
+            gro: true,
             max_lines: 4,
         }
     }
@@ -344,6 +350,7 @@ impl Default for Config {
             admin: crate::admin::settings::AdminConfig::default(),
             log: crate::logging::LogConfig::default(),
             webhook: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -368,6 +375,8 @@ fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 /// The checked, typed form the application runs on.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `[cluster]`, checked; `None`: this switch runs alone.
+    pub cluster: Option<crate::cluster::config::ClusterSettings>,
     /// Listeners.
     pub udp: Option<SocketAddr>,
     /// Listeners.
@@ -389,6 +398,8 @@ pub struct Settings {
     pub batch: usize,
     /// UDP generic segmentation offload on the send path, where the kernel has it.
     pub gso: bool,
+    /// UDP generic receive offload, where the kernel has it.
+    pub gro: bool,
     /// The most media lines a call gets.
     pub max_lines: usize,
     /// The SFU baseline (comparison only): set by `mswitch run --sfu-baseline`, which only
@@ -776,7 +787,9 @@ impl Config {
                 ));
             }
         }
+        let cluster = self.cluster.as_ref().map(|c| c.check(tls)).transpose()?;
         Ok(Settings {
+            cluster,
             admin,
             log_json,
             webhooks: self.webhook.clone(),
@@ -799,6 +812,7 @@ impl Config {
             workers,
             batch: self.media.batch,
             gso: self.media.gso,
+            gro: self.media.gro,
             max_lines: self.media.max_lines,
             #[cfg(feature = "tools")]
             sfu_baseline: false,

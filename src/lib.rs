@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod app;
 pub mod certs;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod join;

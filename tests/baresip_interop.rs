@@ -36,20 +36,12 @@ use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
 fn baresip_available() -> bool {
-    let found = std::process::Command::new("baresip")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("MSWITCH_REQUIRE_BARESIP").is_err(),
-            "MSWITCH_REQUIRE_BARESIP is set but baresip is not installed"
-        );
-        eprintln!("baresip is not installed: interop test not run (apt-get install baresip-core)");
-    }
-    found
+    common::tool_available(
+        "baresip",
+        "-h",
+        "MSWITCH_REQUIRE_BARESIP",
+        "interop test not run (apt-get install baresip-core)",
+    )
 }
 
 struct Pki {
@@ -92,12 +84,24 @@ fn pki() -> Pki {
     }
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port for baresip's `sip_listen`: baresip binds UDP and TCP on it and TLS on the next
+/// one, so all three must be free. Taken below the kernel's ephemeral range (32768 and up
+/// here), where other tests' sockets and connections cannot be given it meanwhile (a SIP
+/// port taken between our check and baresip's bind once left baresip without a TLS
+/// transport, and the INVITE never came).
+fn free_sip_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % 500) as u16 * 20;
+    loop {
+        let port = 20_000 + start.wrapping_add(NEXT.fetch_add(2, Ordering::Relaxed)) % 10_000;
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
 }
 
 fn write_config(dir: &Path, ca_pem: &str, client_pem: &str, sip_port: u16, rtp: u16, menc: &str) {
@@ -201,7 +205,7 @@ async fn next(trunk: &mut Trunk) -> AgentEvent {
 /// One call from baresip with `menc`; returns baresip's log.
 async fn call_from_baresip(menc: &str, mode: DeviceSecurity) -> String {
     let pki = pki();
-    let sip_port = free_tcp_port();
+    let sip_port = free_sip_port();
     let rtp =
         41000 + (std::process::id() % 50) as u16 * 100 + if menc == "dtls_srtp" { 0 } else { 50 };
     let dir = std::env::temp_dir().join(format!("mswitch-baresip-{}-{menc}", std::process::id()));
@@ -229,15 +233,23 @@ async fn call_from_baresip(menc: &str, mode: DeviceSecurity) -> String {
     let tls_port = trunk.local_addr(Transport::Tls).unwrap().port();
     let child = spawn_baresip(&dir, 6, &format!("sip:4000@127.0.0.1:{tls_port}"));
 
-    let AgentEvent::Incoming {
+    let incoming = timeout(Duration::from_secs(15), trunk.next_event()).await;
+    let Ok(Some(AgentEvent::Incoming {
         call,
         user,
         offer,
         over_tls,
         ..
-    } = next(&mut trunk).await
+    })) = incoming
     else {
-        panic!("an INVITE")
+        let mut child = child;
+        let _ = child.start_kill();
+        let out = child.wait_with_output().await.unwrap();
+        panic!(
+            "no INVITE from baresip ({incoming:?}); its log:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     assert_eq!(user, "4000");
     assert!(over_tls);
@@ -383,7 +395,7 @@ async fn baresips_hear_each_other(
             &dir,
             &ca_pem,
             &format!("{cert}{key}"),
-            free_tcp_port(),
+            free_sip_port(),
             rtp_base + 100 * i as u16,
             menc,
             hz,

@@ -1,6 +1,7 @@
 //! `mswitch load` end to end: the binary starts the switch as a process of its own (once
 //! per switch kind), three simulated endpoints join over SIP/TLS with DTLS-SRTP and TIP,
-//! send media for two seconds, and the reports come out with every check in them.
+//! send media for two seconds (the generator on two threads, verifying one packet in two),
+//! and the reports come out with every check in them.
 
 use std::process::Command;
 
@@ -18,7 +19,14 @@ fn a_small_load_run_measures_every_switch_kind_and_writes_its_reports() {
             "--duration",
             "2",
         ])
-        .arg("--batching-off")
+        .args([
+            "--batching-off",
+            "--old-path",
+            "--threads",
+            "2",
+            "--verify-every",
+            "2",
+        ])
         .arg("--out")
         .arg(&out)
         .output()
@@ -34,12 +42,32 @@ fn a_small_load_run_measures_every_switch_kind_and_writes_its_reports() {
         .iter()
         .map(|p| p["switch"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["fast", "sfu-baseline", "fast, batching off"]);
+    assert_eq!(
+        kinds,
+        [
+            "fast",
+            "sfu-baseline",
+            "fast, batching off",
+            "fast, old path"
+        ]
+    );
     for p in points {
         let n = |k: &str| p[k].as_f64().unwrap_or_else(|| panic!("{k} in {p}"));
         assert_eq!(n("segments"), 5.0, "3 + 1 + 1 screens");
         assert_eq!(n("joined"), 3.0, "{p}");
         assert_eq!(n("verify_failures"), 0.0, "{p}");
+        // One in two verified (sampled), every one counted.
+        let (verified, received) = (n("verified"), n("received_pps") * n("seconds"));
+        assert!(
+            verified > received * 0.4 && verified < received * 0.6,
+            "{verified} of {received}: {p}"
+        );
+        assert_eq!(
+            n("generator_unsent") + n("generator_socket_errors"),
+            0.0,
+            "{p}"
+        );
+        assert!(n("generator_cpu_ns_per_packet") > 0.0, "{p}");
         // Audio and video of 5 sources: about 5 * 50 + 5 * 450 packets/s.
         assert!(n("sent_pps") > 1500.0, "{p}");
         assert!(n("received_pps") > 500.0, "the switch forwarded: {p}");

@@ -23,28 +23,12 @@ use switch::dtls::DtlsIdentity;
 use switch::testing::Endpoint;
 use switch::tip::negotiation::Media;
 
-/// `GET path` in plain HTTP: status and body.
-async fn get_plain(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (status, body)
-}
-
 /// A scrape, parsed.
 struct Scrape(prometheus_parse::Scrape);
 
 impl Scrape {
     async fn of(addr: std::net::SocketAddr) -> Self {
-        let (status, body) = get_plain(addr, "/metrics").await;
+        let (status, body) = common::get_plain(addr, "/metrics").await;
         assert_eq!(status, 200, "{body}");
         let lines = body.lines().map(|l| Ok(l.to_owned()));
         Self(prometheus_parse::Scrape::parse(lines).expect("the text format parses"))
@@ -169,7 +153,7 @@ async fn a_scrape_counts_the_meeting_and_forged_packets_and_readiness_follows_a_
     let s = &after;
     eprintln!(
         "the scrape after the meeting:\n{}",
-        get_plain(metrics, "/metrics").await.1
+        common::get_plain(metrics, "/metrics").await.1
     );
     assert!(s.value("mswitch_calls_started_total", &[("direction", "in")]) >= 2.0);
     assert!(s.value("mswitch_meetings", &[("security", "secure")]) >= 1.0);
@@ -209,6 +193,8 @@ async fn a_scrape_counts_the_meeting_and_forged_packets_and_readiness_follows_a_
     assert!(s.value("mswitch_media_packets_total", &[("direction", "out")]) > 100.0);
     assert!(s.value("mswitch_media_ports", &[("state", "used")]) >= 4.0);
     assert!(s.value("mswitch_worker_recv_calls_total", &[]) > 0.0);
+    assert!(s.value("mswitch_worker_send_calls_total", &[]) > 0.0);
+    assert!(s.value("mswitch_worker_wakeups_total", &[]) > 0.0);
     assert!(
         s.value("mswitch_join_latency_seconds_count", &[]) >= 2.0,
         "two joins measured"
@@ -222,23 +208,23 @@ async fn a_scrape_counts_the_meeting_and_forged_packets_and_readiness_follows_a_
     assert_eq!(s.value("mswitch_draining", &[]), 0.0);
 
     // Liveness and readiness.
-    let (status, body) = get_plain(metrics, "/healthz").await;
+    let (status, body) = common::get_plain(metrics, "/healthz").await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = get_plain(metrics, "/readyz").await;
+    let (status, body) = common::get_plain(metrics, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     // The plain listener serves nothing else.
-    assert_eq!(get_plain(metrics, "/api/v1/status").await.0, 404);
+    assert_eq!(common::get_plain(metrics, "/api/v1/status").await.0, 404);
 
     // A drain through the API: readiness false, liveness true, a newcomer gets 503.
     let api = Https::new(sw.admin.unwrap(), &sw.dir);
     let token = api.token(ADMIN.0, ADMIN.1).await;
     let r = api.call("POST", "/api/v1/drain", &token, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let (status, body) = get_plain(metrics, "/readyz").await;
+    let (status, body) = common::get_plain(metrics, "/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("draining"), "{body}");
     assert_eq!(
-        get_plain(metrics, "/healthz").await.0,
+        common::get_plain(metrics, "/healthz").await.0,
         200,
         "liveness is not readiness"
     );
@@ -571,7 +557,7 @@ async fn readiness_turns_false_when_every_trunk_peer_is_down_and_liveness_stays_
     let running = tokio::spawn(app.run_until(stopped));
     let mut ready = (0, String::new());
     for _ in 0..100 {
-        ready = get_plain(metrics, "/readyz").await;
+        ready = common::get_plain(metrics, "/readyz").await;
         if ready.0 == 503 {
             break;
         }
@@ -583,7 +569,7 @@ async fn readiness_turns_false_when_every_trunk_peer_is_down_and_liveness_stays_
         body,
         serde_json::json!({"ready": false, "reasons": ["no trunk peer answers keep-alives"]})
     );
-    let (status, body) = get_plain(metrics, "/healthz").await;
+    let (status, body) = common::get_plain(metrics, "/healthz").await;
     assert_eq!(
         status, 200,
         "a dependency down never fails liveness: {body}"

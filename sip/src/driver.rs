@@ -85,6 +85,7 @@ enum Command {
     Ring(CallHandle),
     Accept(CallHandle, Vec<u8>),
     Reject(CallHandle, u16, Option<String>),
+    Redirect(CallHandle, String),
     AnswerReoffer(CallHandle, Option<Vec<u8>>),
     Reoffer(CallHandle, Vec<u8>),
     Hangup(CallHandle),
@@ -301,6 +302,11 @@ impl Trunk {
         let _ = self.commands.send(Command::Reject(call, status, warning));
     }
 
+    /// See [`Agent::redirect`].
+    pub fn redirect(&self, call: CallHandle, contact: String) {
+        let _ = self.commands.send(Command::Redirect(call, contact));
+    }
+
     /// A handle that updates the trunk peers' addresses from another task (the one that
     /// resolves their names).
     pub fn peer_updater(&self) -> PeerUpdater {
@@ -461,6 +467,7 @@ impl Driver {
             Command::Ring(h) => self.agent.ring(now, h),
             Command::Accept(h, sdp) => self.agent.accept(now, h, sdp),
             Command::Reject(h, s, w) => self.agent.reject(now, h, s, w.as_deref()),
+            Command::Redirect(h, contact) => self.agent.redirect(now, h, &contact),
             Command::AnswerReoffer(h, sdp) => self.agent.answer_reoffer(now, h, sdp),
             Command::Reoffer(h, sdp) => self.agent.reoffer(now, h, sdp),
             Command::Hangup(h) => self.agent.hangup(now, h),

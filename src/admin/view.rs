@@ -27,6 +27,40 @@ pub struct SystemView {
     pub certificates: Vec<CertificateView>,
     /// The management security level (seeds 000/001), per service and effective.
     pub security_level: crate::admin::levels::LevelView,
+    /// This switch's place in a cluster (`null`: it runs alone).
+    pub cluster: Option<ClusterView>,
+}
+
+/// A cluster as this node sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    /// This node's id.
+    pub node_id: String,
+    /// Where other nodes redirect calls for its meetings.
+    pub sip_uri: String,
+    /// It holds a lease (false after giving its meetings up, until it joins again).
+    pub registered: bool,
+    /// etcd answers.
+    pub etcd_reachable: bool,
+    /// What new meetings get while etcd is unreachable (`refuse`, `local`).
+    pub etcd_down: &'static str,
+    /// The lease's time to live.
+    pub lease_ttl_s: u64,
+    /// Its media workers' busy share, as last published.
+    pub cpu: f32,
+    /// The meetings it holds, with their fencing tokens.
+    pub held: Vec<HeldMeeting>,
+    /// The live nodes, as the registry last listed them (at most 5 s old).
+    pub nodes: Vec<crate::cluster::placement::NodeRecord>,
+}
+
+/// A meeting held in the registry.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldMeeting {
+    /// Its number.
+    pub number: String,
+    /// Its claim's revision: the fencing token.
+    pub token: i64,
 }
 
 /// Listening addresses (`null`: off).
@@ -234,4 +268,8 @@ pub struct ReadyView {
     pub ready: bool,
     /// Why not (empty when ready).
     pub reasons: Vec<String>,
+    /// What an operator should know though calls may come (etcd unreachable with
+    /// `etcd_down = "local"`: new meetings are served unregistered).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use sip::ua::CallHandle;
 use switch::meeting::MeetingCommand;
 use switch::meeting::report::{LineKeying, LineReport, MeetingReport};
 use switch::tip::negotiation::{Media, State as TipState};
@@ -146,6 +145,7 @@ impl App {
         });
         let system = SystemView {
             security_level,
+            cluster: self.cluster_view(),
             version: env!("CARGO_PKG_VERSION"),
             uptime_s: self.admin.started.elapsed().as_secs(),
             listeners,
@@ -325,12 +325,7 @@ impl App {
                 if !self.meetings.contains_key(&number) {
                     return Err(ActionError::NotRunning(number));
                 }
-                let calls: Vec<CallHandle> = self
-                    .calls
-                    .iter()
-                    .filter(|(_, c)| c.number == number)
-                    .map(|(h, _)| *h)
-                    .collect();
+                let calls = self.calls_in(&number);
                 info!(
                     ?number,
                     calls = calls.len(),

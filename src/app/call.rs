@@ -84,3 +84,14 @@ impl CallState {
         }
     }
 }
+
+impl super::App {
+    /// The calls in meeting `number`.
+    pub(super) fn calls_in(&self, number: &str) -> Vec<sip::ua::CallHandle> {
+        self.calls
+            .iter()
+            .filter(|(_, c)| c.number == number)
+            .map(|(h, _)| *h)
+            .collect()
+    }
+}

@@ -44,6 +44,7 @@ use switch::tip::negotiation::Failure as TipFailure;
 mod admin;
 mod call;
 mod certs;
+mod cluster;
 mod media;
 mod ops;
 mod start;
@@ -61,6 +62,9 @@ pub enum AppError {
     /// A listener or worker could not start.
     #[error("start: {0}")]
     Io(#[from] std::io::Error),
+    /// `[cluster]` is configured and the node could not join (etcd unreachable).
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// A line's sockets, the peer's RTP address and its RTCP address.
@@ -88,6 +92,17 @@ struct Via {
     peer: usize,
     from_uri: String,
     to_uri: String,
+}
+
+/// An INVITE as the driver holds it while it is decided (in a cluster, while it is
+/// routed).
+struct Invite {
+    call: CallHandle,
+    /// The Request-URI's user: the meeting number.
+    number: String,
+    call_id: String,
+    offer: Option<Description>,
+    via: Via,
 }
 
 /// A meeting's downgrade waiting for the call that causes it to be established.
@@ -122,6 +137,8 @@ pub struct App {
     tls: crate::certs::TlsSources,
     /// The certificates' expiry warnings already given.
     expiry: crate::certs::expiry::ExpiryWatch,
+    /// This node's place in a cluster (`[cluster]`; `None`: it runs alone).
+    cluster: Option<cluster::ClusterSide>,
 }
 
 /// The drain and the call records.
@@ -257,16 +274,38 @@ impl App {
                     break;
                 }
                 e = self.trunk.next_event() => match e {
-                    Some(e) => self.sip_event(e),
+                    Some(e) => {
+                        self.enforce_cluster_lease();
+                        self.sip_event(e);
+                    }
                     None => break,
                 },
-                Some((meeting, e)) = self.events.recv() => self.meeting_event(meeting, e),
+                Some((meeting, e)) = self.events.recv() => {
+                    self.enforce_cluster_lease();
+                    self.meeting_event(meeting, e);
+                }
+                Some(input) = async {
+                    match self.cluster.as_mut() {
+                        Some(c) => c.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.enforce_cluster_lease();
+                    match input {
+                        cluster::ClusterInput::Routed(r) => self.routed(*r),
+                        cluster::ClusterInput::Event(e) => self.cluster_event(e),
+                        cluster::ClusterInput::Publish => self.cluster_publish(),
+                    }
+                }
                 Some(r) = async {
                     match requests.as_mut() {
                         Some(rx) => rx.recv().await,
                         None => std::future::pending().await,
                     }
-                } => self.admin_request(r).await,
+                } => {
+                    self.enforce_cluster_lease();
+                    self.admin_request(r).await;
+                }
                 _ = reports.tick(), if requests.is_some() => self.request_reports(),
                 _ = expiry_checks.tick() => self.check_expiry(),
             }
@@ -287,6 +326,8 @@ impl App {
             socket_errors = total(|w| w.socket_errors.load(Relaxed)),
             foreign_source = total(|w| w.foreign_source.load(Relaxed)),
             recv_calls = total(|w| w.recv_calls.load(Relaxed)),
+            send_calls = total(|w| w.send_calls.load(Relaxed)),
+            wakeups = total(|w| w.wakeups.load(Relaxed)),
             "media totals"
         );
         let why = if drained {
@@ -299,6 +340,10 @@ impl App {
         }
         // Give the BYEs a moment on the wire.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Out of the cluster at once: the lease is revoked, the meetings' claims with it.
+        if let Some(c) = self.cluster.take() {
+            c.leave().await;
+        }
     }
 
     async fn admin_request(&mut self, r: AdminRequest) {
@@ -348,19 +393,19 @@ impl App {
                 peer,
                 from_uri,
                 to_uri,
-            } => self.incoming(
+            } => self.incoming(Invite {
                 call,
-                user,
+                number: user,
                 call_id,
                 offer,
-                Via {
+                via: Via {
                     over_tls,
                     user_agent,
                     peer,
                     from_uri,
                     to_uri,
                 },
-            ),
+            }),
             AgentEvent::Answer { call, answer } => self.answered(call, &answer),
             AgentEvent::Established { call } => {
                 if let Some(c) = self.calls.get_mut(&call) {
@@ -464,20 +509,36 @@ impl App {
         self.trunk.reject(call, refusal.status(), refusal.warning());
     }
 
+    /// Refuses an INVITE before it is decided (draining, the cluster).
+    fn refuse_invite(&mut self, invite: &Invite, refusal: &Refusal) {
+        let (call, number, call_id) = (invite.call, &invite.number, &invite.call_id);
+        self.refuse(call, call_id, number, refusal, &invite.via);
+    }
+
     /// An INVITE: decided by [`control::decide_incoming`], done here.
-    fn incoming(
-        &mut self,
-        call: CallHandle,
-        number: String,
-        call_id: String,
-        offer: Option<Description>,
-        via: Via,
-    ) {
+    fn incoming(&mut self, invite: Invite) {
         // A draining switch takes no new call (503 with Retry-After: Unified CM tries its
         // next trunk destination).
         if self.ops.drain.is_some() {
-            return self.refuse(call, &call_id, &number, &Refusal::Draining, &via);
+            return self.refuse_invite(&invite, &Refusal::Draining);
         }
+        // In a cluster, a meeting not running here is routed first (its answer comes back
+        // to `incoming_here`, or as a 302 or a 503).
+        if self.routes_in_cluster(&invite.number) {
+            return self.route_in_cluster(invite);
+        }
+        self.incoming_here(invite);
+    }
+
+    /// An INVITE this switch serves (alone, or routed here by the cluster).
+    fn incoming_here(&mut self, invite: Invite) {
+        let Invite {
+            call,
+            number,
+            call_id,
+            offer,
+            via,
+        } = invite;
         let (over_tls, user_agent) = (via.over_tls, via.user_agent.clone());
         let meeting = self.meetings.get(&number).map(|m| MeetingView {
             security: m.security.clone(),
@@ -504,6 +565,7 @@ impl App {
         };
         if let Some((policy, mode)) = admitted.start_meeting {
             self.start_meeting(&number, policy, mode);
+            self.cluster_publish();
         }
         let Some(state) = self.meetings.get_mut(&number) else {
             return;
@@ -652,6 +714,7 @@ impl App {
                 "meeting_ended",
                 serde_json::json!({ "number": number, "conf_id": m.id }),
             );
+            self.cluster_meeting_ended(number);
         }
     }
 

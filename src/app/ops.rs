@@ -116,9 +116,15 @@ impl App {
         if self.ports.in_use() + crate::config::MIN_MEDIA_PORTS > total {
             reasons.push("no media port left for a call".to_owned());
         }
+        let (cluster, notes) = self.cluster_readiness();
+        reasons.extend(cluster);
         let ready = reasons.is_empty();
         gauge!("mswitch_ready").set(if ready { 1.0 } else { 0.0 });
-        ReadyView { ready, reasons }
+        ReadyView {
+            ready,
+            reasons,
+            notes,
+        }
     }
 
     /// Copies the counters kept as atomics (workers, trunk) and the gauges of call
@@ -149,6 +155,7 @@ impl App {
         gauge!("mswitch_media_ports", "state" => "free").set(total.saturating_sub(used) as f64);
         let (mut pin, mut bin, mut pout, mut bout, mut foreign, mut send_dropped) =
             (0, 0, 0, 0, 0, 0);
+        let mut fenced = 0;
         for (i, w) in self.worker_stats().iter().enumerate() {
             let worker = i.to_string();
             pin += w.packets_in.load(Relaxed);
@@ -157,10 +164,15 @@ impl App {
             bout += w.bytes_out.load(Relaxed);
             foreign += w.foreign_source.load(Relaxed);
             send_dropped += w.send_dropped.load(Relaxed);
+            fenced += w.fenced_meetings.load(Relaxed);
             counter!("mswitch_worker_busy_milliseconds_total", "worker" => worker.clone())
                 .absolute(w.busy_ns.load(Relaxed) / 1_000_000);
             counter!("mswitch_worker_recv_calls_total", "worker" => worker.clone())
                 .absolute(w.recv_calls.load(Relaxed));
+            counter!("mswitch_worker_send_calls_total", "worker" => worker.clone())
+                .absolute(w.send_calls.load(Relaxed));
+            counter!("mswitch_worker_wakeups_total", "worker" => worker.clone())
+                .absolute(w.wakeups.load(Relaxed));
             counter!("mswitch_worker_datagrams_total", "worker" => worker)
                 .absolute(w.packets_in.load(Relaxed));
         }
@@ -170,6 +182,9 @@ impl App {
         counter!("mswitch_media_bytes_total", "direction" => "out").absolute(bout);
         counter!("mswitch_media_dropped_total", "reason" => "foreign_source").absolute(foreign);
         counter!("mswitch_media_dropped_total", "reason" => "send_dropped").absolute(send_dropped);
+        if self.cluster.is_some() {
+            counter!("mswitch_cluster_fenced_meetings_total").absolute(fenced);
+        }
         let t = self.trunk.stats();
         for (reason, v) in [
             ("not_peer", &t.refused_not_peer),

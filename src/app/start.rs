@@ -170,6 +170,7 @@ impl App {
             switch::udp::WorkerOptions {
                 batch: settings.batch,
                 gso: settings.gso,
+                gro: settings.gro,
             },
         )?;
         // Meeting events cross from the workers' threads into the runtime.
@@ -233,6 +234,21 @@ impl App {
         }
         let mut settings = settings;
         let admin = admin::start_admin(&mut settings, &tls_sources)?;
+        let cluster = match &settings.cluster {
+            Some(c) => Some(
+                cluster::ClusterSide::start(
+                    c,
+                    trunk.local_addr(sip::ua::Transport::Tls),
+                    settings
+                        .admin
+                        .https
+                        .map(|a| format!("https://{a}"))
+                        .unwrap_or_default(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let calls = CallLog::new(&crate::config::data_dir(&settings.tls_files));
         let notifier = ops::start_webhooks(&settings, &tls_sources)?;
         Ok(Self {
@@ -257,6 +273,7 @@ impl App {
             next_meeting: 1,
             next_participant: 1,
             next_leg: 1,
+            cluster,
         })
     }
 }

@@ -47,6 +47,10 @@ pub enum Refusal {
     /// The switch is draining: no new call (issue 17; RFC 3261 §21.5.4, with Retry-After).
     #[error("the switch is draining")]
     Draining,
+    /// The cluster cannot place the meeting now (etcd unreachable, its owner's record
+    /// lapsing, no node with room): 503 with Retry-After (issue 21).
+    #[error("the cluster cannot place the meeting now: {0}")]
+    ClusterUnavailable(&'static str),
     /// The Device Security mode cannot take the offer (T6), or its transport.
     #[error("offer refused: {0}")]
     NotAcceptable(NotAcceptable),
@@ -88,7 +92,7 @@ impl Refusal {
             Self::NoSuchMeeting => 404,
             // RFC 3261 §21.4.4: understood, and refused; not worth repeating.
             Self::Locked => 403,
-            Self::Draining => 503,
+            Self::Draining | Self::ClusterUnavailable(_) => 503,
             Self::NotAcceptable(_)
             | Self::PlainOfferToSecureMeeting
             | Self::OtherKindOfMedia

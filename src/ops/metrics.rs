@@ -122,6 +122,36 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
         "recvmmsg calls of a `worker` (datagrams in / calls = the batch achieved)",
     ),
     (
+        "mswitch_cluster_redirects_total",
+        "counter",
+        "calls answered 302 toward the node that owns their meeting (issue 21)",
+    ),
+    (
+        "mswitch_cluster_give_ups_total",
+        "counter",
+        "times this node could not renew its cluster lease in time and ended every call",
+    ),
+    (
+        "mswitch_cluster_conflicts_total",
+        "counter",
+        "meetings served here while etcd was unreachable that another node had registered: ended here",
+    ),
+    (
+        "mswitch_cluster_fenced_meetings_total",
+        "counter",
+        "meetings a media worker dropped because the lease they were claimed under passed its deadline",
+    ),
+    (
+        "mswitch_worker_send_calls_total",
+        "counter",
+        "sendmmsg calls of a `worker` (with GSO one carries several runs of datagrams)",
+    ),
+    (
+        "mswitch_worker_wakeups_total",
+        "counter",
+        "wake-ups of a `worker` with a socket ready (datagrams / wake-ups = what one serves)",
+    ),
+    (
         "mswitch_worker_datagrams_total",
         "counter",
         "datagrams a `worker` received",

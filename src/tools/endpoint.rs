@@ -37,6 +37,14 @@ pub enum EndpointError {
     /// TLS material.
     #[error("{0}")]
     Tls(String),
+    /// A 3xx: the call goes to `contact` (a switch of the cluster that runs the meeting).
+    #[error("{status} (Contact: {contact})")]
+    Redirected {
+        /// The status line.
+        status: String,
+        /// The Contact's URI.
+        contact: String,
+    },
 }
 
 /// The TLS identity of simulated endpoints: the loopback trunk peer's certificate the
@@ -248,10 +256,24 @@ pub async fn invite(
     ))
     .await?;
     let ok = sip.final_response().await?;
+    if ok.starts_with("SIP/2.0 3") {
+        return Err(EndpointError::Redirected {
+            status: ok.lines().next().unwrap_or_default().to_owned(),
+            contact: header(&ok, "Contact:")
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned(),
+        });
+    }
     if !ok.starts_with("SIP/2.0 200") {
-        return Err(EndpointError::Protocol(
-            ok.lines().next().unwrap_or_default().to_owned(),
-        ));
+        // The status line, and the switch's Warning when it gives one (why it refused).
+        let status = ok.lines().next().unwrap_or_default();
+        let warning = header(&ok, "Warning:");
+        return Err(EndpointError::Protocol(if warning.is_empty() {
+            status.to_owned()
+        } else {
+            format!("{status} (Warning: {warning})")
+        }));
     }
     let tag = header(&ok, "To:")
         .split(";tag=")

@@ -67,7 +67,7 @@ impl TxBatch {
     }
 
     /// The datagrams: receiver and bytes.
-    pub fn iter(&self) -> impl Iterator<Item = (ReceiverId, &[u8])> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (ReceiverId, &[u8])> + Clone + '_ {
         self.entries
             .iter()
             .map(|e| (e.receiver, self.slot(e.slot as usize)))

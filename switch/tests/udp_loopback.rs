@@ -22,7 +22,7 @@ use switch::meeting::switching::SwitchingConfig;
 use switch::meeting::{LegId, Meeting, MeetingEvent};
 use switch::testing::{AUDIO_SPI, Endpoint, VIDEO_SPI, params};
 use switch::tip::negotiation::Media;
-use switch::udp::{Command, MediaWorker};
+use switch::udp::{Command, LeaseFence, MediaWorker};
 
 #[test]
 fn three_endpoints_over_real_udp_sockets_keyed_by_sdes() {
@@ -87,6 +87,9 @@ fn run_over_udp(dtls: bool, rtcp_mux: bool) {
         }
     }
     worker.send(Command::AddMeeting(1, Box::new(meeting)));
+    // Claimed under a cluster lease that holds for now (the end of the test lets it lapse).
+    let fence = Arc::new(LeaseFence::new(now, now + Duration::from_secs(3600)));
+    worker.send(Command::Fence(1, fence.clone()));
     for (leg, socket, remote) in legs {
         worker.send(Command::AddLeg {
             meeting: 1,
@@ -215,4 +218,25 @@ fn run_over_udp(dtls: bool, rtcp_mux: bool) {
     assert!(pin > 300 && pout > 300, "in {pin}, out {pout}");
     // Without rtcp-mux the simulator asserted that every RTCP datagram came on an RTCP
     // leg and every RTP one on an RTP leg; TIP ran over the RTCP legs' own DTLS keys.
+
+    // The cluster lease the meeting was claimed under lapses (a node paused past its
+    // TTL): the worker drops the meeting before it reads another datagram, and forwards
+    // nothing more, though the endpoints go on sending.
+    assert_eq!(stats.fenced_meetings.load(Ordering::Relaxed), 0);
+    fence.hold_until(Instant::now());
+    let out_before = stats.packets_out.load(Ordering::Relaxed);
+    for _ in 0..10 {
+        for ep in &mut endpoints {
+            let packets = ep.media_tick(60, true, &mut idr);
+            send(&sockets, packets);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(stats.fenced_meetings.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        stats.packets_out.load(Ordering::Relaxed),
+        out_before,
+        "nothing forwarded past the lease's deadline"
+    );
 }

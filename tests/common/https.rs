@@ -82,14 +82,30 @@ impl Https {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Reply {
-        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        self.try_send(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`Https::send`], with what failed on the way as an error (a node that is killed
+    /// or paused while asked).
+    pub async fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Result<Reply, String> {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let tls = tokio_rustls::TlsConnector::from(self.config.clone())
             .connect(rustls::pki_types::ServerName::from(self.addr.ip()), tcp)
             .await
-            .expect("the admin listener's certificate chains to the local CA");
+            .map_err(|e| format!("the admin listener's certificate chains to the local CA: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let mut req = hyper::Request::builder()
             .method(method)
@@ -103,16 +119,21 @@ impl Https {
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
-            .unwrap();
-        let res = sender.send_request(req).await.unwrap();
+            .map_err(|e| e.to_string())?;
+        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        Reply {
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Reply {
             status,
             headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        })
     }
 
     /// `GET path` with a bearer token.

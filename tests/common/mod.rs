@@ -2,8 +2,29 @@
 //! and a capture of everything it logs, for the tests that check the seed's lines.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod etcd;
 pub mod https;
 pub mod webhook;
+
+/// Whether the program a test drives is installed (`program arg` runs); when it is not,
+/// the test is skipped with `hint`, unless `require_env` is set (CI sets it after
+/// installing the program), which fails it.
+pub fn tool_available(program: &str, arg: &str, require_env: &str, hint: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var(require_env).is_err(),
+            "{require_env} is set but {program} is not installed"
+        );
+        eprintln!("{program} is not installed: {hint}");
+    }
+    found
+}
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -241,4 +262,20 @@ pub fn received_from(call: &mswitch::endpoint::SimulatedCall, id: u32) -> usize 
         .iter()
         .filter(|r| r.1 >> 16 == id)
         .count()
+}
+
+/// `GET path` over plain HTTP (the metrics and health listener): (status, body).
+pub async fn get_plain(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
 }

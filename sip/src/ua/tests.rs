@@ -86,7 +86,17 @@ impl Harness {
 
     /// Delivers an INVITE and returns the call handle from the Incoming event.
     fn invite(&mut self, extra: &str, body: &str) -> CallHandle {
-        self.deliver(&invite(1, extra, body));
+        self.invite_raw(&invite(1, extra, body))
+    }
+
+    /// Another INVITE, a new call: its own Call-ID (`suffix`) and CSeq.
+    fn invite_with_cseq(&mut self, cseq: u32, suffix: &str) -> CallHandle {
+        let text = invite(cseq, "", SDP).replacen("Call-ID: ", &format!("Call-ID: {suffix}"), 1);
+        self.invite_raw(&text)
+    }
+
+    fn invite_raw(&mut self, text: &str) -> CallHandle {
+        self.deliver(text);
         let sent = self.sent();
         assert!(sent[0].starts_with("SIP/2.0 100 Trying\r\n"), "{sent:?}");
         match self.events().as_slice() {
@@ -678,6 +688,35 @@ fn an_incoming_call_the_application_never_answers_is_refused_after_timer_c() {
         }]
     );
     assert_eq!(h.agent.call_count(), 0);
+}
+
+#[test]
+fn a_call_for_a_meeting_owned_elsewhere_is_redirected_with_a_302() {
+    let mut h = Harness::new();
+    let call = h.invite("", SDP);
+    h.agent
+        .redirect(h.now, call, "sip:4000@10.0.0.2:5061;transport=tls");
+    let sent = h.sent();
+    assert_eq!(status(&sent[0]), 302, "{sent:?}");
+    assert!(
+        sent[0].contains("\r\nContact: <sip:4000@10.0.0.2:5061;transport=tls>\r\n"),
+        "{}",
+        sent[0]
+    );
+    assert!(sent[0].contains(";tag="), "a To tag: {}", sent[0]);
+    assert_eq!(
+        h.events(),
+        vec![AgentEvent::Ended {
+            call,
+            reason: EndReason::Local
+        }]
+    );
+    // A target that could break the header is never written: 500 instead.
+    let call = h.invite_with_cseq(2, "x");
+    h.agent.redirect(h.now, call, "sip:a\r\nEvil: 1");
+    let sent = h.sent();
+    assert_eq!(status(&sent[0]), 500, "{sent:?}");
+    assert!(!sent[0].contains("Evil"));
 }
 
 #[test]

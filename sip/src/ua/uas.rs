@@ -228,6 +228,24 @@ impl Agent {
         self.end(call, EndReason::Local);
     }
 
+    /// Answers an early INVITE with `302 Moved Temporarily` and `contact`, the SIP URI
+    /// where the call belongs (RFC 3261 §8.3.3, §21.3.3): the cluster node that owns the
+    /// meeting (issue 21). Unified CM reroutes a trunk call on a 3xx. A URI that could
+    /// break the header (CR, LF, angle brackets) is refused with 500 instead.
+    pub fn redirect(&mut self, now: Instant, call: CallHandle, contact: &str) {
+        if contact.is_empty() || contact.contains(['\r', '\n', '<', '>']) {
+            return self.reject(now, call, 500, Some("no usable redirect target"));
+        }
+        let Some((key, req)) = self.early_invite(call) else {
+            return;
+        };
+        let tag = self.calls[&call].local_tag.clone();
+        let extra = format!("Contact: <{contact}>\r\n");
+        let b = self.response_bytes(&req, 302, Some(&tag), &extra, None);
+        self.respond(now, &key, 302, b);
+        self.end(call, EndReason::Local);
+    }
+
     pub(super) fn end(&mut self, call: CallHandle, reason: EndReason) {
         if self.calls.remove(&call).is_some() {
             self.events.push_back(AgentEvent::Ended { call, reason });

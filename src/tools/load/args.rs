@@ -20,6 +20,11 @@ OPTIONS:
     --no-baseline       skip the SFU baseline (decrypt + re-encrypt per receiver)
     --batching-off      also measure with recvmmsg/sendmmsg batching off
     --gso-off           also measure with UDP segmentation offload off
+    --gro-off           also measure with UDP receive offload off
+    --old-path          also measure the switch's path before issue 20 (no GSO, no GRO)
+    --verify-every N    verify and decrypt one received packet in N (default 1: all; every
+                        packet is still counted and followed for loss)
+    --threads T         generator threads (default: the cores the switch's workers leave)
     --target ADDR --pid PID --data-dir DIR
                         a switch already running (SIP/TLS address, process id, data directory)
     --out DIR           report, load.json, load.svg and the switch's logs (default mswitch-load)";
@@ -65,6 +70,10 @@ impl LoadOptions {
                 "--standard" => o.standard = true,
                 "--batching-off" => o.batching_off = true,
                 "--gso-off" => o.gso_off = true,
+                "--gro-off" => o.gro_off = true,
+                "--old-path" => o.old_path = true,
+                "--verify-every" => o.verify_every = number(value()?)? as u64,
+                "--threads" => o.generator_threads = number(value()?)?,
                 "--target" => {
                     let v = value()?;
                     target = Some(
@@ -98,9 +107,12 @@ mod tests {
     #[test]
     fn options_parse_and_bad_ones_say_which() {
         let o = LoadOptions::from_args(&args(
-            "--meetings 3 --endpoints 2 --duration 1.5 --sweep 6,12 --no-baseline --out x",
+            "--meetings 3 --endpoints 2 --duration 1.5 --sweep 6,12 --no-baseline --out x \
+             --verify-every 8 --threads 2 --old-path",
         ))
         .unwrap();
+        assert_eq!((o.verify_every, o.generator_threads), (8, 2));
+        assert!(o.old_path && !o.gro_off);
         assert_eq!((o.meetings, o.endpoints), (3, 2));
         assert_eq!(o.duration, Duration::from_millis(1500));
         assert_eq!(o.sweep, vec![6, 12]);
@@ -113,6 +125,7 @@ mod tests {
         assert_eq!((t.sip.port(), t.pid), (5061, 42));
         for (bad, says) in [
             ("--meetings 0", "--meetings"),
+            ("--verify-every 0", "--verify-every"),
             ("--duration -1", "--duration"),
             ("--sweep 6,x", "--sweep"),
             ("--target 127.0.0.1:5061", "--pid"),

@@ -20,6 +20,8 @@ pub struct SwitchMode {
     pub sfu_baseline: bool,
     /// UDP generic segmentation offload on the send path (`[media] gso`).
     pub gso: bool,
+    /// UDP generic receive offload (`[media] gro`).
+    pub gro: bool,
 }
 
 /// A switch the generator started.
@@ -54,11 +56,12 @@ impl SwitchProcess {
                  max_connections = 4096\nmax_connections_per_address = 4096\n\
                  [tls]\ndata_dir = \"{}\"\n\
                  [media]\nports = \"20000-39999\"\naddress = \"127.0.0.1\"\nworkers = {}\n\
-                 batch = {}\ngso = {}\n[admin]\nhttps = \"\"\nhttp_redirect = \"\"\nmetrics = \"\"\n",
+                 batch = {}\ngso = {}\ngro = {}\n[admin]\nhttps = \"\"\nhttp_redirect = \"\"\nmetrics = \"\"\n",
                 data_dir.display(),
                 mode.workers,
                 mode.batch,
                 mode.gso,
+                mode.gro,
             ),
         )?;
         let log_path = dir.join("switch.log");

@@ -22,6 +22,7 @@ pub mod child;
 pub mod measure;
 pub mod report;
 pub mod standard;
+pub mod threads;
 pub mod traffic;
 
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 use switch::dtls::DtlsIdentity;
 
 use child::{SwitchMode, SwitchProcess};
+use threads::{Dial, Generator};
 use traffic::{CallPlan, CallStats, Shared};
 
 /// Why a load run failed.
@@ -79,6 +81,14 @@ pub struct LoadOptions {
     pub batching_off: bool,
     /// Also measure with UDP segmentation offload off (`[media] gso = false`).
     pub gso_off: bool,
+    /// Also measure with UDP receive offload off (`[media] gro = false`).
+    pub gro_off: bool,
+    /// Also measure the switch's path before issue 20: no GSO, no GRO.
+    pub old_path: bool,
+    /// One received media packet in this many is verified and decrypted (1: all).
+    pub verify_every: u64,
+    /// Threads the simulated endpoints run on (0: the cores the switch's workers leave).
+    pub generator_threads: usize,
     /// One standard SIP endpoint per meeting too (a transcrypt leg, issue 19).
     pub standard: bool,
     /// A running switch instead of one started per point.
@@ -100,6 +110,10 @@ impl Default for LoadOptions {
             baseline: true,
             batching_off: false,
             gso_off: false,
+            gro_off: false,
+            old_path: false,
+            verify_every: 1,
+            generator_threads: 0,
             standard: false,
             target: None,
             sweep: Vec::new(),
@@ -147,6 +161,12 @@ pub struct Point {
     /// Datagrams the switch could not send (its own count for the whole run, from its
     /// log; `None` for a `--target`).
     pub switch_send_dropped: Option<u64>,
+    /// The switch's datagrams received per wake-up with a socket ready (its whole run).
+    pub switch_in_per_wakeup: Option<f64>,
+    /// Its datagrams received per recvmmsg call (with GRO a message may hold several).
+    pub switch_in_per_recv_call: Option<f64>,
+    /// Its datagrams sent per sendmmsg call (with GSO a message holds a run).
+    pub switch_out_per_send_call: Option<f64>,
     /// UDP datagrams the kernel dropped during the window (system-wide).
     pub kernel_drops: u64,
     /// Received packets whose tag or payload did not check (must be 0).
@@ -161,14 +181,27 @@ pub struct Point {
     pub switch_cores: f64,
     /// The generator's CPU use, in cores.
     pub generator_cores: f64,
+    /// The generator's CPU time per forwarded (received) packet, nanoseconds: it must stay
+    /// below the switch's for the point to measure the switch.
+    pub generator_cpu_ns_per_packet: f64,
+    /// Packets the generator could not send (its sockets' buffers were full).
+    pub generator_unsent: u64,
+    /// Receive errors at the generator's sockets (other than an empty socket).
+    pub generator_socket_errors: u64,
+    /// Received packets verified and decrypted (all, or one in `--verify-every`).
+    pub verified: u64,
     /// The switch's peak resident memory, bytes.
     pub switch_peak_rss: u64,
     /// INVITE to first media, milliseconds: median and maximum.
     pub join_ms: [f64; 2],
     /// Sends the generator made more than 20 ms late (it saturated).
     pub late_sends: u64,
-    /// Why this point is saturated, if it is.
+    /// Why this point is saturated, if it is (the switch or the generator).
     pub saturated: Option<String>,
+    /// The switch itself saturated (loss, drops, unsent datagrams, failed joins, more than
+    /// 0.95 of a core): a sweep stops here. A generator that fell behind is reported but
+    /// does not stop it (issue 20: the sweep measures the switch's limit).
+    pub switch_saturated: bool,
     /// Standard SIP endpoints (`--standard`) that joined.
     pub standard_joined: usize,
     /// Media packets/s they received (the mix and the switched video), transcrypted.
@@ -180,8 +213,8 @@ pub struct Point {
     pub latency_cdf: Vec<u32>,
 }
 
-/// Runs one point against `target` or a switch started in `mode` (inside a
-/// [`tokio::task::LocalSet`]: the simulated endpoints stay on the generator's thread).
+/// Runs one point against `target` or a switch started in `mode`; the simulated endpoints
+/// run on the generator's threads ([`threads`]).
 pub async fn run_point(
     opts: &LoadOptions,
     meetings: usize,
@@ -209,51 +242,45 @@ pub async fn run_point(
     );
     let shared = Arc::new(Shared {
         base: Instant::now(),
+        base_unix_ns: traffic::unix_ns(),
         window_start: 0.into(),
         window_end: 0.into(),
         stop: false.into(),
         joined: 0.into(),
         failed: 0.into(),
         speaker_period: opts.speaker_period,
+        verify_every: opts.verify_every.max(1),
     });
     let standard = usize::from(opts.standard);
     let per_meeting = opts.endpoints + standard;
     let total = meetings * per_meeting;
-    let mut tasks = Vec::new();
+    let threads = if opts.generator_threads > 0 {
+        opts.generator_threads
+    } else {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        cores.saturating_sub(opts.workers).max(1)
+    };
+    let mut generator = Generator::start(threads, policy, sip, dtls, shared.clone())?;
     for m in 0..meetings {
         for i in 0..opts.endpoints {
-            let plan = CallPlan {
+            generator.dial(Dial::Tip(CallPlan {
                 id: (m * opts.endpoints + i + 1) as u32,
                 screens: if i == 0 { 3 } else { 1 },
                 number: format!("{}", 7000 + m),
                 index: i,
                 meeting_size: per_meeting,
-            };
-            tasks.push(tokio::task::spawn_local(traffic::run_call(
-                plan,
-                policy.clone(),
-                sip,
-                dtls.clone(),
-                shared.clone(),
-            )));
+            }));
             // A ramp, not a burst: one INVITE every 20 ms.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if opts.standard {
-            let plan = CallPlan {
+            generator.dial(Dial::Standard(CallPlan {
                 id: (50_000 + m) as u32,
                 screens: 1,
                 number: format!("{}", 7000 + m),
                 index: opts.endpoints,
                 meeting_size: per_meeting,
-            };
-            tasks.push(tokio::task::spawn_local(standard::run_standard_call(
-                plan,
-                policy.clone(),
-                sip,
-                dtls.clone(),
-                shared.clone(),
-            )));
+            }));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -294,17 +321,12 @@ pub async fn run_point(
     let rss = measure::peak_rss(pid).unwrap_or(0);
     // The switch stops first, while every endpoint still listens: its count of datagrams
     // it could not send covers the run, not the endpoints going away.
-    let send_dropped = started.as_mut().and_then(|p| {
+    if let Some(p) = started.as_mut() {
         p.stop();
-        p.media_totals("send_dropped")
-    });
-    shared.stop.store(true, Ordering::Relaxed);
-    let mut calls = Vec::new();
-    for t in tasks {
-        if let Ok(s) = t.await {
-            calls.push(s);
-        }
     }
+    let total = |name: &str| started.as_ref().and_then(|p| p.media_totals(name));
+    shared.stop.store(true, Ordering::Relaxed);
+    let calls = generator.finish().await;
     let seconds = (t1 - t0).as_secs_f64();
     let mut point = summarize(
         label,
@@ -316,8 +338,17 @@ pub async fn run_point(
         drops1.since(drops0),
         rss,
     );
-    point.switch_send_dropped = send_dropped;
-    point.saturated = saturation(&point);
+    point.switch_send_dropped = total("send_dropped");
+    // The switch's trips through the kernel, over its whole run (join included).
+    let per = |a: Option<u64>, b: Option<u64>| {
+        a.zip(b.filter(|&b| b > 0))
+            .map(|(a, b)| a as f64 / b as f64)
+    };
+    let (packets_in, packets_out) = (total("packets_in"), total("packets_out"));
+    point.switch_in_per_wakeup = per(packets_in, total("wakeups"));
+    point.switch_in_per_recv_call = per(packets_in, total("recv_calls"));
+    point.switch_out_per_send_call = per(packets_out, total("send_calls"));
+    (point.saturated, point.switch_saturated) = saturation(&point);
     Ok(point)
 }
 
@@ -392,6 +423,9 @@ fn summarize(
         loss_ratio: lost as f64 / (sum(|c| c.received_video) + lost).max(1) as f64,
         audio_gaps: sum(|c| c.audio_gaps),
         switch_send_dropped: None,
+        switch_in_per_wakeup: None,
+        switch_in_per_recv_call: None,
+        switch_out_per_send_call: None,
         kernel_drops,
         verify_failures: sum(|c| c.verify_failures),
         latency_us: latency,
@@ -399,10 +433,15 @@ fn summarize(
         switch_cpu_ns_per_packet: switch_cpu.as_nanos() as f64 / received.max(1) as f64,
         switch_cores: switch_cpu.as_secs_f64() / seconds,
         generator_cores: generator_cpu.as_secs_f64() / seconds,
+        generator_cpu_ns_per_packet: generator_cpu.as_nanos() as f64 / received.max(1) as f64,
+        generator_unsent: sum(|c| c.unsent),
+        generator_socket_errors: sum(|c| c.socket_errors),
+        verified: sum(|c| c.verified),
         switch_peak_rss: rss,
         join_ms,
         late_sends,
         saturated: None,
+        switch_saturated: false,
         latency_cdf,
         standard_joined: calls
             .iter()
@@ -421,13 +460,14 @@ fn summarize(
             .sum::<u64>() as f64
             / seconds,
     };
-    p.saturated = saturation(&p);
+    (p.saturated, p.switch_saturated) = saturation(&p);
     p
 }
 
 /// Why a point is past saturation, if it is: loss, sends the generator made late, a core
-/// used up, endpoints that could not join.
-fn saturation(p: &Point) -> Option<String> {
+/// used up, endpoints that could not join; and whether the switch is (not only the
+/// generator).
+fn saturation(p: &Point) -> (Option<String>, bool) {
     let mut why = Vec::new();
     if p.failed > 0 {
         why.push(format!("{} endpoints could not join", p.failed));
@@ -440,26 +480,23 @@ fn saturation(p: &Point) -> Option<String> {
             p.kernel_drops
         ));
     }
-    if p.late_sends > 0 {
-        why.push(format!(
-            "the generator fell behind ({:.2} cores, {} late sends)",
-            p.generator_cores, p.late_sends
-        ));
-    }
     if p.switch_cores > 0.95 {
         why.push(format!("the switch used {:.2} cores", p.switch_cores));
     }
-    (!why.is_empty()).then(|| why.join("; "))
+    let switch = !why.is_empty();
+    if p.late_sends > 0 || p.generator_unsent > 0 || p.generator_socket_errors > 0 {
+        why.push(format!(
+            "the generator fell behind ({:.2} cores, {} late sends, {} unsent, {} socket errors)",
+            p.generator_cores, p.late_sends, p.generator_unsent, p.generator_socket_errors
+        ));
+    }
+    ((!why.is_empty()).then(|| why.join("; ")), switch)
 }
 
 /// Runs what `opts` asks: one point or a sweep, each against the fast path and (when
 /// asked) the SFU baseline and batching off; writes the report, JSON and chart into
 /// `opts.out`; returns the report text.
 pub async fn run(opts: &LoadOptions) -> Result<String, LoadError> {
-    tokio::task::LocalSet::new().run_until(run_all(opts)).await
-}
-
-async fn run_all(opts: &LoadOptions) -> Result<String, LoadError> {
     std::fs::create_dir_all(&opts.out)?;
     let per_meeting = segments(1, opts.endpoints).max(1);
     let points: Vec<usize> = if opts.sweep.is_empty() {
@@ -475,11 +512,12 @@ async fn run_all(opts: &LoadOptions) -> Result<String, LoadError> {
         batch: switch::udp::BATCH,
         sfu_baseline: false,
         gso: true,
+        gro: true,
     };
     let mut results = Vec::new();
     for (i, &meetings) in points.iter().enumerate() {
         let p = run_point(opts, meetings, fast, "fast").await?;
-        let saturated = p.saturated.is_some();
+        let saturated = p.switch_saturated;
         results.push(p);
         if opts.baseline && opts.target.is_none() {
             let mode = SwitchMode {
@@ -496,8 +534,20 @@ async fn run_all(opts: &LoadOptions) -> Result<String, LoadError> {
             let mode = SwitchMode { gso: false, ..fast };
             results.push(run_point(opts, meetings, mode, "fast, GSO off").await?);
         }
+        if opts.gro_off && opts.target.is_none() {
+            let mode = SwitchMode { gro: false, ..fast };
+            results.push(run_point(opts, meetings, mode, "fast, GRO off").await?);
+        }
+        if opts.old_path && opts.target.is_none() {
+            let mode = SwitchMode {
+                gso: false,
+                gro: false,
+                ..fast
+            };
+            results.push(run_point(opts, meetings, mode, "fast, old path").await?);
+        }
         if saturated && i + 1 < points.len() {
-            eprintln!("  saturated: the sweep stops here");
+            eprintln!("  the switch saturated: the sweep stops here");
             break;
         }
     }

@@ -10,7 +10,7 @@ pub fn text(points: &[Point]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<20} {:>4} {:>5} {:>9} {:>9} {:>9} {:>7} {:>6} {:>17} {:>9} {:>6} {:>6} {:>7} {:>9}",
+        "{:<20} {:>4} {:>5} {:>9} {:>9} {:>9} {:>7} {:>6} {:>17} {:>9} {:>6} {:>6} {:>7} {:>7} {:>9}",
         "switch",
         "segs",
         "eps",
@@ -23,13 +23,14 @@ pub fn text(points: &[Point]) -> String {
         "ns/pkt",
         "cores",
         "gen",
+        "gen/sw",
         "RSS MB",
         "join ms"
     );
     for p in points {
         let _ = writeln!(
             s,
-            "{:<20} {:>4} {:>5} {:>9.0} {:>9.0} {:>9.1} {:>6.3}% {:>6} {:>5}/{:>5}/{:>5} us {:>9.0} {:>6.2} {:>6.2} {:>7.1} {:>4.0}/{:<4.0}",
+            "{:<20} {:>4} {:>5} {:>9.0} {:>9.0} {:>9.1} {:>6.3}% {:>6} {:>5}/{:>5}/{:>5} us {:>9.0} {:>6.2} {:>6.2} {:>7.2} {:>7.1} {:>4.0}/{:<4.0}",
             p.switch,
             p.segments,
             p.joined,
@@ -44,6 +45,7 @@ pub fn text(points: &[Point]) -> String {
             p.switch_cpu_ns_per_packet,
             p.switch_cores,
             p.generator_cores,
+            p.generator_cpu_ns_per_packet / p.switch_cpu_ns_per_packet.max(1.0),
             p.switch_peak_rss as f64 / 1e6,
             p.join_ms[0],
             p.join_ms[1],
@@ -55,33 +57,47 @@ pub fn text(points: &[Point]) -> String {
                 "", p.standard_joined, p.standard_sent_pps, p.standard_received_pps
             );
         }
+        if let (Some(w), Some(r), Some(o)) = (
+            p.switch_in_per_wakeup,
+            p.switch_in_per_recv_call,
+            p.switch_out_per_send_call,
+        ) {
+            let _ = writeln!(
+                s,
+                "{:<20} kernel trips: {w:.1} datagrams in per wake-up, {r:.1} per recvmmsg, {o:.1} out per sendmmsg",
+                ""
+            );
+        }
         if let Some(why) = &p.saturated {
             let _ = writeln!(s, "{:<20} saturated: {why}", "");
         }
     }
+    // Every other kind against the fast path at the same load.
     let pairs: Vec<(&Point, &Point)> = points
         .iter()
-        .filter(|p| p.switch == "fast")
-        .filter_map(|f| {
+        .filter(|p| p.switch != "fast")
+        .filter_map(|o| {
             points
                 .iter()
-                .find(|b| b.switch == "sfu-baseline" && b.segments == f.segments)
-                .map(|b| (f, b))
+                .find(|f| f.switch == "fast" && f.segments == o.segments)
+                .map(|f| (f, o))
         })
         .collect();
     if !pairs.is_empty() {
         let _ = writeln!(
             s,
-            "\nCPU per forwarded packet, the SFU baseline over the fast path (same load):"
+            "\nCPU per forwarded packet against the fast path (same load):"
         );
-        for (f, b) in pairs {
+        for (f, o) in pairs {
             let _ = writeln!(
                 s,
-                "  {:>3} segments: {:.0} ns vs {:.0} ns: {:.2}x",
+                "  {:>3} segments: {}: {:.0} ns, fast: {:.0} ns: {}/fast {:.2}x",
                 f.segments,
+                o.switch,
+                o.switch_cpu_ns_per_packet,
                 f.switch_cpu_ns_per_packet,
-                b.switch_cpu_ns_per_packet,
-                b.switch_cpu_ns_per_packet / f.switch_cpu_ns_per_packet.max(1.0)
+                o.switch,
+                o.switch_cpu_ns_per_packet / f.switch_cpu_ns_per_packet.max(1.0)
             );
         }
     }
@@ -311,21 +327,33 @@ mod tests {
     }
 
     #[test]
-    fn the_report_pairs_the_baseline_with_the_fast_path() {
+    fn the_report_pairs_every_other_kind_with_the_fast_path() {
         let points = [
             point("fast", 12, 2000.0),
             point("sfu-baseline", 12, 5000.0),
             point("fast", 24, 2100.0),
+            point("fast, old path", 24, 3150.0),
         ];
         let t = text(&points);
-        assert!(t.contains(" 12 segments: 2000 ns vs 5000 ns: 2.50x"), "{t}");
-        assert!(!t.contains(" 24 segments:"), "no baseline at 24: {t}");
+        assert!(
+            t.contains(
+                " 12 segments: sfu-baseline: 5000 ns, fast: 2000 ns: sfu-baseline/fast 2.50x"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                " 24 segments: fast, old path: 3150 ns, fast: 2100 ns: fast, old path/fast 1.50x"
+            ),
+            "{t}"
+        );
+        assert!(!t.contains(" 24 segments: sfu"), "no baseline at 24: {t}");
         let svg = svg(&points);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(
             svg.matches("<polyline").count(),
-            4,
-            "2 latency + 2 CPU series"
+            6,
+            "3 latency + 3 CPU series"
         );
         assert!(svg.contains("fast, 24 segments"));
     }

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
 use super::MeetingId;
-use super::sys::{Epoll, set_buffers};
+use super::sys::{Epoll, enable_gro, set_buffers};
 use crate::meeting::LegId;
 
 /// Send and receive buffer of each leg's socket.
@@ -29,17 +29,22 @@ pub(crate) struct Legs {
     legs: Vec<Leg>,
     index: HashMap<LegId, usize>,
     epoll: Epoll,
+    /// Whether each leg's socket asks for UDP_GRO (the worker's receive buffers are sized
+    /// for it).
+    gro: bool,
 }
 
 impl Legs {
-    /// No legs yet; `wake` is reported under [`WAKE_TOKEN`].
-    pub(crate) fn new(wake: &UdpSocket) -> io::Result<Self> {
+    /// No legs yet; `wake` is reported under [`WAKE_TOKEN`]; with `gro`, every leg's socket
+    /// receives with UDP_GRO.
+    pub(crate) fn new(wake: &UdpSocket, gro: bool) -> io::Result<Self> {
         let epoll = Epoll::new(256)?;
         epoll.add(wake.as_raw_fd(), WAKE_TOKEN)?;
         Ok(Self {
             legs: Vec::new(),
             index: HashMap::new(),
             epoll,
+            gro,
         })
     }
 
@@ -52,6 +57,11 @@ impl Legs {
         leg.socket.connect(leg.remote)?;
         // Larger buffers absorb bursts; without them the leg still works.
         let _ = set_buffers(leg.socket.as_raw_fd(), SOCKET_BUFFER);
+        // A kernel without UDP_GRO (before 5.0) delivers datagrams one by one, which the
+        // worker's buffers take as well.
+        if self.gro {
+            let _ = enable_gro(leg.socket.as_raw_fd());
+        }
         self.epoll.add(leg.socket.as_raw_fd(), u64::from(leg.id))?;
         self.index.insert(leg.id, self.legs.len());
         self.legs.push(leg);
@@ -133,7 +143,7 @@ mod tests {
     #[test]
     fn legs_are_found_by_id_replaced_and_removed_with_their_meeting() {
         let wake = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut legs = Legs::new(&wake).unwrap();
+        let mut legs = Legs::new(&wake, true).unwrap();
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         let peer_addr = peer.local_addr().unwrap();
         for (id, m) in [(1, 10), (2, 10), (3, 20)] {
@@ -165,7 +175,7 @@ mod tests {
     #[test]
     fn a_redirected_leg_takes_its_new_peer_and_no_longer_the_old_one() {
         let wake = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut legs = Legs::new(&wake).unwrap();
+        let mut legs = Legs::new(&wake, true).unwrap();
         let (old, new) = (
             UdpSocket::bind("127.0.0.1:0").unwrap(),
             UdpSocket::bind("127.0.0.1:0").unwrap(),

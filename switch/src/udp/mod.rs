@@ -10,13 +10,21 @@
 //! a leg, a typed [`MeetingCommand`](crate::meeting::MeetingCommand) to a meeting) arrive over a channel; meeting events go out over
 //! another.
 
+mod fence;
 mod legs;
 mod pool;
 mod sys;
 mod worker;
 
+pub use fence::LeaseFence;
 pub use pool::WorkerPool;
-pub use sys::{BATCH, MAX_DATAGRAM, raise_open_files_limit};
+// The batched I/O is public for the load generator (`mswitch load`), which sends and
+// receives as the switch does.
+pub use sys::{
+    BATCH, GRO_BUFFER, GsoSent, MAX_DATAGRAM, Received, RecvBatch, Sent, enable_gro,
+    enable_timestamps, gso_supported, raise_open_files_limit, send_batch, send_gso_batch,
+    send_segmented, set_buffers, split_segments,
+};
 pub use worker::{Command, MediaWorker, WorkerOptions, WorkerStats};
 
 /// Identifies a meeting within the switch.

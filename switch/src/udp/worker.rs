@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::MeetingId;
+use super::fence::LeaseFence;
 use super::legs::{Leg, Legs, WAKE_TOKEN};
 use super::sys::{self, RecvBatch};
 use crate::meeting::{LegId, Meeting, MeetingCommand, MeetingEvent};
@@ -49,6 +50,9 @@ pub enum Command {
     },
     /// Close a leg's socket.
     RemoveLeg(LegId),
+    /// The meeting was claimed in a cluster under a lease: the worker drops it, legs and
+    /// all, the first time it wakes past the lease's deadline ([`LeaseFence`]).
+    Fence(MeetingId, Arc<LeaseFence>),
     /// A typed command to a meeting (add or remove a participant, downgrade, ...), handled
     /// on the worker's thread with the worker's clock.
     Meeting(MeetingId, MeetingCommand),
@@ -73,8 +77,14 @@ pub struct WorkerStats {
     pub send_dropped: AtomicU64,
     /// Socket errors other than would-block.
     pub socket_errors: AtomicU64,
+    /// Meetings dropped because their cluster lease's deadline passed ([`Command::Fence`]).
+    pub fenced_meetings: AtomicU64,
     /// recvmmsg calls (datagrams in / calls = the batch size achieved).
     pub recv_calls: AtomicU64,
+    /// sendmmsg calls (with GSO, one carries several runs of datagrams).
+    pub send_calls: AtomicU64,
+    /// Wake-ups with a socket ready (datagrams in / wake-ups = what one wake-up serves).
+    pub wakeups: AtomicU64,
     /// Nanoseconds spent working (from a wake-up to the next wait), for the operator's
     /// busy-time metric.
     pub busy_ns: AtomicU64,
@@ -103,12 +113,19 @@ impl std::fmt::Debug for MediaWorker {
 struct State {
     meetings: HashMap<MeetingId, Box<Meeting>>,
     legs: Legs,
-    /// The legs a flush sends to (reused: no allocation per flush).
-    flush_order: Vec<LegId>,
     stats: Arc<WorkerStats>,
     events: Sender<(MeetingId, MeetingEvent)>,
-    tx: TxBatch,
+    out: Outbox,
     rx: RecvBatch,
+    /// The fenced meetings and their leases' fences (few: checked at every wake-up).
+    fences: Vec<(MeetingId, Arc<LeaseFence>)>,
+}
+
+/// What the meetings queued to send, and how it goes.
+struct Outbox {
+    tx: TxBatch,
+    /// The legs a flush sends to (reused: no allocation per flush).
+    order: Vec<LegId>,
     /// Datagrams per recvmmsg/sendmmsg call (1: batching off, to measure it).
     batch: usize,
     /// Runs of equal-sized datagrams to one leg go as one UDP_SEGMENT send (GSO); off
@@ -124,6 +141,9 @@ pub struct WorkerOptions {
     /// Send runs of equal-sized datagrams with UDP generic segmentation offload where the
     /// kernel has it (probed at start).
     pub gso: bool,
+    /// Receive with UDP generic receive offload where the kernel has it: datagrams of one
+    /// flow may arrive coalesced, one trip up the stack for a run of them.
+    pub gro: bool,
 }
 
 impl Default for WorkerOptions {
@@ -131,6 +151,7 @@ impl Default for WorkerOptions {
         Self {
             batch: sys::BATCH,
             gso: true,
+            gro: true,
         }
     }
 }
@@ -158,14 +179,22 @@ impl MediaWorker {
         stats.last_loop_ms.store(unix_ms(), Ordering::Relaxed);
         let state = State {
             meetings: HashMap::new(),
-            legs: Legs::new(&wake_rx)?,
-            flush_order: Vec::with_capacity(256),
+            legs: Legs::new(&wake_rx, options.gro)?,
             stats: stats.clone(),
             events,
-            tx: TxBatch::new(1024, 4096),
-            rx: RecvBatch::new(),
-            batch: options.batch,
-            gso: options.gso && sys::gso_supported(),
+            out: Outbox {
+                tx: TxBatch::new(1024, 4096),
+                order: Vec::with_capacity(256),
+                batch: options.batch,
+                gso: options.gso && sys::gso_supported(),
+            },
+            // With GRO, slots large enough for a coalesced message (2 MiB per worker).
+            rx: if options.gro {
+                RecvBatch::with_gro()
+            } else {
+                RecvBatch::new()
+            },
+            fences: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
@@ -238,6 +267,13 @@ fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
         });
         let woke = Instant::now();
         s.stats.last_loop_ms.store(unix_ms(), Ordering::Relaxed);
+        // Before any socket is read: a node paused past its lease forwards nothing more.
+        if !s.fences.is_empty() {
+            s.drop_fenced(woke);
+        }
+        s.stats
+            .wakeups
+            .fetch_add(u64::from(ready > 0), Ordering::Relaxed);
         for i in 0..ready {
             match s.legs.ready(i) {
                 Some(WAKE_TOKEN) => {
@@ -251,7 +287,7 @@ fn run(mut s: State, commands: Receiver<Command>, wake: UdpSocket) {
         let now = Instant::now();
         for m in s.meetings.values_mut() {
             if m.poll_timeout().is_some_and(|t| t <= now) {
-                m.handle_timeout(now, &mut s.tx);
+                m.handle_timeout(now, &mut s.out.tx);
             }
         }
         s.flush_tx();
@@ -270,6 +306,17 @@ impl State {
             Command::RemoveMeeting(id) => {
                 self.meetings.remove(&id);
                 self.legs.remove_meeting(id);
+                self.fences.retain(|(m, _)| *m != id);
+            }
+            Command::Fence(id, fence) => {
+                if !self.meetings.contains_key(&id) {
+                    return;
+                }
+                // Every call of a meeting comes with its claim's fence: one per meeting.
+                match self.fences.iter_mut().find(|(m, _)| *m == id) {
+                    Some(entry) => entry.1 = fence,
+                    None => self.fences.push((id, fence)),
+                }
             }
             Command::AddLeg {
                 meeting,
@@ -277,6 +324,10 @@ impl State {
                 socket,
                 remote,
             } => {
+                // Its meeting was dropped meanwhile (fenced): the socket closes here.
+                if !self.meetings.contains_key(&meeting) {
+                    return;
+                }
                 let added = self.legs.add(Leg {
                     meeting,
                     id: leg,
@@ -300,7 +351,7 @@ impl State {
                     // What the command made due now (a downgrade's TIP NOTIFYs) leaves
                     // before its events reach call control, which acts on them in SIP.
                     if m.poll_timeout().is_some_and(|t| t <= now) {
-                        m.handle_timeout(now, &mut self.tx);
+                        m.handle_timeout(now, &mut self.out.tx);
                     }
                     self.flush_tx();
                     self.forward_events();
@@ -309,15 +360,23 @@ impl State {
         }
     }
 
+    /// Drops every meeting whose lease's deadline passed at `now`, with its legs.
+    fn drop_fenced(&mut self, now: Instant) {
+        let (meetings, legs, stats) = (&mut self.meetings, &mut self.legs, &self.stats);
+        self.fences.retain(|(id, fence)| {
+            if !fence.expired(now) {
+                return true;
+            }
+            meetings.remove(id);
+            legs.remove_meeting(*id);
+            stats.fenced_meetings.fetch_add(1, Ordering::Relaxed);
+            false
+        });
+    }
+
     /// Sends everything queued.
     fn flush_tx(&mut self) {
-        flush(
-            &self.legs,
-            &mut self.tx,
-            &self.stats,
-            (self.batch, &mut self.gso),
-            &mut self.flush_order,
-        );
+        self.out.send(&self.legs, &self.stats);
     }
 
     /// Drains a readable socket, a batch at a time.
@@ -330,7 +389,7 @@ impl State {
             return;
         };
         loop {
-            let n = match self.rx.recv(fd, self.batch) {
+            let n = match self.rx.recv(fd, self.out.batch) {
                 Ok(0) => return,
                 Ok(n) => n,
                 Err(_) => {
@@ -343,29 +402,43 @@ impl State {
             let Some(m) = self.meetings.get_mut(&meeting) else {
                 return;
             };
-            // The batch goes to the meeting whole: its tags are verified and its outputs
-            // signed together (`Meeting::handle_datagrams`). The queue was flushed after
-            // the last batch, so it has room for this one's outputs.
+            // Up to BATCH datagrams go to the meeting at once: their tags are verified and
+            // their outputs signed together (`Meeting::handle_datagrams`), then sent. With
+            // GRO one message may hold many datagrams: they are cut back by their segment
+            // size and taken BATCH at a time. The queue is sent after each batch, so it has
+            // room for the next one's outputs. (Sending once per wake-up instead, and
+            // edge-triggered epoll, were measured and gained nothing beyond the noise:
+            // BENCHMARKS.md, issue 20.)
             let mut batch: [&[u8]; sys::BATCH] = [&[]; sys::BATCH];
             let mut taken = 0;
             for k in 0..n {
-                let Some((from, data)) = self.rx.get(k) else {
+                let Some(received) = self.rx.get(k) else {
                     continue;
                 };
-                self.stats.packets_in.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .bytes_in
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-                if from != remote {
-                    self.stats.foreign_source.fetch_add(1, Ordering::Relaxed);
-                    continue;
+                let foreign = received.from != remote;
+                for data in received.datagrams() {
+                    self.stats.packets_in.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .bytes_in
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if foreign {
+                        self.stats.foreign_source.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    batch[taken] = data;
+                    taken += 1;
+                    if taken == sys::BATCH {
+                        m.handle_datagrams(now, leg, &batch, &mut self.out.tx);
+                        self.out.send(&self.legs, &self.stats);
+                        taken = 0;
+                    }
                 }
-                batch[taken] = data;
-                taken += 1;
             }
-            m.handle_datagrams(now, leg, &batch[..taken], &mut self.tx);
+            if taken > 0 {
+                m.handle_datagrams(now, leg, &batch[..taken], &mut self.out.tx);
+            }
             self.flush_tx();
-            if n < self.batch {
+            if n < self.out.batch {
                 return;
             }
         }
@@ -380,73 +453,70 @@ impl State {
     }
 }
 
-/// Sends everything queued, one sendmmsg run per leg that has datagrams (`order` is a
-/// reused list of those legs, in queue order); with `gso`, each leg's runs of equal-sized
-/// datagrams as single segmentation-offload sends, in order.
-fn flush(
-    legs: &Legs,
-    tx: &mut TxBatch,
-    stats: &WorkerStats,
-    (batch, gso): (usize, &mut bool),
-    order: &mut Vec<LegId>,
-) {
-    if tx.is_empty() {
-        return;
-    }
-    order.clear();
-    for (r, _) in tx.iter() {
-        if !order.contains(&r) {
-            order.push(r);
+impl Outbox {
+    /// Sends everything queued, one sendmmsg run per leg that has datagrams, in queue
+    /// order; with GSO, each leg's runs of equal-sized datagrams as single
+    /// segmentation-offload sends, in order.
+    fn send(&mut self, legs: &Legs, stats: &WorkerStats) {
+        let Self {
+            tx,
+            order,
+            batch,
+            gso,
+        } = self;
+        let batch = *batch;
+        if tx.is_empty() {
+            return;
         }
-    }
-    for &id in order.iter() {
-        let queued = || tx.iter().filter(|(r, _)| *r == id);
-        let Some(l) = legs.get(id) else {
-            // The leg went away with datagrams queued for it.
-            stats
-                .send_dropped
-                .fetch_add(queued().count() as u64, Ordering::Relaxed);
-            continue;
-        };
-        let fd = l.socket.as_raw_fd();
-        let result = if *gso {
-            sys::send_gso_batch(fd, queued().map(|(_, b)| b), batch).and_then(|g| {
-                if !g.refused {
-                    return Ok(g.sent);
-                }
-                // The device cannot segment (EIO/EINVAL, as quinn-udp handles it): the
-                // rest goes datagram by datagram, and so does every later flush.
-                *gso = false;
-                stats.gso_refused.fetch_add(1, Ordering::Relaxed);
-                let rest = queued().skip(g.sent.datagrams).map(|(_, b)| b);
-                sys::send_batch(fd, None, rest, batch).map(|s| sys::Sent {
-                    datagrams: g.sent.datagrams + s.datagrams,
-                    bytes: g.sent.bytes + s.bytes,
-                    unsent: s.unsent,
-                })
-            })
-        } else {
-            sys::send_batch(fd, None, queued().map(|(_, b)| b), batch)
-        };
-        match result {
-            Ok(sent) => {
-                stats
-                    .packets_out
-                    .fetch_add(sent.datagrams as u64, Ordering::Relaxed);
-                stats
-                    .bytes_out
-                    .fetch_add(sent.bytes as u64, Ordering::Relaxed);
-                stats
-                    .send_dropped
-                    .fetch_add(sent.unsent as u64, Ordering::Relaxed);
+        order.clear();
+        for (r, _) in tx.iter() {
+            if !order.contains(&r) {
+                order.push(r);
             }
-            Err(_) => {
-                stats.socket_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        for &id in order.iter() {
+            let queued = || tx.iter().filter(|(r, _)| *r == id);
+            let Some(l) = legs.get(id) else {
+                // The leg went away with datagrams queued for it.
                 stats
                     .send_dropped
                     .fetch_add(queued().count() as u64, Ordering::Relaxed);
+                continue;
+            };
+            let fd = l.socket.as_raw_fd();
+            let result = sys::send_segmented(fd, queued().map(|(_, b)| b), batch, gso).map(
+                |(sent, refused)| {
+                    // The device cannot segment: the rest went datagram by datagram, and so
+                    // does every later flush.
+                    if refused {
+                        stats.gso_refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    sent
+                },
+            );
+            match result {
+                Ok(sent) => {
+                    stats
+                        .send_calls
+                        .fetch_add(sent.calls as u64, Ordering::Relaxed);
+                    stats
+                        .packets_out
+                        .fetch_add(sent.datagrams as u64, Ordering::Relaxed);
+                    stats
+                        .bytes_out
+                        .fetch_add(sent.bytes as u64, Ordering::Relaxed);
+                    stats
+                        .send_dropped
+                        .fetch_add(sent.unsent as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    stats.socket_errors.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .send_dropped
+                        .fetch_add(queued().count() as u64, Ordering::Relaxed);
+                }
             }
         }
+        tx.clear();
     }
-    tx.clear();
 }

@@ -123,6 +123,13 @@ function render(s) {
     ["management security", `level ${sys.security_level.effective} of 4 (lowest of: ${sys.security_level.services.map((s) => `${s.service} ${s.level}`).join(", ")})`],
     ["SIP", [sys.listeners.sip_tls && "TLS " + sys.listeners.sip_tls, sys.listeners.sip_tcp && "TCP " + sys.listeners.sip_tcp, sys.listeners.sip_udp && "UDP " + sys.listeners.sip_udp].filter(Boolean).join(", ")],
   ];
+  const c = sys.cluster;
+  if (c) {
+    rows.push(
+      ["cluster node", `${c.node_id} (${c.sip_uri}): ${c.registered ? "registered" : "NOT registered (lease lost, rejoining)"}, etcd ${c.etcd_reachable ? "reachable" : "UNREACHABLE: new meetings " + (c.etcd_down === "local" ? "served here unregistered" : "refused")}, lease ${c.lease_ttl_s} s`],
+      ["meetings held", c.held.length ? c.held.map((h) => `${h.number} (token ${h.token})`).join(", ") : "none"],
+      ["nodes", c.nodes.map((n) => `${n.id}: ${n.meetings} meeting(s), ${n.segments} segment(s), CPU ${Math.round(n.cpu * 100)} %${n.draining ? ", draining" : ""}`).join("; ") || "-"]);
+  }
   dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   const certs = document.querySelector("#certificates tbody");
   certs.replaceChildren(...sys.certificates.map((c) => el("tr", { title: c.used_for },
