@@ -17,7 +17,7 @@ use std::sync::Arc;
 use ekt::kek::EktCipher;
 use ekt::{ParameterSet, Spi, SrtpProfile};
 use sip::driver::{Trunk, TrunkConfig};
-use sip::sdp::{self, Description};
+use sip::sdp::Description;
 use sip::ua::{AgentConfig, AgentEvent, CallHandle};
 use switch::dtls::DtlsIdentity;
 use switch::meeting::switching::{Mode, SwitchingConfig};
@@ -31,7 +31,7 @@ use crate::admin::request::AdminRequest;
 use crate::config::Settings;
 use crate::control::{
     self, CallRules, Incoming, IncomingDecision, MediaPlan, MeetingChange, MeetingView, Refusal,
-    ReofferDecision, SeedLine, SetupFailure, session,
+    SeedLine, SetupFailure, session,
 };
 use crate::join::{self, LineSockets};
 use crate::ops::cdr::{CallEnd, CallLog};
@@ -47,9 +47,11 @@ mod certs;
 mod cluster;
 mod media;
 mod ops;
+mod reoffer;
 mod start;
 
 use call::CallState;
+use reoffer::PendingDowngrade;
 
 pub use ops::Stop;
 
@@ -103,14 +105,6 @@ struct Invite {
     call_id: String,
     offer: Option<Description>,
     via: Via,
-}
-
-/// A meeting's downgrade waiting for the call that causes it to be established.
-struct PendingDowngrade {
-    /// The meeting's security once it is done.
-    security: ConferenceSecurity,
-    /// The seed's line (T1 L3).
-    log: Option<SeedLine>,
 }
 
 /// The running switch.
@@ -716,131 +710,6 @@ impl App {
             );
             self.cluster_meeting_ended(number);
         }
-    }
-
-    /// A re-INVITE or UPDATE from the peer: decided by [`control::decide_reoffer`]; a moved
-    /// line's legs are redirected here.
-    fn reoffered(&mut self, call: CallHandle, offer: Option<Description>) {
-        let Some(c) = self.calls.get(&call) else {
-            return self.trunk.answer_reoffer(call, None);
-        };
-        let (sdp, moved) = match control::decide_reoffer(
-            &c.local_sdp,
-            c.remote_sdp.as_ref(),
-            offer.as_ref(),
-        ) {
-            ReofferDecision::OfferCurrent => {
-                return self.trunk.answer_reoffer(call, Some(c.local_sdp.clone()));
-            }
-            ReofferDecision::Refuse(why) => {
-                warn!(call_id = ?c.call_id, "re-INVITE refused with {}, the session goes on: {why}", why.status());
-                return self.trunk.answer_reoffer(call, None);
-            }
-            ReofferDecision::Answer { sdp, moved } => (sdp, moved),
-        };
-        if let Some(id) = self.meetings.get(&c.number).map(|m| m.id) {
-            for m in &moved {
-                for (leg, remote) in c.redirected_legs(m) {
-                    self.pool.send(id, Command::Redirect { leg, remote });
-                }
-            }
-        }
-        if let Some(c) = self.calls.get_mut(&call) {
-            c.local_sdp = sdp.clone();
-            c.remote_sdp = offer;
-        }
-        self.trunk.answer_reoffer(call, Some(sdp));
-    }
-
-    /// The call that downgrades its meeting is established: the meeting goes non-secure
-    /// (R38, T1 L3); its Downgraded event names the participants to re-INVITE to RTP/AVP.
-    fn carry_out_downgrade(&mut self, call: CallHandle) {
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        let Some(pending) = c.pending_downgrade.take() else {
-            return;
-        };
-        let Some(m) = self.meetings.get_mut(&c.number) else {
-            return;
-        };
-        if m.secure == Some(false) {
-            // Another newcomer's downgrade came first.
-            return;
-        }
-        m.security = pending.security;
-        m.secure = Some(false);
-        m.security_reason = Some(format!(
-            "downgraded to non-secure: call {} joined non-secure (Best-Effort, R38)",
-            c.call_id
-        ));
-        let event = serde_json::json!({ "number": c.number, "conf_id": m.id, "secure": false, "reason": m.security_reason });
-        if let Some(line) = pending.log {
-            warn!("{line}");
-        }
-        let id = m.id;
-        self.pool
-            .send(id, Command::Meeting(id, MeetingCommand::Downgrade));
-        self.event("security_changed", event);
-    }
-
-    /// Re-INVITEs a call to RTP/AVP: its meeting is non-secure (R38 downgrade, or a secure
-    /// endpoint joining a non-secure meeting) and holds its SRTP lines meanwhile.
-    fn downgrade_call(&mut self, call: CallHandle) {
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        c.needs_downgrade = false;
-        match sdp::plain_reoffer(&c.local_sdp) {
-            Ok(offer) => {
-                info!(call_id = ?c.call_id, number = ?c.number, "re-INVITE to RTP/AVP: the meeting is non-secure");
-                c.local_sdp = offer.clone();
-                c.downgrading = true;
-                self.trunk.reoffer(call, offer);
-            }
-            Err(e) => {
-                warn!(call_id = ?c.call_id, "our own SDP does not parse ({e}): BYE");
-                self.hang_up(
-                    call,
-                    CallEnd::Switch(format!("our own SDP does not parse: {e}")),
-                );
-            }
-        }
-    }
-
-    /// The answer to our RTP/AVP re-INVITE: the participant joins again with plain lines
-    /// (TIP runs again, non-secure); an answer that keeps SRTP ends the call.
-    fn downgrade_answered(&mut self, call: CallHandle, answer: &Description) {
-        let Some(c) = self.calls.get_mut(&call).filter(|c| c.downgrading) else {
-            return;
-        };
-        c.downgrading = false;
-        let call_id = c.call_id.clone();
-        let keyings = match session::downgrade_answer_keyings(answer) {
-            Ok(k) => k,
-            Err(why) => {
-                warn!(?call_id, "{why}: BYE");
-                return self.hang_up(call, CallEnd::Switch(why.to_string()));
-            }
-        };
-        match self.join(call, answer, &keyings, &[]) {
-            Ok(_) => info!(?call_id, "downgraded to non-secure: plain RTP, TIP again"),
-            Err(e) => {
-                warn!(?call_id, "media set-up after the downgrade failed: {e}");
-                self.hang_up(
-                    call,
-                    CallEnd::Switch(format!("media set-up after the downgrade: {e}")),
-                );
-            }
-        }
-    }
-
-    /// Whether the meeting of `call` runs plain RTP.
-    fn meeting_is_plain(&self, call: CallHandle) -> bool {
-        self.calls
-            .get(&call)
-            .and_then(|c| self.meetings.get(&c.number))
-            .is_some_and(|m| m.secure == Some(false))
     }
 
     /// The ACK brought the answer to our offer: the participant joins now.
