@@ -85,23 +85,9 @@ fn pki() -> Pki {
 }
 
 /// A port for baresip's `sip_listen`: baresip binds UDP and TCP on it and TLS on the next
-/// one, so all three must be free. Taken below the kernel's ephemeral range (32768 and up
-/// here), where other tests' sockets and connections cannot be given it meanwhile (a SIP
-/// port taken between our check and baresip's bind once left baresip without a TLS
-/// transport, and the INVITE never came).
+/// one, so both must be free.
 fn free_sip_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let start = (std::process::id() % 500) as u16 * 20;
-    loop {
-        let port = 20_000 + start.wrapping_add(NEXT.fetch_add(2, Ordering::Relaxed)) % 10_000;
-        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
-            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
-        if free {
-            return port;
-        }
-    }
+    common::ports::free_ports(2)
 }
 
 fn write_config(dir: &Path, ca_pem: &str, client_pem: &str, sip_port: u16, rtp: u16, menc: &str) {

@@ -23,20 +23,6 @@ use sip::tls::TlsPolicy;
 use switch::dtls::DtlsIdentity;
 use switch::testing::Endpoint;
 
-/// A TCP port below the kernel's ephemeral range (where no test's outgoing connection
-/// can be given it meanwhile), free now.
-fn free_port() -> u16 {
-    use std::sync::atomic::AtomicU16;
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let start = (std::process::id() % 400) as u16 * 25;
-    loop {
-        let port = 10_000 + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// One node: an `mswitch run` process.
 struct Node {
     id: &'static str,
@@ -64,7 +50,7 @@ impl Node {
             ("test", "test", 0),
         )
         .unwrap();
-        let (sip, admin) = (free_port(), free_port());
+        let (sip, admin) = (common::ports::free_port(), common::ports::free_port());
         let config = format!(
             "[sip]\nudp = \"\"\ntcp = \"\"\ntls = \"127.0.0.1:{sip}\"\noptions_interval = 0\n\
              [tls]\ndata_dir = \"{dir}\"\n\

@@ -2,7 +2,6 @@
 //! directory, stopped when dropped. Absent etcd skips the test, unless
 //! `MSWITCH_REQUIRE_ETCD=1` (CI sets it after installing etcd-server).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,13 +24,6 @@ pub struct Etcd {
     tls: Option<ServerTls>,
     /// Its client URL.
     pub endpoint: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl Etcd {
@@ -59,10 +51,10 @@ impl Etcd {
         let dir = std::env::temp_dir().join(format!(
             "mswitch-etcd-{}-{}",
             std::process::id(),
-            free_port()
+            super::ports::free_port()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let (client, peer) = (free_port(), free_port());
+        let (client, peer) = (super::ports::free_port(), super::ports::free_port());
         let child = spawn(&dir, client, peer, tls.as_ref());
         let scheme = if tls.is_some() { "https" } else { "http" };
         Some(Self {

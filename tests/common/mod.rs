@@ -4,6 +4,7 @@
 
 pub mod etcd;
 pub mod https;
+pub mod ports;
 pub mod webhook;
 
 /// Whether the program a test drives is installed (`program arg` runs); when it is not,
