@@ -48,13 +48,11 @@ impl Etcd {
         ) {
             return None;
         }
-        let dir = std::env::temp_dir().join(format!(
-            "mswitch-etcd-{}-{}",
-            std::process::id(),
-            super::ports::free_port()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
         let (client, peer) = (super::ports::free_port(), super::ports::free_port());
+        // Named by its client port: no other etcd of this test binary has that one.
+        let dir =
+            std::env::temp_dir().join(format!("mswitch-etcd-{}-{client}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         let child = spawn(&dir, client, peer, tls.as_ref());
         let scheme = if tls.is_some() { "https" } else { "http" };
         Some(Self {
